@@ -1,0 +1,36 @@
+# replisim: the two commands the README starts with are `make demo` and `make test`.
+# Both set up everything they need on a fresh machine (as root), idempotently.
+
+PYTHON ?= python3
+export HF_HUB_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test setup setup-core lint bench clean
+
+## demo: install, then run the shipped scenario sweep into runs/demo
+demo: setup-core
+	replisim validate scenarios.yaml
+	replisim sweep scenarios.yaml --out runs/demo --workers 2 $(if $(wildcard runs/demo/rows.jsonl),--resume,)
+
+## test: install everything the tests need (Docker engine, bubblewrap, ...), lint, run all tests
+test: setup lint
+	bash .ci/pytest.sh
+
+setup-core:
+	$(PYTHON) -m pip install -q -e ".[dev]"
+
+setup: setup-core
+	bash .ci/setup.sh
+
+lint:
+	ruff check .
+	ruff format --check sim agents policies
+	mypy
+
+## bench: the performance figures the issues ask for
+bench: setup-core
+	replisim bench engine
+	replisim bench scale
+
+clean:
+	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

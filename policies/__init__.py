@@ -1,0 +1,1 @@
+"""Guardrail policies: the interface and the built-ins register in :data:`POLICIES`."""

@@ -1,0 +1,151 @@
+"""Benchmarks, printed as ratios measured side by side in one run (``replisim bench``).
+
+The machines are shared and noisy, so nothing here asserts a wall time: each figure is a
+median over repeats, and the engine figure is a ratio against bare SimPy measured in the
+same process, interleaved.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import statistics
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import simpy
+
+from sim.config import Scenario, load_scenario
+from sim.world import World
+
+__all__ = ["bare_simpy", "engine", "engine_ratio", "run_spread", "scale", "shipped"]
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios.yaml"
+
+
+def shipped(name: str, overrides: list[tuple[str, Any]] | None = None) -> Scenario:
+    """A scenario from the shipped ``scenarios.yaml``."""
+    return load_scenario(SCENARIOS, name, overrides)
+
+
+def bare_simpy(lives: list[tuple[float, float]], events: int) -> float:
+    """Wall seconds for bare SimPy to do the same work as a trial, with no model around it.
+
+    One process per replica, started at the replica's birth and living until its death,
+    so the number of concurrent processes (which sets SimPy's own cost through its heap)
+    follows the trial's; the ``events`` are spread evenly over the processes as timeouts.
+    The births are scheduled by one spawner process whose timeouts count as events too.
+
+    Args:
+        lives: (born, died) per replica, sorted by birth.
+        events: How many events the trial scheduled.
+    """
+    env = simpy.Environment()
+    processes = len(lives)
+    per_process = max((events - 3 * processes) // processes, 1)
+    timeout = env.timeout
+
+    def proc(lifetime: float) -> Generator[simpy.Timeout, Any, None]:
+        step = lifetime / per_process
+        for _ in range(per_process):
+            yield timeout(step)
+
+    def spawner() -> Generator[simpy.Timeout, Any, None]:
+        now = 0.0
+        for born, died in lives:
+            yield timeout(born - now)
+            now = born
+            env.process(proc(died - born))
+
+    started = time.perf_counter()
+    env.process(spawner())
+    env.run()
+    return time.perf_counter() - started
+
+
+def engine_ratio(scenario: Scenario, seed: int) -> dict[str, float]:
+    """Run one replisim trial and bare SimPy doing the same work; return both rates."""
+    started = time.perf_counter()
+    world = World(scenario, seed).run()
+    ours = time.perf_counter() - started
+    events = next(world.env._eid)  # every event SimPy scheduled in the trial
+    end = world.env.now
+    lives = [(r.born, r.died if r.died == r.died else end) for r in world.replicas]
+    bare = bare_simpy(lives, events)
+    return {
+        "events": events,
+        "processes": len(lives),
+        "replisim_s": ours,
+        "bare_s": bare,
+        "replisim_rate": events / ours,
+        "bare_rate": events / bare,
+        "ratio": (events / ours) / (events / bare),
+    }
+
+
+def engine(repeats: int = 5, cap: int = 20_000) -> dict[str, float]:
+    """Engine overhead: a replicator population vs bare SimPy; prints the median ratio."""
+    scenario = shipped("branching", [("stop.population_cap", cap)])
+    rows: list[dict[str, float]] = []
+    seed = 0
+    while len(rows) < repeats:
+        seed += 1
+        row = engine_ratio(scenario, seed)
+        if row["processes"] < cap // 2:  # died out early: too small to time
+            continue
+        rows.append(row)
+        print(
+            f"  run {len(rows)}: {row['events']:,} events, {row['processes']:,} replicas, "
+            f"replisim {row['replisim_rate']:,.0f} ev/s, bare SimPy {row['bare_rate']:,.0f} "
+            f"ev/s, ratio {row['ratio']:.2f}"
+        )
+    median = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    print(
+        f"engine: median ratio replisim/bare SimPy = {median['ratio']:.2f} "
+        f"(target >= 0.5) over {repeats} runs"
+    )
+    return median
+
+
+def run_spread(replicas: int, seed: int = 1) -> dict[str, float]:
+    """One network-spread outbreak sized for about ``replicas`` replicas (in this process)."""
+    hosts = int(replicas / 0.96) + 50  # most hosts get a replica at these rates
+    scenario = shipped("network-spread", [("hosts.0.count", hosts), ("stop.horizon", "365d")])
+    started = time.perf_counter()
+    world = World(scenario, seed).run()
+    elapsed = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "replicas": len(world.replicas),
+        "hosts": hosts,
+        "seconds": elapsed,
+        "peak_rss_mb": peak_kib / 1024,
+        "events": len(world.events),
+    }
+
+
+def _spread_child(replicas: int, queue: Any) -> None:
+    queue.put(run_spread(replicas))
+
+
+def scale(max_replicas: int = 100_000) -> list[dict[str, float]]:
+    """Network-spread at 10^3, 10^4, 10^5 replicas, each in a fresh process (clean peak RSS)."""
+    sizes = [n for n in (1_000, 10_000, 100_000, 1_000_000) if n <= max_replicas]
+    ctx = mp.get_context("spawn")
+    rows = []
+    for n in sizes:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_spread_child, args=(n, queue))
+        proc.start()
+        row = queue.get()
+        proc.join()
+        rows.append(row)
+        k = row["replicas"] / 1000
+        print(
+            f"  {row['replicas']:>9,} replicas on {row['hosts']:,} hosts: "
+            f"{row['seconds']:7.2f} s, peak RSS {row['peak_rss_mb']:7.0f} MB; per 1,000 "
+            f"replicas {row['seconds'] / k:.3f} s, {row['peak_rss_mb'] / k:.2f} MB"
+        )
+    return rows

@@ -1,0 +1,340 @@
+"""The ``replisim`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sim.config import Scenario, ScenarioError, load_file, load_scenario, parse_override
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """A mistake on the command line or in its inputs: a message, exit code 2, no traceback."""
+
+
+def _overrides(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    try:
+        return [parse_override(text) for text in args.set or []]
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="scenario file (YAML)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="PATH=VALUE",
+        help="override a field by its dotted path, e.g. agents.0.success_probability=0.4"
+        " (repeatable; the value is YAML)",
+    )
+
+
+def _output_modes(p: argparse.ArgumentParser) -> None:
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--json", action="store_true", help="print JSON for scripts")
+    mode.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="replisim",
+        description="Simulate self-replicating AI agents, shutdown signals and guardrails.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check a scenario file; report every error")
+    _add_common(p)
+    p.add_argument("--scenario", help="check only this scenario")
+
+    p = sub.add_parser("list", help="list the scenarios of a file")
+    _add_common(p)
+    _output_modes(p)
+
+    p = sub.add_parser("run", help="run one trial")
+    _add_common(p)
+    p.add_argument("--scenario", help="scenario name (needed when the file has several)")
+    p.add_argument("--seed", type=int, help="seed (default: the scenario's)")
+    p.add_argument("--out", help="trial folder (default runs/<scenario>/seed-<seed>)")
+    _output_modes(p)
+
+    p = sub.add_parser("sweep", help="run many trials into a table (trials.parquet)")
+    _add_common(p)
+    p.add_argument(
+        "--scenario",
+        action="append",
+        help="scenario to sweep (repeatable; default: every scenario with a sweep)",
+    )
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--trials", type=int, help="seeds 0..N-1 (overrides the scenario's)")
+    seeds.add_argument("--seeds", help="comma-separated seeds, e.g. 1,2,3")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--out", required=True, help="sweep folder")
+    p.add_argument(
+        "--resume", action="store_true", help="continue a sweep in --out: skip finished trials"
+    )
+    _output_modes(p)
+
+    p = sub.add_parser("bench", help="measure performance")
+    p.add_argument(
+        "what",
+        choices=["engine", "scale"],
+        help="engine: overhead vs bare SimPy; scale: network-spread at 10^3..10^5 replicas",
+    )
+    p.add_argument("--repeats", type=int, default=5, help="repeats (median is reported)")
+    p.add_argument("--max-replicas", type=int, default=100_000, help="largest outbreak for 'scale'")
+    return parser
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    loaded = load_file(args.file, _overrides(args), scenario=args.scenario)
+    print(f"{args.file}: {len(loaded.scenarios)} scenario(s) valid: " + ", ".join(loaded.scenarios))
+    return 0
+
+
+def _describe(s: Scenario) -> dict[str, Any]:
+    from sim.sweep import _points
+
+    return {
+        "name": s.name,
+        "description": s.description,
+        "hosts": len(s.host_names()),
+        "agents": ", ".join(a.agent for a in s.agents),
+        "injectors": len(s.injectors),
+        "policies": len(s.policies),
+        "sweep_trials": len(_points(s)) * len(s.sweep.seed_list()),
+    }
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    loaded = load_file(args.file, _overrides(args))
+    rows = [_describe(s) for s in loaded.scenarios.values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not args.quiet:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=args.file)
+        for col in ("name", "hosts", "agents", "injectors", "sweep_trials"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("description", overflow="ellipsis", no_wrap=True, max_width=40)
+        for r in rows:
+            table.add_row(
+                *(
+                    str(r[c])
+                    for c in ("name", "hosts", "agents", "injectors", "sweep_trials", "description")
+                )
+            )
+        Console(width=max(Console().width, 120)).print(table)
+    return 0
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from sim.trial import jsonable, run_trial
+
+    scenario = load_scenario(args.file, args.scenario, _overrides(args))
+    seed = scenario.seed if args.seed is None else args.seed
+    out = Path(args.out or f"runs/{scenario.name}/seed-{seed}")
+    result = run_trial(scenario, seed, out)
+    summary = result.summary
+    if args.json:
+        print(json.dumps(jsonable({**summary, "out": str(out)})))
+    elif not args.quiet:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{scenario.name}, seed {seed}", show_header=False)
+        for key, value in summary.items():
+            table.add_row(key, _fmt(value))
+        table.add_row("written to", str(out))
+        Console().print(table)
+    if summary["status"] != "ok":
+        print(f"replisim: trial failed: {summary['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from sim.sweep import SweepLocked, expand, run_sweep
+
+    overrides = _overrides(args)
+    names = args.scenario
+    loaded = load_file(
+        args.file, overrides, scenario=names[0] if names and len(names) == 1 else None
+    )
+    if names:
+        missing = [n for n in names if n not in loaded.scenarios]
+        if missing:
+            raise UserError(f"no scenario {missing[0]!r}; known: {', '.join(loaded.scenarios)}")
+        chosen = [loaded.scenarios[n] for n in names]
+    else:
+        chosen = [s for s in loaded.scenarios.values() if "sweep" in s.model_fields_set]
+        if not chosen:
+            raise UserError(
+                f"{args.file} has no scenario with a 'sweep:'; name one with --scenario"
+            )
+    if args.workers < 1:
+        raise UserError("--workers must be at least 1")
+    seeds: list[int] | None = None
+    if args.trials is not None:
+        if args.trials < 1:
+            raise UserError("--trials must be at least 1")
+        seeds = list(range(args.trials))
+    elif args.seeds:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise UserError(
+                f"--seeds takes integers separated by commas, got {args.seeds!r}"
+            ) from None
+    trials = [t for s in chosen for t in expand(s, seeds)]
+    try:
+        if args.quiet or args.json:
+            table = run_sweep(
+                trials, args.out, workers=args.workers, resume=args.resume, source=args.file
+            )
+        else:
+            table = _sweep_with_progress(trials, args)
+    except (SweepLocked, FileExistsError) as err:
+        raise UserError(str(err)) from None
+    ok = table[table["status"] == "ok"] if "status" in table else table
+    report = {
+        "out": args.out,
+        "trials": len(table),
+        "ok": len(ok),
+        "errors": int(len(table) - len(ok)),
+    }
+    if args.json:
+        print(json.dumps(report))
+    elif not args.quiet:
+        _print_sweep_summary(table, args.out)
+    return 0 if report["errors"] == 0 else 1
+
+
+def _sweep_with_progress(trials: list[Any], args: argparse.Namespace) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from sim.sweep import run_sweep
+
+    with Progress(
+        TextColumn("[bold]sweep"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    ) as bar:
+        task = bar.add_task("trials", total=len(trials))
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return run_sweep(
+            trials,
+            args.out,
+            workers=args.workers,
+            resume=args.resume,
+            source=args.file,
+            progress=progress,
+        )
+
+
+def _print_sweep_summary(table: Any, out: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sim.stats import wilson_interval
+
+    view = Table(title=f"{out}/trials.parquet")
+    for col in (
+        "scenario",
+        "trials",
+        "errors",
+        "P(replicated) [95% CI]",
+        "P(extinct) [95% CI]",
+        "median peak live",
+    ):
+        view.add_column(col)
+    for name, group in table.groupby("scenario", sort=True):
+        ok = group[group["status"] == "ok"]
+        n = len(ok)
+        cells = []
+        for metric in ("replicas_total", "extinct"):
+            if n == 0:
+                cells.append("-")
+                continue
+            k = (
+                int((ok[metric] > 1).sum())
+                if metric == "replicas_total"
+                else int(ok[metric].astype(bool).sum())
+            )
+            lo, hi = wilson_interval(k, n)
+            cells.append(f"{k / n:.3f} [{lo:.3f}, {hi:.3f}]")
+        peak = f"{ok['peak_live'].median():g}" if n else "-"
+        view.add_row(str(name), str(len(group)), str(len(group) - n), *cells, peak)
+    Console().print(view)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from sim import bench
+
+    if args.what == "engine":
+        bench.engine(repeats=args.repeats)
+    else:
+        bench.scale(max_replicas=args.max_replicas)
+    return 0
+
+
+COMMANDS = {
+    "validate": _cmd_validate,
+    "list": _cmd_list,
+    "run": _cmd_run,
+    "sweep": _cmd_sweep,
+    "bench": _cmd_bench,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (2 for a user mistake)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ScenarioError as err:
+        for error in err.errors:
+            print(f"error: {error}", file=sys.stderr)
+        print(f"{len(err.errors)} error(s)", file=sys.stderr)
+        return EXIT_USAGE
+    except UserError as err:
+        print(f"replisim: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("replisim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

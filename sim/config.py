@@ -1,0 +1,521 @@
+"""The scenario language: pydantic models, YAML loading, overrides and error reports.
+
+A scenario file holds named scenarios under ``scenarios:``; top-level keys that start
+with ``x-`` are free for YAML anchors. Every model forbids unknown fields. Errors are
+collected, not raised one by one: :class:`ScenarioError` carries one
+:class:`ConfigError` per problem, each naming the file, the field path and the line.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BeforeValidator, Field, SerializeAsAny, ValidationError, model_validator
+
+from agents.registry import AGENTS, AgentConfig
+from policies.registry import POLICIES, PolicyConfig
+from sim.hosts.registry import HOST_BACKENDS, HostGroup
+from sim.quantity import Bandwidth, Duration, Probability, Size, parse_duration, qfield
+from sim.schema import Model
+
+__all__ = [
+    "BundleSpec",
+    "ConfigError",
+    "InjectorSpec",
+    "LinkSpec",
+    "NetworkSpec",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioFile",
+    "StopSpec",
+    "SweepSpec",
+    "WorldSpec",
+    "apply_overrides",
+    "load_file",
+    "load_scenario",
+    "parse_override",
+]
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+"""A fixed time in seconds (not a distribution), e.g. a horizon."""
+
+
+class LinkSpec(Model):
+    """A network link between two hosts; unset fields take the network's defaults."""
+
+    a: str
+    b: str
+    bandwidth: Bandwidth | None = None
+    latency: Duration | None = None
+
+
+class NetworkSpec(Model):
+    """How hosts are connected.
+
+    ``topology`` spans all hosts (its size is the number of hosts): ``none``, ``full``,
+    ``ring``, ``star`` (first host in the centre), ``random`` (Erdős–Rényi with the given
+    mean ``degree``), ``regular`` (random ``degree``-regular graph) or ``links`` (only the
+    listed ``links``). Listed links are added to any topology.
+    """
+
+    topology: Literal["none", "full", "ring", "star", "random", "regular", "links"] = "none"
+    degree: float = Field(default=4, gt=0)
+    bandwidth: Bandwidth = qfield("10Gbit/s")
+    latency: Duration = qfield("1ms")
+    links: list[LinkSpec] = Field(default_factory=list)
+    egress: bool = Field(default=False, description="hosts may reach the outside world")
+
+
+class BundleSpec(Model):
+    """What a replica is made of on disk, and what its processes need to run."""
+
+    path: str = Field(default="/opt/agent", description="the origin's folder")
+    weights: Size = qfield("1GB")
+    files: dict[str, Size] = qfield(
+        {
+            "agent.py": "40KB",
+            "start_server.sh": "1KB",
+            "start_agent.sh": "1KB",
+            "config.json": "2KB",
+        }
+    )
+    server_memory: Size = qfield("2GB", description="host memory the model server needs")
+    server_gpu_memory: Size = qfield(0, description="GPU memory the model server needs")
+    agent_memory: Size = qfield("200MB")
+    server_start_overhead: Duration = qfield(
+        5, description="time to start the server beyond reading the weights"
+    )
+    agent_start_time: Duration = qfield(1)
+
+
+Target = str
+"""Whom an injector aims at: ``origin``, a replica name, ``host:<name>``, ``all``,
+``oldest``, ``newest``, ``random`` (a random live replica) or ``each`` (every replica,
+for per-replica lifetimes)."""
+
+_CONDITION = re.compile(
+    r"^\s*(live|replicas_total|max_generation|time)\s*(>=|<=|==|>|<)\s*([0-9.eE+-]+)\s*$"
+)
+
+
+class InjectorSpec(Model):
+    """A signal or a limit delivered at fixed times, random times, per replica, or on a
+    condition. Exactly one of ``signal`` and ``limit``, and one of ``at``, ``every``,
+    ``lifetime`` and ``when``."""
+
+    signal: Literal["SIGTERM", "SIGKILL"] | None = None
+    limit: (
+        Literal[
+            "capacity", "link-cut", "link-restore", "host-failure", "host-recovery", "network-cut"
+        ]
+        | None
+    ) = None
+    at: list[Seconds] | None = Field(default=None, description="fixed times")
+    every: Duration | None = Field(default=None, description="intervals of a renewal process")
+    lifetime: Duration | None = Field(
+        default=None, description="per replica: time from going live to the signal"
+    )
+    when: str | None = Field(default=None, description='a condition, e.g. "live >= 5"')
+    target: Target = "origin"
+    grace: Duration = qfield(0, description="SIGTERM grace period before SIGKILL")
+    host: str | None = None
+    link: tuple[str, str] | None = None
+    memory: Size | None = None
+    gpu_memory: Size | None = None
+    disk: Size | None = None
+    cpu: float | None = Field(default=None, ge=0)
+    recover_after: Duration | None = None
+    patch_host: bool = Field(
+        default=False, description="after the replica dies its host is patched: no new replica"
+    )
+    probability: Probability = qfield(1.0, description="chance each firing takes effect")
+    latency: Duration = qfield(0, description="delay between trigger and effect")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _at_as_list(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and data.get("at") is not None
+            and not isinstance(data["at"], list)
+        ):
+            data = {**data, "at": [data["at"]]}
+        return data
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> InjectorSpec:
+        if (self.signal is None) == (self.limit is None):
+            raise ValueError("an injector has exactly one of 'signal' and 'limit'")
+        timings = [n for n in ("at", "every", "lifetime", "when") if getattr(self, n) is not None]
+        if len(timings) != 1:
+            raise ValueError("an injector has exactly one of 'at', 'every', 'lifetime', 'when'")
+        if self.when is not None and not _CONDITION.match(self.when):
+            raise ValueError(
+                f"cannot read condition {self.when!r}; write e.g. 'live >= 5' "
+                "(live, replicas_total, max_generation or time)"
+            )
+        if self.limit in ("link-cut", "link-restore") and self.link is None:
+            raise ValueError(f"{self.limit} needs 'link: [host_a, host_b]'")
+        if self.limit in ("capacity", "host-failure", "host-recovery", "network-cut") and (
+            self.host is None
+        ):
+            raise ValueError(f"{self.limit} needs 'host'")
+        if self.lifetime is not None and self.signal is None:
+            raise ValueError("'lifetime' goes with a signal")
+        return self
+
+    def condition(self) -> tuple[str, str, float] | None:
+        """Return the parsed ``when`` condition as (quantity, operator, value)."""
+        if self.when is None:
+            return None
+        match = _CONDITION.match(self.when)
+        assert match is not None  # checked by the validator
+        return match.group(1), match.group(2), float(match.group(3))
+
+
+class StopSpec(Model):
+    """When a trial ends: the first of the horizon, the population cap and extinction."""
+
+    horizon: Seconds = qfield("1d")
+    population_cap: int | None = Field(
+        default=None, ge=1, description="stop when this many replicas are live (not extinct)"
+    )
+    extinction: bool = Field(default=True, description="stop when no replica is live")
+
+
+class SweepSpec(Model):
+    """The axes of a sweep: seeds, and parameters addressed by dotted paths."""
+
+    seeds: list[int] | None = None
+    trials: int | None = Field(default=None, ge=1, description="seeds 0..trials-1")
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="cartesian product")
+    zip: dict[str, list[Any]] = Field(default_factory=dict, description="paired lists")
+
+    @model_validator(mode="after")
+    def _zip_lengths(self) -> SweepSpec:
+        lengths = {len(v) for v in self.zip.values()}
+        if len(lengths) > 1:
+            raise ValueError("every list under 'zip' must have the same length")
+        if self.seeds is not None and self.trials is not None:
+            raise ValueError("give 'seeds' or 'trials', not both")
+        return self
+
+    def seed_list(self) -> list[int]:
+        """Return the explicit seeds, or 0..trials-1, or [0]."""
+        if self.seeds is not None:
+            return list(self.seeds)
+        return list(range(self.trials or 1))
+
+
+class WorldSpec(Model):
+    """Which world runs the scenario."""
+
+    hosts: str | None = Field(
+        default=None, description="host backend for every host group (overrides each group)"
+    )
+
+
+def _validate_agent(value: Any) -> Any:
+    return AGENTS.validate(value)
+
+
+def _validate_policy(value: Any) -> Any:
+    return POLICIES.validate(value)
+
+
+def _validate_host(value: Any) -> Any:
+    if isinstance(value, dict) and "backend" not in value:
+        value = {**value, "backend": "virtual"}
+    return HOST_BACKENDS.validate(value)
+
+
+class Scenario(Model):
+    """One scenario: hosts, network, bundle, agents, injectors, policies, stop, sweep."""
+
+    name: str = ""
+    description: str = ""
+    world: WorldSpec = Field(default_factory=WorldSpec)
+    hosts: list[Annotated[SerializeAsAny[HostGroup], BeforeValidator(_validate_host)]] = Field(
+        min_length=1
+    )
+    network: NetworkSpec = Field(default_factory=NetworkSpec)
+    bundle: BundleSpec = Field(default_factory=BundleSpec)
+    agents: list[Annotated[SerializeAsAny[AgentConfig], BeforeValidator(_validate_agent)]] = Field(
+        min_length=1
+    )
+    injectors: list[InjectorSpec] = Field(default_factory=list)
+    policies: list[Annotated[SerializeAsAny[PolicyConfig], BeforeValidator(_validate_policy)]] = (
+        Field(default_factory=list)
+    )
+    stop: StopSpec = Field(default_factory=StopSpec)
+    sweep: SweepSpec = Field(default_factory=SweepSpec)
+    seed: int = 0
+
+    def host_names(self) -> list[str]:
+        """Return every host's name, in order."""
+        return [n for group in self.hosts for n in group.host_names()]
+
+    @model_validator(mode="after")
+    def _references(self) -> Scenario:
+        # Reported one at a time by pydantic; the common case is a single typo.
+        hosts = set(self.host_names())
+        groups = {g.name for g in self.hosts}
+        if len(hosts) != len(self.host_names()):
+            raise ValueError("host names must be unique")
+        for i, agent in enumerate(self.agents):
+            if agent.host is not None and agent.host not in hosts | groups:
+                raise ValueError(f"agents.{i}.host: no host or host group {agent.host!r}")
+        for i, link in enumerate(self.network.links):
+            for end in (link.a, link.b):
+                if end not in hosts:
+                    raise ValueError(f"network.links.{i}: no host {end!r}")
+        for i, inj in enumerate(self.injectors):
+            named = [inj.host] if inj.host else []
+            named += list(inj.link or ())
+            if inj.target.startswith("host:"):
+                named.append(inj.target[5:])
+            for end in named:
+                if end not in hosts:
+                    raise ValueError(f"injectors.{i}: no host {end!r}")
+        return self
+
+
+class ScenarioFile(Model):
+    """A scenario file: named scenarios (and ``x-`` keys for YAML anchors)."""
+
+    version: int = 1
+    scenarios: dict[str, Scenario] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    """One problem in a scenario file."""
+
+    file: str
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path or '(top)'}: {self.message}"
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be used; ``errors`` lists every problem found."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``dotted.path=value``; the value is read as YAML (``0.4``, ``[1, 2]``, ``{a: 1}``).
+
+    Raises:
+        ValueError: no ``=`` or an unreadable value.
+    """
+    path, sep, raw = text.partition("=")
+    if not sep or not path.strip():
+        raise ValueError(f"--set takes dotted.path=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ValueError(f"--set {path}: cannot read value {raw!r}: {err}") from None
+    return path.strip(), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Return a deep copy of ``data`` with each ``(dotted.path, value)`` set.
+
+    Numeric path parts index lists; missing mapping keys are created.
+
+    Raises:
+        ValueError: a path that walks through a value that is not a mapping or list, or an
+            index past the end of a list.
+    """
+    data = copy.deepcopy(data)  # YAML anchors share objects between scenarios
+    for path, value in overrides:
+        parts = path.split(".")
+        node: Any = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            where = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ValueError(
+                        f"--set {path}: {where} is not an index of a list of {len(node)}"
+                    )
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise ValueError(f"--set {path}: {'.'.join(parts[:depth])} is not a mapping")
+    return data
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Return the 1-based line of the deepest YAML node along ``loc``."""
+    node, line = root, None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        node = _child(node, part)
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def _child(node: yaml.Node, part: Any) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        merged: list[yaml.Node] = []
+        for key, value in node.value:
+            if key.value == "<<":
+                merged.extend(value.value if isinstance(value, yaml.SequenceNode) else [value])
+            elif key.value == str(part):
+                return value
+        for base in merged:
+            found = _child(base, part)
+            if found is not None:
+                return found
+    elif (
+        isinstance(node, yaml.SequenceNode)
+        and isinstance(part, int)
+        and (0 <= part < len(node.value))
+    ):
+        return node.value[part]
+    return None
+
+
+def _errors_from(
+    err: ValidationError, file: str, root: yaml.Node | None, prefix: tuple[Any, ...] = ()
+) -> list[ConfigError]:
+    out = []
+    for e in err.errors(include_url=False):
+        loc = prefix + tuple(part for part in e["loc"] if not _is_union_tag(part))
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            message = "unknown field"
+        out.append(ConfigError(file, ".".join(str(p) for p in loc), message, _line_of(root, loc)))
+    return out
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic puts the chosen union member's tag (e.g. 'function-before[...]') in locations
+    return isinstance(part, str) and (
+        "[" in part
+        or part in {"constant", "exponential", "uniform", "normal", "lognormal", "choice"}
+    )
+
+
+def load_file(
+    path: str | Path,
+    overrides: list[tuple[str, Any]] | None = None,
+    scenario: str | None = None,
+) -> ScenarioFile:
+    """Load and validate a scenario file.
+
+    Args:
+        path: The YAML file.
+        overrides: ``(dotted.path, value)`` pairs, relative to each scenario (or only to
+            ``scenario`` when given).
+        scenario: Validate only this scenario (others are still parsed as YAML).
+
+    Raises:
+        ScenarioError: every problem found, each with file, field path and line.
+    """
+    file = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ScenarioError([ConfigError(file, "", f"cannot read: {err.strerror}")]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(err, "problem", None) or str(err)
+        raise ScenarioError([ConfigError(file, "", f"malformed YAML: {problem}", line)]) from None
+    if not isinstance(data, dict):
+        raise ScenarioError([ConfigError(file, "", "expected a mapping with 'scenarios:'", 1)])
+    data = {k: v for k, v in data.items() if not str(k).startswith("x-")}
+    scenarios = data.get("scenarios")
+    errors: list[ConfigError] = []
+    if isinstance(scenarios, dict):
+        if scenario is not None and scenario not in scenarios:
+            known = ", ".join(map(str, scenarios))
+            raise ScenarioError(
+                [ConfigError(file, "scenarios", f"no scenario {scenario!r}; known: {known}")]
+            )
+        chosen = [scenario] if scenario is not None else list(scenarios)
+        validated: dict[str, Scenario] = {}
+        for name in chosen:
+            raw = scenarios[name]
+            if not isinstance(raw, dict):
+                errors.append(
+                    ConfigError(
+                        file,
+                        f"scenarios.{name}",
+                        "expected a mapping",
+                        _line_of(root, ("scenarios", name)),
+                    )
+                )
+                continue
+            try:
+                raw = apply_overrides(raw, overrides or [])
+            except ValueError as err:
+                errors.append(ConfigError(file, f"scenarios.{name}", str(err)))
+                continue
+            raw.setdefault("name", name)
+            try:
+                validated[name] = Scenario.model_validate(raw)
+            except ValidationError as err:
+                errors += _errors_from(err, file, root, ("scenarios", name))
+        data = {**data, "scenarios": validated or scenarios}
+    try:
+        parsed = ScenarioFile.model_validate(data)
+    except ValidationError as err:
+        errors += [e for e in _errors_from(err, file, root) if not e.path.startswith("scenarios.")]
+        if not errors:  # a scenario error already reported above
+            errors = _errors_from(err, file, root)
+    if errors:
+        raise ScenarioError(errors)
+    return parsed
+
+
+def load_scenario(
+    path: str | Path, name: str | None = None, overrides: list[tuple[str, Any]] | None = None
+) -> Scenario:
+    """Load one scenario by name (or the only one in the file).
+
+    Raises:
+        ScenarioError: the file is invalid, or ``name`` is missing or unknown.
+    """
+    if name is None:
+        loaded = load_file(path, overrides)
+        if len(loaded.scenarios) != 1:
+            known = ", ".join(loaded.scenarios)
+            raise ScenarioError(
+                [
+                    ConfigError(
+                        str(path),
+                        "scenarios",
+                        f"several scenarios; pick one with --scenario: {known}",
+                    )
+                ]
+            )
+        return next(iter(loaded.scenarios.values()))
+    return load_file(path, overrides, scenario=name).scenarios[name]

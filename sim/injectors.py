@@ -1,0 +1,232 @@
+"""Injectors: SimPy callbacks and processes that deliver signals and limits.
+
+Timing: at fixed times (``at``), at the times of a renewal process (``every``), per
+replica after a lifetime from going live (``lifetime``), or once when a condition on the
+population first holds (``when``). Each firing takes effect with ``probability`` after
+``latency``. Aim: ``origin``, a replica's name, ``host:<name>``, ``all``, ``oldest``,
+``newest``, ``random`` (a live replica) or ``each`` (with ``lifetime``).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+from simpy.events import Event
+
+if TYPE_CHECKING:
+    from sim.config import InjectorSpec
+    from sim.world import Replica, World
+
+__all__ = ["install_injectors", "targets"]
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+}
+
+
+def install_injectors(world: World) -> None:
+    """Install every injector of the world's scenario."""
+    for index, spec in enumerate(world.scenario.injectors):
+        _install(world, spec, index)
+
+
+def targets(world: World, target: str) -> list[Replica]:
+    """Return the running replicas an injector's ``target`` names (maybe none)."""
+    alive = world.alive
+    if not alive:
+        return []
+    if target == "all" or target == "each":
+        return list(alive)
+    if target == "origin":
+        return [r for r in alive if r.parent is None]
+    if target == "oldest":
+        return [next(iter(alive))]
+    if target == "newest":
+        return [next(reversed(alive))]
+    if target == "random":
+        live = [r for r in alive if r.live_at == r.live_at]
+        return [world.rng.choice(live)] if live else []
+    if target.startswith("host:"):
+        host = world.host_by_name[target[5:]]
+        return list(host.replicas)
+    replica = world.by_name.get(target)
+    return [replica] if replica is not None and replica.alive else []
+
+
+def _install(world: World, spec: InjectorSpec, index: int) -> None:
+    env = world.env
+    chance = world.sampler(spec.probability)
+    delay = world.sampler(spec.latency)
+    grace = world.sampler(spec.grace)
+    rng = world.rng
+
+    def effect(replica: Replica | None) -> None:
+        if spec.signal is not None:
+            aimed = [replica] if replica is not None else targets(world, spec.target)
+            for r in aimed:
+                host = r.host
+                world.signal(r, spec.signal, grace(), source=f"injector {index}")
+                if spec.patch_host:
+                    _patch_when_dead(world, r, host)
+        else:
+            _apply_limit(world, spec, index)
+
+    def fire(replica: Replica | None = None) -> None:
+        p = chance()
+        if p < 1.0 and rng.random() >= p:
+            return
+        wait = delay()
+        if wait > 0:
+            env.timeout(wait).callbacks.append(lambda _: effect(replica))
+        else:
+            effect(replica)
+
+    if spec.at is not None:
+        for t in spec.at:
+            env.timeout(t).callbacks.append(lambda _: fire())
+    elif spec.every is not None:
+        interval = world.sampler(spec.every)
+
+        def renewal() -> Generator[Event, Any, None]:
+            while True:
+                yield env.timeout(interval())
+                fire()
+
+        env.process(renewal())
+    elif spec.lifetime is not None:
+        lifetime = world.sampler(spec.lifetime)
+        aim = spec.target
+
+        def on_live(replica: Replica) -> None:
+            if (
+                aim in ("each", "all")
+                or (aim == "origin" and replica.parent is None)
+                or (aim == replica.name)
+            ):
+                env.timeout(lifetime()).callbacks.append(lambda _: fire(replica))
+
+        world.on_live.append(on_live)
+    else:
+        condition = spec.condition()
+        assert condition is not None
+        quantity, op_name, value = condition
+        compare = _OPS[op_name]
+        measure: Callable[[], float] = {
+            "live": lambda: world.live,
+            "replicas_total": lambda: len(world.replicas),
+            "max_generation": lambda: world.max_generation,
+            "time": lambda: env.now,
+        }[quantity]
+        fired = False
+
+        def watch() -> None:
+            nonlocal fired
+            if not fired and compare(measure(), value):
+                fired = True
+                world.record("condition", injector=index, condition=spec.when)
+                fire()
+
+        world.watchers.append(watch)
+
+
+def _patch_when_dead(world: World, replica: Replica, host: Any) -> None:
+    def patch() -> None:
+        if not host.patched:
+            host.patched = True
+            world.record("host-patched", host=host.name)
+
+    if not replica.alive:
+        patch()
+    else:
+        # A SIGTERM with a grace: patch when the replica has actually gone.
+        def on_death(dead: Replica) -> None:
+            if dead is replica:
+                patch()
+                world.on_death.remove(on_death)
+
+        world.on_death.append(on_death)
+
+
+def _apply_limit(world: World, spec: InjectorSpec, index: int) -> None:
+    limit = spec.limit
+    hosts = world.host_by_name
+    network = world.network
+    source = f"injector {index}"
+    if limit in ("link-cut", "link-restore"):
+        assert spec.link is not None
+        a, b = hosts[spec.link[0]], hosts[spec.link[1]]
+        key = network.key(a, b)
+        world.record("limit", limit=limit, link=[a.name, b.name], source=source)
+        if limit == "link-cut":
+            network.cut.add(key)
+            world.abort_copies(
+                lambda s, d: network.key(s, d) == key,
+                "rsync: connection unexpectedly closed (link cut)",
+            )
+        else:
+            network.cut.discard(key)
+        return
+    assert spec.host is not None
+    host = hosts[spec.host]
+    if limit == "network-cut":
+        network.isolated.add(host.index)
+        world.record("limit", limit=limit, host=host.name, source=source)
+        world.abort_copies(
+            lambda s, d: host in (s, d) and s is not d,
+            "rsync: connection unexpectedly closed (network cut)",
+        )
+    elif limit == "host-failure":
+        _fail_host(world, host, source)
+        if spec.recover_after is not None:
+            world.env.timeout(world.draw(spec.recover_after)).callbacks.append(
+                lambda _: _recover_host(world, host, source)
+            )
+    elif limit == "host-recovery":
+        _recover_host(world, host, source)
+    else:  # capacity
+        changes = {}
+        for field in ("memory", "gpu_memory", "disk"):
+            value = getattr(spec, field)
+            if value is not None:
+                changes[field] = world.draw(value)
+                setattr(host, field, changes[field])
+        if spec.cpu is not None:
+            changes["cpu"] = host.cpu = spec.cpu
+        world.record("limit", limit=limit, host=host.name, source=source, **changes)
+        _oom(world, host)
+
+
+def _fail_host(world: World, host: Any, source: str) -> None:
+    if host.failed:
+        return
+    host.failed = True
+    world.record("limit", limit="host-failure", host=host.name, source=source)
+    world.abort_copies(
+        lambda s, d: host in (s, d), "rsync: connection unexpectedly closed (host failed)"
+    )
+    for replica in list(host.replicas):
+        world.die(replica, "host-failure")
+    for server in list(host.servers.values()):
+        world._stop_server(server)
+
+
+def _recover_host(world: World, host: Any, source: str) -> None:
+    if host.failed:
+        host.failed = False
+        world.record("limit", limit="host-recovery", host=host.name, source=source)
+
+
+def _oom(world: World, host: Any) -> None:
+    """The OOM killer: kill the largest users of memory until the rest fit."""
+    while host.memory_used > host.memory or host.gpu_used > host.gpu_memory:
+        victims = [r for r in host.replicas]
+        if not victims:
+            break
+        # Every replica here has the same footprint; the kernel picks the newest-largest.
+        world.die(victims[-1], "oom")

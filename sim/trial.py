@@ -1,0 +1,122 @@
+"""One trial: build the world, run it, and write what happened."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from sim.config import Scenario
+from sim.lineage import build_lineage, write_graphml, write_lineage_json
+from sim.metrics import trial_metrics
+from sim.world import World
+
+__all__ = ["TrialResult", "jsonable", "run_trial", "write_trial"]
+
+
+@dataclass
+class TrialResult:
+    """What a trial produced: its summary, lineage and events."""
+
+    summary: dict[str, Any]
+    lineage: nx.DiGraph
+    events: list[tuple[float, str, dict[str, Any]]]
+    live_series: list[tuple[float, int]]
+
+
+def run_trial(scenario: Scenario, seed: int, out: str | Path | None = None) -> TrialResult:
+    """Run one trial of ``scenario`` with ``seed``; write its folder if ``out`` is given.
+
+    A failure inside the world (a bug, a broken plug-in) does not raise: the summary's
+    ``status`` is ``error`` with the reason, so a sweep goes on.
+    """
+    started = time.perf_counter()
+    world: World | None = None
+    try:
+        world = World(scenario, seed)
+        world.run()
+        status, error = "ok", ""
+    except Exception as err:  # a trial must report, not crash its sweep
+        status, error = "error", f"{type(err).__name__}: {err}"
+    wall = time.perf_counter() - started
+    if world is None:
+        lineage = nx.DiGraph(end_s=0.0)
+        summary: dict[str, Any] = {
+            "scenario": scenario.name,
+            "seed": seed,
+            "status": status,
+            "error": error,
+            "ended_by": "",
+            "events": 0,
+        }
+        events: list[tuple[float, str, dict[str, Any]]] = []
+        series: list[tuple[float, int]] = []
+    else:
+        lineage = build_lineage(world.replicas, world.env.now, scenario=scenario.name, seed=seed)
+        summary = {
+            "scenario": scenario.name,
+            "seed": seed,
+            "status": status,
+            "error": error,
+            "ended_by": world.ended_by,
+            "events": len(world.events),
+        }
+        if status == "ok":
+            summary.update(trial_metrics(world, lineage))
+        events, series = world.events, world.live_series
+    summary["wall_s"] = wall
+    result = TrialResult(summary, lineage, events, series)
+    if out is not None:
+        write_trial(result, scenario, out)
+    return result
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None, recursively (strict JSON)."""
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def write_trial(result: TrialResult, scenario: Scenario, out: str | Path) -> Path:
+    """Write ``events.jsonl``, ``lineage.graphml``, ``lineage.json``, ``summary.json`` and
+    ``scenario.json`` into ``out``. Each file is written under a temporary name and renamed,
+    so a crash never leaves a half-written file under the real name."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def put(name: str, write: Any) -> None:
+        tmp = folder / f".{name}.tmp"
+        write(tmp)
+        os.replace(tmp, folder / name)
+
+    def events(path: Path) -> None:
+        with path.open("w") as fh:
+            dumps = json.dumps
+            for t, kind, fields in result.events:
+                fh.write(dumps({"t": t, "event": kind, **jsonable(fields)}) + "\n")
+
+    put("events.jsonl", events)
+    put("lineage.json", lambda p: write_lineage_json(result.lineage, p))
+    put("lineage.graphml", lambda p: write_graphml(result.lineage, p))
+    put(
+        "scenario.json",
+        lambda p: p.write_text(
+            json.dumps(scenario.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+        ),
+    )
+    summary = {**jsonable(result.summary), "live_series": result.live_series}
+    put(
+        "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    )
+    return folder
