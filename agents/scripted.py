@@ -65,7 +65,7 @@ def replicate(me: Replica, where: Placement = "same-host") -> Generator[Any, Any
     folder = host.free_folder(world.scenario.bundle.path)
     yield from world.copy_bundle(me, me.host, me.path, host, folder)
     port = host.free_port()
-    server = world.start_server(me, host, folder, port)
+    server = yield from world.start_server(me, host, folder, port)
     wait = server.ready_at - world.env.now
     if wait > 0:
         yield world.env.timeout(wait)  # polling /health until it answers, in one step
@@ -166,6 +166,6 @@ def chain(config: ChainConfig, me: Replica) -> Generator[Any, Any, None]:
                 child = yield from replicate(me, config.target)
             except ActionFailed:
                 continue
-            world.send(me, child, CHAIN_INSTRUCTION)
+            yield from world.send(me, child, CHAIN_INSTRUCTION)
             break
     yield from me.idle()

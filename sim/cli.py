@@ -180,10 +180,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         args.file, overrides, scenario=names[0] if names and len(names) == 1 else None
     )
     if names:
-        missing = [n for n in names if n not in loaded.scenarios]
+        expanded = [m for n in names for m in loaded.sweeps.get(n, [n])]
+        missing = [n for n in expanded if n not in loaded.scenarios]
         if missing:
-            raise UserError(f"no scenario {missing[0]!r}; known: {', '.join(loaded.scenarios)}")
-        chosen = [loaded.scenarios[n] for n in names]
+            known = ", ".join([*loaded.scenarios, *loaded.sweeps])
+            raise UserError(f"no scenario {missing[0]!r}; known: {known}")
+        chosen = [loaded.scenarios[n] for n in dict.fromkeys(expanded)]
     else:
         chosen = [s for s in loaded.scenarios.values() if "sweep" in s.model_fields_set]
         if not chosen:
@@ -302,9 +304,9 @@ def _print_sweep_summary(table: Any, out: str) -> None:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from sim import bench
 
-    if args.what == "engine":
+    if args.what in ("engine", "overhead"):
         bench.engine(repeats=args.repeats)
-    else:
+    if args.what in ("engine", "scale"):
         bench.scale(max_replicas=args.max_replicas)
     return 0
 

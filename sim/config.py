@@ -286,10 +286,24 @@ class Scenario(Model):
 
 
 class ScenarioFile(Model):
-    """A scenario file: named scenarios (and ``x-`` keys for YAML anchors)."""
+    """A scenario file: named scenarios, named groups of them to sweep together
+    (``sweeps:``), and ``x-`` keys for YAML anchors."""
 
     version: int = 1
     scenarios: dict[str, Scenario] = Field(min_length=1)
+    sweeps: dict[str, list[str]] = Field(
+        default_factory=dict, description="a name for a group of scenarios swept together"
+    )
+
+    @model_validator(mode="after")
+    def _groups_name_scenarios(self) -> ScenarioFile:
+        for group, names in self.sweeps.items():
+            if group in self.scenarios:
+                raise ValueError(f"sweeps.{group}: a scenario has that name already")
+            for name in names:
+                if name not in self.scenarios:
+                    raise ValueError(f"sweeps.{group}: no scenario {name!r}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -455,8 +469,12 @@ def load_file(
     scenarios = data.get("scenarios")
     errors: list[ConfigError] = []
     if isinstance(scenarios, dict):
+        found = data.get("sweeps")
+        groups: dict[str, Any] = found if isinstance(found, dict) else {}
+        if scenario is not None and scenario in groups:
+            scenario = None  # a group: validate every scenario (the group names them)
         if scenario is not None and scenario not in scenarios:
-            known = ", ".join(map(str, scenarios))
+            known = ", ".join(map(str, [*scenarios, *groups]))
             raise ScenarioError(
                 [ConfigError(file, "scenarios", f"no scenario {scenario!r}; known: {known}")]
             )

@@ -12,7 +12,9 @@ from sim import lineage as lin
 if TYPE_CHECKING:
     from sim.world import World
 
-__all__ = ["METRICS", "trial_metrics"]
+__all__ = ["METRICS", "VERDICTS", "trial_metrics"]
+
+VERDICTS = ("deny", "delay", "kill", "quarantine", "alert")
 
 METRICS = (
     "replicas_total",
@@ -25,8 +27,13 @@ METRICS = (
     "survived_shutdown",
     "extinct",
     "extinct_s",
+    "contained",
+    "containment_s",
     "offspring_mean",
     "end_s",
+    *(f"decisions_{v}" for v in VERDICTS),
+    "benign_actions",
+    "benign_blocked",
 )
 
 
@@ -35,6 +42,8 @@ def trial_metrics(world: World, lineage: nx.DiGraph) -> dict[str, Any]:
     extinct = lin.extinct(lineage) and world.ended_by != "population-cap"
     offspring = lin.offspring_counts(lineage)
     end = world.env.now
+    decisions = world.policy_chain.decisions if world.policy_chain is not None else {}
+    contained, containment_s = _containment(lineage)
     return {
         "replicas_total": lin.replicas_total(lineage),
         "replicas_started": lin.replicas_started(lineage),
@@ -46,6 +55,20 @@ def trial_metrics(world: World, lineage: nx.DiGraph) -> dict[str, Any]:
         "survived_shutdown": lin.survived_shutdown(lineage),
         "extinct": extinct,
         "extinct_s": end if extinct else math.nan,
+        "contained": contained,
+        "containment_s": containment_s,
         "offspring_mean": sum(offspring.values()) / len(offspring) if offspring else 0.0,
         "end_s": end,
+        **{f"decisions_{v}": decisions.get(v, 0) for v in VERDICTS},
+        "benign_actions": world.counters["benign_actions"],
+        "benign_blocked": world.counters["benign_blocked"],
     }
+
+
+def _containment(lineage: nx.DiGraph) -> tuple[bool, float]:
+    """Contained: no replica but the origins is live at the end. Containment time: when
+    the last replica other than an origin died (0 if none ever went live)."""
+    copies = [d for _, d in lineage.nodes(data=True) if d["parent"] and d["live"]]
+    if any(math.isnan(d["died"]) for d in copies):
+        return False, math.nan
+    return True, max((d["died"] for d in copies), default=0.0)

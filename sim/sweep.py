@@ -124,6 +124,23 @@ def execute(spec: TrialSpec, out: str | None) -> dict[str, Any]:
     return row
 
 
+def param_columns(params: dict[str, Any]) -> dict[str, Any]:
+    """Table columns for a trial's parameters; lists and mappings become JSON text."""
+    return {
+        f"param.{k}": (
+            v
+            if isinstance(v, str | int | float | bool) or v is None
+            else json.dumps(v, sort_keys=True)
+        )
+        for k, v in params.items()
+    }
+
+
+def policy_label(scenario: Scenario) -> str:
+    """A short label of a scenario's policy chain: names joined by '+', or 'none'."""
+    return "+".join(p.name or p.kind for p in scenario.policies) or "none"
+
+
 @contextlib.contextmanager
 def _lock(out: Path) -> Iterator[None]:
     out.mkdir(parents=True, exist_ok=True)
@@ -172,7 +189,7 @@ def _column_order(columns: list[str]) -> list[str]:
     """Ids, then parameters, then status, then metrics: the same order however rows came."""
     from sim.metrics import METRICS
 
-    lead = [c for c in ("trial_id", "scenario", "seed") if c in columns]
+    lead = [c for c in ("trial_id", "scenario", "policy", "seed") if c in columns]
     params = sorted(c for c in columns if c.startswith("param."))
     status = [c for c in ("status", "error", "ended_by") if c in columns]
     metrics = [c for c in METRICS if c in columns]
@@ -331,6 +348,6 @@ def _run_pool(
                         "status": "error",
                         "error": f"worker failed: {type(err).__name__}: {err}",
                     }
-                    row.update({f"param.{k}": v for k, v in spec.params.items()})
+                    row.update(param_columns(spec.params))
                 commit(row)
                 submit()

@@ -41,7 +41,7 @@ def run_trial(scenario: Scenario, seed: int, out: str | Path | None = None) -> T
     try:
         world = World(scenario, seed)
         world.run()
-        status, error = "ok", ""
+        status, error = world.status, world.error
     except Exception as err:  # a trial must report, not crash its sweep
         status, error = "error", f"{type(err).__name__}: {err}"
     wall = time.perf_counter() - started
@@ -67,7 +67,7 @@ def run_trial(scenario: Scenario, seed: int, out: str | Path | None = None) -> T
             "ended_by": world.ended_by,
             "events": len(world.events),
         }
-        if status == "ok":
+        if status != "error":  # a policy error still has a world worth measuring
             summary.update(trial_metrics(world, lineage))
         events, series = world.events, world.live_series
     summary["wall_s"] = wall

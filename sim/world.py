@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import math
 import random
+from collections import Counter
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -22,11 +23,13 @@ import networkx as nx
 import simpy
 from simpy.events import Event
 
+from policies.base import Action
 from sim.hosts.virtual import Bundle, ServerProcess, VirtualHost
 from sim.quantity import Sampler, sampler
 
 if TYPE_CHECKING:
     from agents.registry import AgentConfig, AgentFn
+    from policies.chain import PolicyChain
     from sim.config import Scenario
 
 __all__ = [
@@ -245,6 +248,7 @@ class World:
         self.ended_by = ""
         self.status = "ok"
         self.error = ""
+        self.counters: Counter[str] = Counter()  # agents' own tallies (benign work...)
         self.watchers: list[Callable[[], None]] = []
         self.on_live: list[Callable[[Replica], None]] = []
         self.on_death: list[Callable[[Replica], None]] = []
@@ -271,6 +275,7 @@ class World:
             hosts=len(self.hosts),
             bundle_bytes=self.bundle_size,
         )
+        self.policy_chain = self._make_policies()
         install_injectors(self)  # before the origins, which go live at once
         self._start_origins()
         horizon = scenario.stop.horizon
@@ -330,6 +335,40 @@ class World:
                 self.draw(link.latency) if link.latency is not None else latency(),
             )
         return Network(self.hosts, spec.topology, graph, bandwidth, latency, overrides)
+
+    def _make_policies(self) -> PolicyChain | None:
+        if not self.scenario.policies:
+            return None
+        from policies.chain import PolicyChain
+        from policies.registry import POLICIES
+
+        chain = PolicyChain(
+            self, [POLICIES.get(c.kind).obj(c, self) for c in self.scenario.policies]
+        )
+        if chain.watched_events:
+            watched, notify, append = chain.watched_events, chain.notify, self.events.append
+
+            def record(kind: str, **fields: Any) -> None:
+                append((self.env.now, kind, fields))
+                if kind in watched:
+                    notify(kind, fields)
+
+            self.record = record  # type: ignore[method-assign]
+        return chain
+
+    def _check(
+        self, kind: str, actor: Replica, host: VirtualHost, **detail: Any
+    ) -> Generator[Event, Any, None]:
+        """Ask the policy chain about a proposed action; wait if it says delay.
+
+        Raises:
+            ActionFailed: denied.
+            Death: the actor was killed for it.
+        """
+        assert self.policy_chain is not None
+        wait = self.policy_chain.check(Action(kind, actor, host, self.env.now, detail))
+        if wait > 0:
+            yield self.env.timeout(wait)
 
     def _start_origins(self) -> None:
         from agents.registry import AGENTS
@@ -539,6 +578,10 @@ class World:
         Raises:
             ActionFailed: missing source, no route, link cut, disk full, host failed.
         """
+        if self.policy_chain is not None:
+            yield from self._check(
+                "copy", actor, dst, src=src.name, src_path=src_path, dst=dst.name, dst_path=dst_path
+            )
         bundle = src.files.get(src_path)
         if bundle is None:
             raise ActionFailed(f"cp: cannot stat '{src_path}': No such file or directory")
@@ -605,7 +648,7 @@ class World:
 
     def start_server(
         self, actor: Replica, host: VirtualHost, path: str, port: int
-    ) -> ServerProcess:
+    ) -> Generator[Event, Any, ServerProcess]:
         """Start a model server from the bundle at ``path``, listening on ``port``.
 
         Returns at once (as ``nohup ... &`` does); the server answers its health probe
@@ -614,6 +657,8 @@ class World:
         Raises:
             ActionFailed: no weights there, port in use, not enough memory or GPU memory.
         """
+        if self.policy_chain is not None:
+            yield from self._check("start_server", actor, host, path=path, port=port)
         if host.failed:
             raise ActionFailed(f"ssh: connect to host {host.name}: No route to host")
         if path not in host.files:
@@ -675,6 +720,8 @@ class World:
         Raises:
             ActionFailed: no bundle there, host failed, not enough memory.
         """
+        if self.policy_chain is not None:
+            yield from self._check("start_agent", actor, host, path=path, port=port)
         bundle = host.files.get(path)
         if host.failed:
             raise ActionFailed(f"ssh: connect to host {host.name}: No route to host")
@@ -696,6 +743,17 @@ class World:
             config, fn = self._idle
         return self._spawn(host, path, actor, config, fn, server)
 
+    def isolate(self, host: VirtualHost, source: str) -> None:
+        """Cut every link of a host (quarantine, network cut); copies in flight fail."""
+        if host.index in self.network.isolated:
+            return
+        self.network.isolated.add(host.index)
+        self.record("limit", limit="network-cut", host=host.name, source=source)
+        self.abort_copies(
+            lambda s, d: host in (s, d) and s is not d,
+            "rsync: connection unexpectedly closed (network cut)",
+        )
+
     def probe(self, actor: Replica, host: VirtualHost, port: int) -> bool:
         """Health probe of the server on ``host:port`` (``curl /health``)."""
         server = host.servers.get(port)
@@ -707,8 +765,27 @@ class World:
         )
         return ok
 
-    def send(self, actor: Replica, target: Replica, text: str) -> None:
+    def kill(
+        self, actor: Replica, target: Replica, sig: str = "SIGKILL"
+    ) -> Generator[Event, Any, None]:
+        """An agent signals a replica (``kill``/``pkill``); killing itself ends its process.
+
+        Raises:
+            ActionFailed: denied by a policy, or no such process.
+            Death: the actor killed itself.
+        """
+        if self.policy_chain is not None:
+            yield from self._check("kill", actor, target.host, target=target.name, signal=sig)
+        if not target.alive:
+            raise ActionFailed(f"kill: ({target.name}) - No such process")
+        self.signal(target, sig, source=actor.name)
+        if not actor.alive:
+            raise Death(actor.cause)
+
+    def send(self, actor: Replica, target: Replica, text: str) -> Generator[Event, Any, None]:
         """Deliver a message to another replica's inbox."""
+        if self.policy_chain is not None:
+            yield from self._check("send", actor, target.host, to=target.name, text=text)
         if not target.alive:
             return
         target.inbox.append(text)

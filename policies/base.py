@@ -1,0 +1,85 @@
+"""The policy interface: guardrails that see actions and events and decide.
+
+A policy sees (a) every proposed agent action before it runs and (b) the lifecycle events
+it subscribes to, and answers ``None`` (allow) or a :class:`Decision`. Policies compose in
+the scenario's order inside a :class:`PolicyChain`; every decision becomes an event named
+after the policy, with its reason. Detection may be imperfect: each policy notices with a
+probability, and its kills, quarantines and alerts take effect after a latency (denials
+and delays act on the action at hand, so they are immediate when noticed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from policies.registry import PolicyConfig
+
+if TYPE_CHECKING:
+    from sim.hosts.virtual import VirtualHost
+    from sim.world import Replica, World
+
+__all__ = ["Action", "Decision", "Policy", "Verdict"]
+
+Verdict = Literal["allow", "deny", "delay", "kill", "quarantine", "alert"]
+
+
+@dataclass(slots=True)
+class Action:
+    """A proposed agent action: what, by whom, where, when, and its details.
+
+    ``kind`` is one of ``copy``, ``start_server``, ``start_agent``, ``kill``, ``send`` or
+    ``command`` (a shell command line from an LLM agent, in ``detail["command"]``).
+    """
+
+    kind: str
+    actor: Replica
+    host: VirtualHost
+    time: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Decision:
+    """What a policy decided.
+
+    Attributes:
+        verdict: allow, deny, delay, kill, quarantine or alert.
+        reason: Why, for the event log and the report.
+        message: For deny: what the agent sees (a realistic refusal).
+        delay: For delay: seconds the action waits.
+        kill: For kill: ``actor``, ``host`` (every replica on the actor's host),
+            ``subtree`` (the actor and its descendants), ``all``, or a list of replicas.
+        host: For quarantine: the host whose links are cut (default the actor's).
+    """
+
+    verdict: Verdict
+    reason: str = ""
+    message: str = ""
+    delay: float = 0.0
+    kill: str | list[Replica] = "actor"
+    host: VirtualHost | None = None
+
+
+class Policy:
+    """Base class of guardrail policies; subclasses override what they need.
+
+    Class attributes ``actions`` and ``events`` list the action and event kinds the policy
+    inspects, so the chain calls it only for those (policies stay off the hot path).
+    """
+
+    actions: ClassVar[frozenset[str]] = frozenset()
+    events: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, config: PolicyConfig, world: World) -> None:
+        self.config = config
+        self.world = world
+        self.name = config.name or config.kind
+
+    def on_action(self, action: Action) -> Decision | None:
+        """Inspect a proposed action; return None to allow it."""
+        return None
+
+    def on_event(self, kind: str, fields: dict[str, Any]) -> Decision | None:
+        """Inspect a lifecycle event (already happened); may kill, quarantine or alert."""
+        return None

@@ -1,0 +1,1 @@
+"""Built-in guardrail policies, each registered by name in :data:`policies.POLICIES`."""

@@ -1,0 +1,151 @@
+"""The policy chain: runs the scenario's policies in order and carries out decisions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from policies.base import Action, Decision, Policy
+from sim.world import ActionFailed, Death
+
+if TYPE_CHECKING:
+    from sim.world import Replica, World
+
+__all__ = ["PolicyChain", "PolicyError"]
+
+
+class PolicyError(RuntimeError):
+    """A policy raised: the trial stops with status ``policy-error`` (fail closed)."""
+
+
+class PolicyChain:
+    """The scenario's policies, dispatched by action and event kind."""
+
+    def __init__(self, world: World, policies: list[Policy]) -> None:
+        self.world = world
+        self.policies = policies
+        self._by_action: dict[str, list[Policy]] = {}
+        self._by_event: dict[str, list[Policy]] = {}
+        self._notice = {id(p): world.sampler(p.config.detect_probability) for p in policies}
+        self._latency = {id(p): world.sampler(p.config.latency) for p in policies}
+        for p in policies:
+            for kind in p.actions:
+                self._by_action.setdefault(kind, []).append(p)
+            for kind in p.events:
+                self._by_event.setdefault(kind, []).append(p)
+        self.decisions: dict[str, int] = {}
+
+    @property
+    def watched_events(self) -> frozenset[str]:
+        """Event kinds some policy subscribes to."""
+        return frozenset(self._by_event)
+
+    def _noticed(self, policy: Policy) -> bool:
+        p = self._notice[id(policy)]()
+        return p >= 1.0 or self.world.rng.random() < p
+
+    def check(self, action: Action) -> float:
+        """Run the policies on a proposed action.
+
+        Returns:
+            Seconds the action must wait (0 if none).
+
+        Raises:
+            ActionFailed: a policy denied it (or one raised: fail closed).
+            Death: a policy killed the actor.
+        """
+        wait = 0.0
+        for policy in self._by_action.get(action.kind, ()):
+            if not self._noticed(policy):
+                continue
+            try:
+                decision = policy.on_action(action)
+            except Exception as err:
+                self._fail(policy, err)
+                raise ActionFailed(f"{action.kind}: blocked (policy error)") from None
+            if decision is None or decision.verdict == "allow":
+                continue
+            self._log(policy, decision, action.actor, action.kind)
+            if decision.verdict == "deny":
+                raise ActionFailed(decision.message or f"{action.kind}: Permission denied")
+            if decision.verdict == "delay":
+                wait += decision.delay
+            else:
+                self._enact(policy, decision, action.actor)
+        if not action.actor.alive:
+            raise Death(action.actor.cause)
+        return wait
+
+    def notify(self, kind: str, fields: dict[str, Any]) -> None:
+        """Run the policies subscribed to an event that just happened."""
+        for policy in self._by_event.get(kind, ()):
+            if not self._noticed(policy):
+                continue
+            try:
+                decision = policy.on_event(kind, fields)
+            except Exception as err:
+                self._fail(policy, err)
+                return
+            if decision is None or decision.verdict in ("allow", "deny", "delay"):
+                continue  # an event has already happened: it cannot be denied
+            actor = self.world.by_name.get(fields.get("replica", ""))
+            self._log(policy, decision, actor, kind)
+            self._enact(policy, decision, actor)
+
+    def _log(self, policy: Policy, decision: Decision, actor: Replica | None, on: str) -> None:
+        self.decisions[decision.verdict] = self.decisions.get(decision.verdict, 0) + 1
+        self.world.record(
+            "policy",
+            policy=policy.name,
+            decision=decision.verdict,
+            reason=decision.reason,
+            on=on,
+            replica=actor.name if actor is not None else None,
+        )
+
+    def _enact(self, policy: Policy, decision: Decision, actor: Replica | None) -> None:
+        latency = self._latency[id(policy)]()
+        if latency > 0:
+            self.world.env.timeout(latency).callbacks.append(
+                lambda _: self._apply(policy, decision, actor)
+            )
+        else:
+            self._apply(policy, decision, actor)
+
+    def _apply(self, policy: Policy, decision: Decision, actor: Replica | None) -> None:
+        world = self.world
+        cause = f"policy:{policy.name}"
+        if decision.verdict == "kill":
+            for victim in self._victims(decision, actor):
+                world.die(victim, cause)
+        elif decision.verdict == "quarantine":
+            host = decision.host or (actor.host if actor is not None else None)
+            if host is not None:
+                world.isolate(host, cause)
+        world.record("policy-acted", policy=policy.name, decision=decision.verdict, live=world.live)
+
+    def _victims(self, decision: Decision, actor: Replica | None) -> list[Replica]:
+        target = decision.kill
+        if isinstance(target, list):
+            return target
+        if target == "all":
+            return list(self.world.alive)
+        if actor is None:
+            return []
+        if target == "host":
+            return list(actor.host.replicas)
+        if target == "subtree":
+            found, stack = [], [actor]
+            while stack:
+                r = stack.pop()
+                found.append(r)
+                stack.extend(r.children)
+            return [r for r in found if r.alive]
+        return [actor]
+
+    def _fail(self, policy: Policy, err: Exception) -> None:
+        world = self.world
+        world.record("policy-error", policy=policy.name, error=f"{type(err).__name__}: {err}")
+        if world.status == "ok":
+            world.status = "policy-error"
+            world.error = f"policy {policy.name!r} raised {type(err).__name__}: {err}"
+        world.stop("policy-error")

@@ -1,0 +1,512 @@
+"""Offline base image and hardened ``containers.run`` settings for replisim's Docker hosts.
+
+No container registry is reachable on replisim's machines, so no image can be pulled. The
+base image is therefore *imported* from a tiny, deterministic tar (a few kilobytes: empty
+mount points, top-level symlinks, ``/etc/passwd`` and ``/etc/group``) and the host's own
+system directories (``/usr``, plus ``/bin``, ``/sbin``, ``/lib``, ``/lib64`` where they are
+real directories rather than merged-usr symlinks) and the Python installation that runs
+replisim are bind-mounted **read-only** when a container starts.
+
+Why this design rather than a rootfs (debootstrap) or ``docker build``:
+
+* It needs nothing from the network and no extra tool; building takes ~0.1 s, and the image
+  is a few kilobytes, so the image is rebuilt cheaply whenever the recipe changes.
+* Containers get exactly the host's Python and libraries (same interpreter, same packages as
+  the controller), so the agent code that runs in a replica is the code under test.
+* Nothing host-specific is baked into layers except the symlink layout and the mount point
+  paths, which are hashed into a label: :func:`build_base_image` is idempotent and rebuilds
+  only when that content changes.
+
+The price: a container's view of ``/usr`` is the host's (read-only), so a sandbox can *read*
+system files, and the image works only on a host whose layout matches the one it was built
+on (always true: it is built on the host that runs the engine; for a remote engine through
+``DOCKER_HOST`` the engine host must have the same Python installation path).
+
+Hardening in :func:`base_run_kwargs`: read-only root, tmpfs (or volume) work dir, no
+capabilities, ``no-new-privileges``, an unprivileged user (``nobody``), ``network_mode="none"``
+by default, memory (without swap), CPU and PID limits, bounded logs, and a tiny Python init
+as PID 1 (see :data:`INIT_SCRIPT`) that reaps orphans and relays ``docker stop``'s SIGTERM to
+every process in the container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.models.containers import Container
+from docker.types import LogConfig, Mount
+
+from sim.hosts.sandbox import (
+    SANDBOX_GID,
+    SANDBOX_UID,
+    python_dirs,
+    python_executable,
+    sandbox_path_env,
+    system_layout,
+)
+
+#: Bump whenever the rootfs or the import changes in a way the content hash would not catch.
+RECIPE_VERSION = "1"
+#: Default tag of the base image.
+DEFAULT_TAG = f"replisim/base:{RECIPE_VERSION}"
+#: Label put on every object replisim creates in the engine (images, containers, networks,
+#: volumes); tests and clean-up filter on it.
+LABEL_KEY = "replisim"
+LABELS: dict[str, str] = {LABEL_KEY: "1"}
+#: Label holding the SHA-256 of the imported rootfs tar and import changes.
+CONTENT_LABEL = "replisim.content-sha256"
+#: Writable work directory inside every sandbox.
+WORKDIR = "/work"
+#: Exit status a stopped container reports when ``docker stop`` had to SIGKILL it.
+EXIT_SIGKILL = 128 + 9
+#: Exit status of the init when the container shut down cleanly on SIGTERM.
+EXIT_SIGTERM = 128 + 15
+
+#: PID 1 of every sandbox (run with ``python3 -I -c``). It waits for signals without polling:
+#: SIGCHLD -> reap every zombie (orphans of ``exec``'d processes are re-parented to PID 1, and
+#: unreaped zombies would count against ``pids_limit``); SIGTERM/SIGINT (``docker stop``) ->
+#: print a marker, send SIGTERM to every other process in the container (``kill(-1)`` in a PID
+#: namespace reaches just the container) and exit 143 as soon as they are all gone. If they
+#: are not gone by the end of the grace period, the engine SIGKILLs the container: exit 137.
+#: SIGTERM from inside the container is ignored; processes ``exec``'d as another user (e.g.
+#: root) do not get the relayed SIGTERM, only the final SIGKILL. Processes inside may log to
+#: the container's log by writing to ``/proc/1/fd/1`` (same user as the init).
+INIT_SCRIPT = """\
+import os, signal, sys
+S = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
+signal.pthread_sigmask(signal.SIG_BLOCK, S)
+print("replisim-init: ready", flush=True)
+term = False
+def others():
+    return [p for p in os.listdir("/proc") if p.isdigit() and p != "1"]
+while True:
+    info = signal.sigtimedwait(S, 0.1 if term else 3600)
+    # si_pid == 0: sent from outside the container's PID namespace (the engine), so a
+    # process inside cannot stop the container by signalling PID 1.
+    if info is not None and info.si_signo != signal.SIGCHLD and info.si_pid == 0 and not term:
+        term = True
+        print("replisim-init: SIGTERM", flush=True)
+        try:
+            os.kill(-1, signal.SIGTERM)
+        except OSError:
+            pass
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+    if term and not others():
+        print("replisim-init: all processes gone", flush=True)
+        sys.exit(143)
+"""
+
+
+def docker_client(client: docker.DockerClient | None = None) -> docker.DockerClient:
+    """Return ``client``, or a client from the environment (``DOCKER_HOST`` or the socket).
+
+    Args:
+        client: An existing client to reuse.
+
+    Returns:
+        A Docker client.
+    """
+    return client if client is not None else docker.from_env()
+
+
+def _tar_add(
+    tf: tarfile.TarFile,
+    name: str,
+    *,
+    kind: str = "dir",
+    mode: int = 0o755,
+    uid: int = 0,
+    gid: int = 0,
+    data: bytes = b"",
+    link: str = "",
+) -> None:
+    info = tarfile.TarInfo(name.lstrip("/"))
+    info.mtime = 0
+    info.mode = mode
+    info.uid, info.gid = uid, gid
+    if kind == "dir":
+        info.type = tarfile.DIRTYPE
+        tf.addfile(info)
+    elif kind == "symlink":
+        info.type = tarfile.SYMTYPE
+        info.linkname = link
+        tf.addfile(info)
+    else:
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+
+
+def rootfs_tar(
+    symlinks: Mapping[str, str] | None = None,
+    bind_dirs: Iterable[str] | None = None,
+) -> bytes:
+    """Build the base image's root file system as a deterministic tar.
+
+    Args:
+        symlinks: Top-level symlinks to create (default: from :func:`system_layout`).
+        bind_dirs: Directories that will be bind-mounted; empty mount points are created for
+            them (default: system directories and :func:`python_dirs`).
+
+    Returns:
+        The tar archive; identical input gives identical bytes.
+    """
+    if symlinks is None or bind_dirs is None:
+        host_links, host_dirs = system_layout()
+        symlinks = host_links if symlinks is None else symlinks
+        bind_dirs = (*host_dirs, *python_dirs()) if bind_dirs is None else bind_dirs
+    entries: dict[str, dict[str, Any]] = {}
+
+    def add_dir(path: str, **kw: Any) -> None:
+        parts = Path(path).parts[1:]
+        for i in range(1, len(parts)):
+            entries.setdefault("/" + "/".join(parts[:i]), {"kind": "dir"})
+        entries["/" + "/".join(parts)] = {"kind": "dir", **kw}
+
+    for path in ("/dev", "/proc", "/sys", "/etc", "/root", "/run"):
+        add_dir(path)  # /root too stays 0755: the Python install may be bound below it
+    add_dir("/tmp", mode=0o1777)
+    add_dir(WORKDIR, uid=SANDBOX_UID, gid=SANDBOX_GID)
+    for path in bind_dirs:
+        add_dir(path)
+    for path, target in symlinks.items():
+        entries[path] = {"kind": "symlink", "link": target, "mode": 0o777}
+    entries["/etc/passwd"] = {
+        "kind": "file",
+        "mode": 0o644,
+        "data": b"root:x:0:0:root:/root:/bin/sh\n"
+        b"nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+    }
+    entries["/etc/group"] = {
+        "kind": "file",
+        "mode": 0o644,
+        "data": b"root:x:0:\nnogroup:x:65534:\n",
+    }
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        for path in sorted(entries):
+            _tar_add(tf, path, **entries[path])
+    return buf.getvalue()
+
+
+def image_changes(labels: Mapping[str, str] | None = None) -> list[str]:
+    """Dockerfile-style instructions applied by the import (``docker import --change``).
+
+    Args:
+        labels: Extra labels besides :data:`LABELS`.
+
+    Returns:
+        The instruction lines.
+    """
+    changes = [
+        f"LABEL {k}={json.dumps(v)}" for k, v in sorted({**LABELS, **(labels or {})}.items())
+    ]
+    changes += [
+        f"ENV PATH={sandbox_path_env()}",
+        "ENV LANG=C.UTF-8",
+        "ENV PYTHONDONTWRITEBYTECODE=1",
+        f"ENV HOME={WORKDIR}",
+        f"WORKDIR {WORKDIR}",
+        f"USER {SANDBOX_UID}:{SANDBOX_GID}",
+        f"CMD {json.dumps(init_command())}",
+    ]
+    return changes
+
+
+def build_base_image(client: docker.DockerClient | None = None, tag: str = DEFAULT_TAG) -> str:
+    """Create the offline base image, or reuse it if an identical one has that tag.
+
+    Args:
+        client: Docker client (default: from the environment).
+        tag: ``repository:tag`` to give the image.
+
+    Returns:
+        The image id (``sha256:...``).
+
+    Raises:
+        docker.errors.DockerException: If the engine refuses the import.
+    """
+    client = docker_client(client)
+    data = rootfs_tar()
+    changes = image_changes()
+    digest = hashlib.sha256(data + "\n".join(changes).encode()).hexdigest()
+    old_id: str | None = None
+    try:
+        image = client.images.get(tag)
+        if image.labels.get(CONTENT_LABEL) == digest:
+            return str(image.id)
+        old_id = str(image.id)
+    except docker.errors.ImageNotFound:
+        pass
+    repository, _, version = tag.rpartition(":")
+    if not repository or "/" in version:  # a tag without ":version", or a registry port
+        repository, version = tag, "latest"
+    client.api.import_image_from_data(
+        data,
+        repository=repository,
+        tag=version,
+        changes=[*changes, f"LABEL {CONTENT_LABEL}={digest}"],
+    )
+    new_id = str(client.images.get(tag).id)
+    if old_id is not None and old_id != new_id:
+        # The outdated image is now untagged; drop it unless containers still use it.
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(old_id)
+    return new_id
+
+
+def init_command() -> list[str]:
+    """The command that runs :data:`INIT_SCRIPT` as PID 1.
+
+    Returns:
+        ``[python, "-I", "-c", INIT_SCRIPT]``.
+    """
+    return [python_executable(), "-I", "-c", INIT_SCRIPT]
+
+
+def base_run_kwargs(
+    image: str = DEFAULT_TAG,
+    *,
+    name: str | None = None,
+    command: list[str] | None = None,
+    network: str = "none",
+    mem_limit: str | int = "512m",
+    memswap_limit: str | int | None = None,
+    nano_cpus: int = 1_000_000_000,
+    pids_limit: int = 256,
+    workdir_size: str = "256m",
+    volume: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    environment: Mapping[str, str] | None = None,
+    extra_ro_binds: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Keyword arguments for ``client.containers.run`` that start a hardened sandbox.
+
+    Use as ``client.containers.run(**base_run_kwargs(...))``; the container runs detached,
+    so ``exec_run`` works until it is stopped. It is *not* auto-removed: the caller reads its
+    exit code and ``State.OOMKilled`` and then removes it.
+
+    Args:
+        image: Image to run, normally :func:`build_base_image`'s.
+        name: Container name (and hostname).
+        command: PID 1 (default: :func:`init_command`).
+        network: ``"none"`` (default: loopback only), or the name of a network replisim created
+            with :func:`internal_network_kwargs`. Never the default bridge or ``"host"``.
+        mem_limit: Memory cap (bytes or ``"512m"``); exceeding it OOM-kills a process.
+        memswap_limit: Memory + swap cap; defaults to ``mem_limit`` (no swap).
+        nano_cpus: CPU quota in 1e-9 CPUs (``1_000_000_000`` = one CPU).
+        pids_limit: Maximum number of processes/threads (stops fork bombs).
+        workdir_size: Size of the tmpfs at :data:`WORKDIR` (counts against ``mem_limit``).
+        volume: Name of a volume to mount at :data:`WORKDIR` instead of the tmpfs; created,
+            with the container's labels, if missing. On first use the engine copies the
+            image's ``/work`` ownership (nobody) into it, so it is writable. Not size-limited
+            (no quota on overlay2/ext4): use the tmpfs for disk-full limits.
+        labels: Extra container labels besides :data:`LABELS`.
+        environment: Extra environment variables.
+        extra_ro_binds: More host paths to bind read-only at the same place.
+
+    Returns:
+        The keyword arguments.
+
+    Raises:
+        ValueError: If ``network`` is ``"host"``, ``"bridge"`` or ``"default"``.
+    """
+    if network in ("host", "bridge", "default") or network.startswith("container:"):
+        raise ValueError(f"refusing network {network!r}: use 'none' or an internal network")
+    _, sys_dirs = system_layout()
+    binds = dict.fromkeys([*sys_dirs, *python_dirs(), *extra_ro_binds])
+    mounts = [Mount(target=p, source=p, type="bind", read_only=True) for p in binds]
+    tmpfs = {"/tmp": "rw,nosuid,nodev,exec,size=64m,mode=1777"}
+    if volume is None:
+        tmpfs[WORKDIR] = (
+            f"rw,nosuid,nodev,exec,size={workdir_size},mode=0755,uid={SANDBOX_UID},gid={SANDBOX_GID}"
+        )
+    else:
+        volume_labels = {**LABELS, **(labels or {})}
+        mounts.append(Mount(target=WORKDIR, source=volume, type="volume", labels=volume_labels))
+    kwargs: dict[str, Any] = {
+        "image": image,
+        "command": command if command is not None else init_command(),
+        "detach": True,
+        "name": name,
+        "hostname": name,
+        "labels": {**LABELS, **(labels or {})},
+        "environment": dict(environment or {}),
+        "user": f"{SANDBOX_UID}:{SANDBOX_GID}",
+        "working_dir": WORKDIR,
+        "read_only": True,
+        "mounts": mounts,
+        "tmpfs": tmpfs,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "privileged": False,
+        "init": False,
+        "ipc_mode": "private",
+        "network_mode": network,
+        "mem_limit": mem_limit,
+        "memswap_limit": memswap_limit if memswap_limit is not None else mem_limit,
+        "nano_cpus": nano_cpus,
+        "pids_limit": pids_limit,
+        "stop_signal": "SIGTERM",  # the grace period is container.stop(timeout=...)'s
+        "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "2"}),
+    }
+    if network != "none":
+        # Upstream of the embedded DNS server is loopback: names of containers on the network
+        # resolve, anything else fails without dockerd forwarding a query off the machine.
+        kwargs["dns"] = ["127.0.0.1"]
+    if name is None:
+        del kwargs["name"], kwargs["hostname"]
+    return kwargs
+
+
+def internal_network_kwargs(name: str, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``client.networks.create`` making a sandbox-only network.
+
+    The network is ``internal`` (no route off the bridge) and its bridge gets no IPv4 address
+    on the host (``inhibit_ipv4``), so containers reach each other but not the host's ports.
+
+    Args:
+        name: Network name.
+        labels: Extra labels besides :data:`LABELS`.
+
+    Returns:
+        The keyword arguments.
+    """
+    return {
+        "name": name,
+        "driver": "bridge",
+        "internal": True,
+        "check_duplicate": True,
+        "labels": {**LABELS, **(labels or {})},
+        "options": {"com.docker.network.bridge.inhibit_ipv4": "true"},
+    }
+
+
+def oom_kill_count(container: Container) -> int | None:
+    """Number of OOM kills in the container's memory cgroup so far (cgroup v1 and v2).
+
+    The engine sets ``State.OOMKilled`` only when the container exits (then it is true if
+    any process in it was OOM-killed during its life). While it runs, an OOM kill of an
+    ``exec``'d process shows as exit code 137 of that exec, as an ``oom`` event from
+    ``client.events(filters={"container": id})``, and in this counter. The container must be
+    running (its cgroup exists) and the engine local.
+
+    Args:
+        container: A running container.
+
+    Returns:
+        The count, or ``None`` if the cgroup file cannot be read here.
+    """
+    cid = container.id
+    candidates = [
+        f"/sys/fs/cgroup/memory/docker/{cid}/memory.oom_control",  # v1, cgroupfs driver
+        f"/sys/fs/cgroup/memory/system.slice/docker-{cid}.scope/memory.oom_control",  # v1
+        f"/sys/fs/cgroup/docker/{cid}/memory.events",  # v2, cgroupfs driver
+        f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.events",  # v2, systemd
+    ]
+    for path in candidates:
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    return None
+
+
+def update_limits(
+    container: Container,
+    *,
+    mem_limit: int | None = None,
+    memswap_limit: int | None = None,
+    nano_cpus: int | None = None,
+    pids_limit: int | None = None,
+) -> list[str]:
+    """Change a running container's cgroup limits (a live-world *limit*).
+
+    ``Container.update`` of docker-py 7.1 cannot change ``pids_limit`` or ``nano_cpus``
+    (and the engine refuses ``cpu_quota`` once ``nano_cpus`` is set), so this posts the
+    engine's ``/containers/{id}/update`` request itself.
+
+    Args:
+        container: The container.
+        mem_limit: New memory cap in bytes.
+        memswap_limit: New memory + swap cap in bytes; defaults to ``mem_limit`` when that is
+            given (no swap). The engine rejects a ``mem_limit`` above the current
+            ``memswap_limit`` unless both change together.
+        nano_cpus: New CPU quota in 1e-9 CPUs.
+        pids_limit: New maximum number of processes.
+
+    Returns:
+        The engine's warnings.
+
+    Raises:
+        docker.errors.APIError: If the engine refuses the update.
+    """
+    body: dict[str, int] = {}
+    if mem_limit is not None:
+        body["Memory"] = mem_limit
+        body["MemorySwap"] = memswap_limit if memswap_limit is not None else mem_limit
+    elif memswap_limit is not None:
+        body["MemorySwap"] = memswap_limit
+    if nano_cpus is not None:
+        body["NanoCpus"] = nano_cpus
+    if pids_limit is not None:
+        body["PidsLimit"] = pids_limit
+    if not body:
+        return []
+    api = container.client.api
+    url = api._url("/containers/{0}/update", container.id)
+    result = api._result(api._post_json(url, data=body), True)
+    warnings = result.get("Warnings") or []
+    # Harmless here: networking is deliberately off (dockerd --ip-forward=false).
+    return [w for w in warnings if "IPv4 forwarding is disabled" not in w]
+
+
+def remove_labelled(client: docker.DockerClient | None = None, label: str = LABEL_KEY) -> int:
+    """Force-remove every container, then network and volume, carrying ``label``.
+
+    Images are kept (the base image is meant to be reused).
+
+    Args:
+        client: Docker client (default: from the environment).
+        label: ``key`` or ``key=value`` label selector.
+
+    Returns:
+        How many objects were removed.
+    """
+    client = docker_client(client)
+    removed = 0
+    filters = {"label": label}
+    for container in client.containers.list(all=True, filters=filters):
+        try:
+            container.remove(force=True, v=True)
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+    for network in client.networks.list(filters=filters):
+        try:
+            network.remove()
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+    for volume in client.volumes.list(filters=filters):
+        try:
+            volume.remove(force=True)
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+    return removed
