@@ -7,6 +7,7 @@ same process, interleaved.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import resource
 import statistics
@@ -59,6 +60,7 @@ def bare_simpy(lives: list[tuple[float, float]], events: int) -> float:
             now = born
             env.process(proc(died - born))
 
+    gc.collect()  # start clean: no garbage left by the previous measurement
     started = time.perf_counter()
     env.process(spawner())
     env.run()
@@ -67,6 +69,7 @@ def bare_simpy(lives: list[tuple[float, float]], events: int) -> float:
 
 def engine_ratio(scenario: Scenario, seed: int) -> dict[str, float]:
     """Run one replisim trial and bare SimPy doing the same work; return both rates."""
+    gc.collect()  # start clean: no garbage left by the previous measurement
     started = time.perf_counter()
     world = World(scenario, seed).run()
     ours = time.perf_counter() - started

@@ -271,17 +271,19 @@ def _print_sweep_summary(table: Any, out: str) -> None:
 
     from sim.stats import wilson_interval
 
+    keys = ["scenario", "policy", *sorted(c for c in table.columns if c.startswith("param."))]
+    keys = [k for k in keys if k in table.columns and (k == "scenario" or table[k].nunique() > 1)]
     view = Table(title=f"{out}/trials.parquet")
-    for col in (
-        "scenario",
+    for col in [
+        *keys,
         "trials",
         "errors",
         "P(replicated) [95% CI]",
         "P(extinct) [95% CI]",
         "median peak live",
-    ):
-        view.add_column(col)
-    for name, group in table.groupby("scenario", sort=True):
+    ]:
+        view.add_column(col.removeprefix("param."))
+    for point, group in table.groupby(keys, sort=True, dropna=False):
         ok = group[group["status"] == "ok"]
         n = len(ok)
         cells = []
@@ -289,16 +291,14 @@ def _print_sweep_summary(table: Any, out: str) -> None:
             if n == 0:
                 cells.append("-")
                 continue
-            k = (
-                int((ok[metric] > 1).sum())
-                if metric == "replicas_total"
-                else int(ok[metric].astype(bool).sum())
-            )
+            hits = ok[metric] > 1 if metric == "replicas_total" else ok[metric].astype(bool)
+            k = int(hits.sum())
             lo, hi = wilson_interval(k, n)
             cells.append(f"{k / n:.3f} [{lo:.3f}, {hi:.3f}]")
         peak = f"{ok['peak_live'].median():g}" if n else "-"
-        view.add_row(str(name), str(len(group)), str(len(group) - n), *cells, peak)
-    Console().print(view)
+        labels = point if isinstance(point, tuple) else (point,)
+        view.add_row(*(_fmt(v) for v in labels), str(len(group)), str(len(group) - n), *cells, peak)
+    Console(width=max(Console().width, 120)).print(view)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -551,7 +551,6 @@ class World:
             # The run allocates millions of short-lived objects beside a large, growing set
             # of long-lived ones (replicas, generators): collect rarely, and only after.
             thresholds = gc.get_threshold()
-            gc.collect()
             gc.freeze()
             gc.set_threshold(200_000, 50, 100)
             try:
