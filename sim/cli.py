@@ -79,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--trials", type=int, help="seeds 0..N-1 (overrides the scenario's)")
     seeds.add_argument("--seeds", help="comma-separated seeds, e.g. 1,2,3")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--executor",
+        choices=["auto", "inprocess", "process", "ray"],
+        default="auto",
+        help="where trials run (default: in-process for one worker, else a local process pool)",
+    )
+    p.add_argument(
+        "--address",
+        help="Ray cluster address for --executor ray ('auto' joins "
+        "a running cluster; default: start a local one)",
+    )
     p.add_argument("--out", required=True, help="sweep folder")
     p.add_argument(
         "--resume", action="store_true", help="continue a sweep in --out: skip finished trials"

@@ -93,24 +93,25 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
-    """Write ``fig`` as PNG or SVG, chosen by the file suffix.
+def save_figure(fig: Figure, path: str | Path, dpi: int = 100, fmt: str | None = None) -> Path:
+    """Write ``fig`` as PNG or SVG.
 
     Args:
         fig: The figure.
-        path: Where to write; the suffix must be ``.png`` or ``.svg``.
+        path: Where to write.
         dpi: Resolution of a PNG.
+        fmt: ``"png"`` or ``"svg"``; default from the suffix of ``path``.
 
     Returns:
         The path written.
 
     Raises:
-        ValueError: On another suffix.
+        ValueError: On another format.
     """
     path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
+    fmt = (fmt or path.suffix.lstrip(".")).lower()
     if fmt not in ("png", "svg"):
-        raise ValueError(f"save_figure writes .png or .svg, not {path.name!r}")
+        raise ValueError(f"save_figure writes png or svg, not {fmt or path.name!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     # No software/date metadata: the same data gives the same bytes.
     metadata: dict[str, Any] = {"Software": None} if fmt == "png" else {"Date": None}
@@ -140,11 +141,15 @@ def cause_style(cause: str) -> tuple[str, str]:
 
 
 def host_colours(hosts: Iterable[str], top: int = len(_PALETTE)) -> dict[str, str]:
-    """Colours for the ``top`` most frequent hosts; the others map to grey.
+    """Colours for the ``top`` busiest hosts; the others map to grey.
+
+    When there are more hosts than colours, only hosts holding at least two replicas get a
+    colour: telling apart hundreds of hosts that each held one replica is not possible,
+    and a colour that stands for an arbitrary one of them would mislead.
 
     Args:
         hosts: The host of every replica (repeats count towards frequency).
-        top: How many hosts get a colour of their own.
+        top: How many hosts may get a colour of their own.
 
     Returns:
         A colour for every distinct host.
@@ -152,7 +157,11 @@ def host_colours(hosts: Iterable[str], top: int = len(_PALETTE)) -> dict[str, st
     counts = Counter(hosts)
     ranked = sorted(counts, key=lambda h: (-counts[h], h))
     top = min(top, len(_PALETTE))
-    return {h: (_PALETTE[i] if i < top else _OTHER) for i, h in enumerate(ranked)}
+    crowded = len(ranked) > top
+    return {
+        h: (_PALETTE[i] if i < top and not (crowded and counts[h] < 2) else _OTHER)
+        for i, h in enumerate(ranked)
+    }
 
 
 def _isnan(value: Any) -> bool:
@@ -380,7 +389,8 @@ def lineage_tree(
     handles += [Patch(color=colours[h], label=f"host {h}") for h in named]
     others = sum(1 for h in hosts_drawn if colours.get(h, _OTHER) == _OTHER)
     if others:
-        handles.append(Patch(color=_OTHER, label=f"{others:,} other hosts"))
+        label = f"{others:,} other hosts" if named else f"{others:,} hosts (too many to colour)"
+        handles.append(Patch(color=_OTHER, label=label))
     handles.append(
         Line2D([], [], ls="", marker="o", color="#444444", label="alive at end (no mark)")
     )
@@ -652,6 +662,12 @@ def offspring_table(
     return pd.DataFrame(records, columns=["generation", "children"], dtype=int)
 
 
+def _fit_label(fit: stats.NegBinFit) -> str:
+    k_text = "inf" if math.isinf(fit.k) else f"{fit.k:.3g}"
+    q = stats.extinction_probability(fit.R, fit.k)
+    return f"R = {fit.R:.3g}, k = {k_text}, implied P(extinct) = {q:.3g}"
+
+
 def offspring_plot(
     offspring: pd.DataFrame | nx.DiGraph | Iterable[nx.DiGraph],
     *,
@@ -659,17 +675,21 @@ def offspring_plot(
     max_generations: int = 6,
     max_children: int = 12,
 ) -> Figure:
-    """Offspring distribution per generation, as grouped bars, with the pooled NB fit.
+    """Offspring distribution per generation, as grouped bars, with a negative-binomial fit.
 
-    Bars give, per generation, the fraction of replicas with 0, 1, 2, ... children
-    (generations from ``max_generations`` on are pooled, as are counts from
-    ``max_children`` on). Black dots are the negative-binomial fit of all counts
-    (:func:`sim.stats.fit_negative_binomial`), whose R, k and implied extinction
-    probability are in the title.
+    Bars give, per generation, the fraction of replicas with 0, 1, 2, ... children, counting
+    only replicas that died before the end (final counts); generations from
+    ``max_generations`` on are pooled, as are counts from ``max_children`` on.
+
+    Black dots are the negative-binomial fit (:func:`sim.stats.fit_negative_binomial`) of
+    the generation-0 counts, one independent draw per trial; its R, k and implied
+    extinction probability are in the title. Later generations are shown but not fitted:
+    in a lineage that died out, its n replicas had n - 1 children between them, so pooling
+    all generations of finished lineages drags R towards 1 whatever the truth.
 
     Args:
         offspring: A table from :func:`offspring_table` (columns ``generation`` and
-            ``children``), or lineage graphs to build it from (final counts only).
+            ``children``), or lineage graphs to build it from.
         title: Figure title.
         max_generations: Generations drawn separately.
         max_children: Counts drawn separately.
@@ -702,30 +722,28 @@ def offspring_plot(
             color=_colour(i),
             label=f"{label} (n={mine.size:,})",
         )
-    fit = stats.fit_negative_binomial(children)
-    if fit.R > 0:
-        if math.isinf(fit.k):
-            pmf = sps.poisson.pmf(bins, fit.R)
-            tail = sps.poisson.sf(max_children - 1, fit.R)
-        else:
-            p = fit.k / (fit.k + fit.R)
-            pmf = sps.nbinom.pmf(bins, fit.k, p)
-            tail = sps.nbinom.sf(max_children - 1, fit.k, p)
-        if bins.size and bins[-1] == max_children:
-            pmf[-1] = tail
-        ax.plot(bins, pmf, "o", color="black", ms=4, label="negative-binomial fit")
-    q = stats.extinction_probability(fit.R, fit.k)
-    k_text = "inf" if math.isinf(fit.k) else f"{fit.k:.3g}"
-    ax.set_title(
-        f"{title}\nR = {fit.R:.3g}, k = {k_text}, implied P(extinct) = {q:.3g}"
-        f"  ({fit.n:,} replicas with final counts)",
-        fontsize=10,
-    )
+    origins = children[generation == 0]
+    subtitle = "no origin with a final count to fit"
+    if origins.size:
+        fit = stats.fit_negative_binomial(origins)
+        subtitle = f"fit to {fit.n:,} origins: {_fit_label(fit)}"
+        if fit.R > 0:
+            if math.isinf(fit.k):
+                pmf = sps.poisson.pmf(bins, fit.R)
+                tail = sps.poisson.sf(max_children - 1, fit.R)
+            else:
+                p = fit.k / (fit.k + fit.R)
+                pmf = sps.nbinom.pmf(bins, fit.k, p)
+                tail = sps.nbinom.sf(max_children - 1, fit.k, p)
+            if bins[-1] == max_children:
+                pmf[-1] = tail
+            ax.plot(bins, pmf, "o", color="black", ms=4, label="negative-binomial fit (gen 0)")
+    ax.set_title(f"{title}\n{subtitle}", fontsize=10)
     labels = [str(b) for b in bins]
-    if bins.size and bins[-1] == max_children and children.max() > max_children:
+    if bins[-1] == max_children and children.max() > max_children:
         labels[-1] = f"{max_children}+"
     ax.set_xticks(bins, labels)
-    ax.set_xlabel("children per replica")
+    ax.set_xlabel("children per replica (replicas that died before the end)")
     ax.set_ylabel("fraction of replicas")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")

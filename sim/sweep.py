@@ -172,8 +172,9 @@ def read_rows(out: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def write_table(rows: list[dict[str, Any]], out: str | Path) -> Path:
-    """Write ``trials.parquet`` from rows, sorted by trial id, via a temporary file."""
+def write_table(rows: list[dict[str, Any]], out: str | Path) -> pd.DataFrame:
+    """Write ``trials.parquet`` from rows, sorted by trial id, via a temporary file; return
+    the table."""
     path = Path(out) / "trials.parquet"
     table = pd.DataFrame(rows)
     if not table.empty:
@@ -182,7 +183,7 @@ def write_table(rows: list[dict[str, Any]], out: str | Path) -> Path:
     tmp = path.with_suffix(".parquet.tmp")
     table.to_parquet(tmp, index=False)
     os.replace(tmp, path)
-    return path
+    return table
 
 
 def _column_order(columns: list[str]) -> list[str]:
@@ -251,6 +252,8 @@ def run_sweep(
     out: str | Path,
     *,
     workers: int = 1,
+    executor: str = "auto",
+    address: str | None = None,
     resume: bool = False,
     source: str | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -260,7 +263,11 @@ def run_sweep(
     Args:
         trials: From :func:`expand`.
         out: The sweep folder.
-        workers: Processes; 1 runs in this process.
+        workers: Processes for the local pool; 1 runs in this process.
+        executor: ``inprocess``, ``process`` (a local pool of ``workers``), ``ray`` (a Ray
+            cluster at ``address``; one task per trial), or ``auto`` (in-process for one
+            worker, else the pool).
+        address: The Ray cluster (``auto`` joins a running one; None starts a local one).
         resume: Keep the rows already in ``out`` and run only the missing trials. Without
             it, a folder that already holds rows is refused, so nothing is lost by mistake.
         source: The scenario file, for the manifest.
@@ -299,13 +306,18 @@ def run_sweep(
                 if progress:
                     progress(len(rows), total)
 
-            if workers <= 1:
+            if executor == "ray":
+                _run_ray(todo, str(out), address, commit)
+            elif executor == "process" or (executor == "auto" and workers > 1):
+                _run_pool(todo, str(out), workers, commit)
+            elif executor in ("inprocess", "auto"):
                 for spec in todo:
                     commit(execute(spec, str(out)))
             else:
-                _run_pool(todo, str(out), workers, commit)
-        write_table(rows, out)
-    return pd.read_parquet(out / "trials.parquet")
+                raise ValueError(
+                    f"unknown executor {executor!r}; known: auto, inprocess, process, ray"
+                )
+        return write_table(rows, out)
 
 
 def _truncate_torn_line(path: Path, log: Any) -> None:
@@ -351,3 +363,60 @@ def _run_pool(
                     row.update(param_columns(spec.params))
                 commit(row)
                 submit()
+
+
+def _failed_row(spec: TrialSpec, err: BaseException) -> dict[str, Any]:
+    row = {
+        "trial_id": spec.trial_id,
+        "scenario": spec.scenario,
+        "seed": spec.seed,
+        "status": "error",
+        "error": f"worker failed: {type(err).__name__}: {err}",
+    }
+    row.update(param_columns(spec.params))
+    return row
+
+
+def _run_ray(
+    todo: list[TrialSpec], out: str, address: str | None, commit: Callable[[dict[str, Any]], None]
+) -> None:
+    """One Ray task per trial; results committed as they finish, a bounded number in flight.
+
+    The trial folders are written by the tasks, so ``out`` must be on storage the Ray
+    workers share (a local cluster, or a shared file system).
+    """
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("the Ray executor needs Ray: pip install 'replisim[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(
+            address=address, include_dashboard=False, log_to_driver=False, configure_logging=False
+        )
+    try:
+        remote = ray.remote(execute)
+        capacity = max(int(ray.cluster_resources().get("CPU", 1)) * 2, 2)
+        queue = iter(todo)
+        pending: dict[Any, TrialSpec] = {}
+
+        def submit() -> None:
+            spec = next(queue, None)
+            if spec is not None:
+                pending[remote.remote(spec, out)] = spec
+
+        for _ in range(capacity):
+            submit()
+        while pending:
+            finished, _ = ray.wait(list(pending), num_returns=1)
+            for ref in finished:
+                spec = pending.pop(ref)
+                try:
+                    row = ray.get(ref)
+                except Exception as err:  # a task or worker failure: report, go on
+                    row = _failed_row(spec, err)
+                commit(row)
+                submit()
+    finally:
+        if started_here:
+            ray.shutdown()
