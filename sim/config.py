@@ -8,7 +8,6 @@ collected, not raised one by one: :class:`ScenarioError` carries one
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BeforeValidator, Field, SerializeAsAny, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agents.registry import AGENTS, AgentConfig
 from policies.registry import POLICIES, PolicyConfig
@@ -262,26 +262,46 @@ class Scenario(Model):
 
     @model_validator(mode="after")
     def _references(self) -> Scenario:
-        # Reported one at a time by pydantic; the common case is a single typo.
-        hosts = set(self.host_names())
-        groups = {g.name for g in self.hosts}
-        if len(hosts) != len(self.host_names()):
-            raise ValueError("host names must be unique")
+        # Every dangling name at once, each at its own field path.
+        errors: list[InitErrorDetails] = []
+
+        def bad(loc: tuple[str | int, ...], name: str, what: str = "host") -> None:
+            errors.append(
+                InitErrorDetails(
+                    type=PydanticCustomError("reference", f"no {what} {name!r}"),
+                    loc=loc,
+                    input=name,
+                )
+            )
+
+        names = self.host_names()
+        hosts, groups = set(names), {g.name for g in self.hosts}
+        if len(hosts) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            errors.append(
+                InitErrorDetails(
+                    type=PydanticCustomError("duplicate", f"host name {dup!r} is used twice"),
+                    loc=("hosts",),
+                    input=dup,
+                )
+            )
         for i, agent in enumerate(self.agents):
             if agent.host is not None and agent.host not in hosts | groups:
-                raise ValueError(f"agents.{i}.host: no host or host group {agent.host!r}")
+                bad(("agents", i, "host"), agent.host, "host or host group")
         for i, link in enumerate(self.network.links):
-            for end in (link.a, link.b):
-                if end not in hosts:
-                    raise ValueError(f"network.links.{i}: no host {end!r}")
+            for end in ("a", "b"):
+                if getattr(link, end) not in hosts:
+                    bad(("network", "links", i, end), getattr(link, end))
         for i, inj in enumerate(self.injectors):
-            named = [inj.host] if inj.host else []
-            named += list(inj.link or ())
-            if inj.target.startswith("host:"):
-                named.append(inj.target[5:])
-            for end in named:
+            if inj.host is not None and inj.host not in hosts:
+                bad(("injectors", i, "host"), inj.host)
+            for j, end in enumerate(inj.link or ()):
                 if end not in hosts:
-                    raise ValueError(f"injectors.{i}: no host {end!r}")
+                    bad(("injectors", i, "link", j), end)
+            if inj.target.startswith("host:") and inj.target[5:] not in hosts:
+                bad(("injectors", i, "target"), inj.target[5:])
+        if errors:
+            raise ValidationError.from_exception_data("Scenario", errors)
         return self
 
 
@@ -292,18 +312,9 @@ class ScenarioFile(Model):
     version: int = 1
     scenarios: dict[str, Scenario] = Field(min_length=1)
     sweeps: dict[str, list[str]] = Field(
-        default_factory=dict, description="a name for a group of scenarios swept together"
+        default_factory=dict,
+        description="a name for a group of scenarios swept together (checked by load_file)",
     )
-
-    @model_validator(mode="after")
-    def _groups_name_scenarios(self) -> ScenarioFile:
-        for group, names in self.sweeps.items():
-            if group in self.scenarios:
-                raise ValueError(f"sweeps.{group}: a scenario has that name already")
-            for name in names:
-                if name not in self.scenarios:
-                    raise ValueError(f"sweeps.{group}: no scenario {name!r}")
-        return self
 
 
 @dataclass(frozen=True)
@@ -353,7 +364,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[tuple[str, Any]]) -> d
         ValueError: a path that walks through a value that is not a mapping or list, or an
             index past the end of a list.
     """
-    data = copy.deepcopy(data)  # YAML anchors share objects between scenarios
+    data = _fresh(data)  # YAML aliases share objects; an override must touch one place only
     for path, value in overrides:
         parts = path.split(".")
         node: Any = data
@@ -372,11 +383,23 @@ def apply_overrides(data: dict[str, Any], overrides: list[tuple[str, Any]]) -> d
             elif isinstance(node, dict):
                 if last:
                     node[part] = value
+                elif part not in node and parts[depth + 1].isdigit():
+                    raise ValueError(f"--set {path}: {where} does not exist")
                 else:
                     node = node.setdefault(part, {})
             else:
                 raise ValueError(f"--set {path}: {'.'.join(parts[:depth])} is not a mapping")
     return data
+
+
+def _fresh(value: Any) -> Any:
+    """A deep copy in which every mapping and list is a new object, aliases included
+    (``copy.deepcopy`` would keep two aliases of one YAML node as one object)."""
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fresh(v) for v in value]
+    return value
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -471,6 +494,26 @@ def load_file(
     if isinstance(scenarios, dict):
         found = data.get("sweeps")
         groups: dict[str, Any] = found if isinstance(found, dict) else {}
+        for group, members in groups.items():
+            if group in scenarios:
+                errors.append(
+                    ConfigError(
+                        file,
+                        f"sweeps.{group}",
+                        "a scenario has that name already",
+                        _line_of(root, ("sweeps", group)),
+                    )
+                )
+            for i, member in enumerate(members if isinstance(members, list) else []):
+                if member not in scenarios:
+                    errors.append(
+                        ConfigError(
+                            file,
+                            f"sweeps.{group}.{i}",
+                            f"no scenario {member!r}",
+                            _line_of(root, ("sweeps", group, i)),
+                        )
+                    )
         if scenario is not None and scenario in groups:
             scenario = None  # a group: validate every scenario (the group names them)
         if scenario is not None and scenario not in scenarios:

@@ -91,17 +91,38 @@ def parse_duration(value: float | str) -> float:
     return number * _TIME_UNITS[unit]
 
 
+_PREFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15}
+
+
 def parse_bandwidth(value: float | str) -> float:
-    """Return bytes per second from ``1e9``, ``"10Gbit/s"``, ``"2GB/s"`` or ``"inf"``."""
+    """Return bytes per second from ``1e9``, ``"10Gbit/s"``, ``"10Gbps"``, ``"2GB/s"``.
+
+    As in networking, a lower-case ``b`` is a bit and an upper-case ``B`` a byte:
+    ``10Gb/s`` and ``10Gbps`` are 1.25e9 bytes/s, ``2GB/s`` and ``2GiB/s`` are bytes.
+    """
     if isinstance(value, int | float):
         return float(value)
-    number, unit = _split(value, "bandwidth")
-    unit = unit.removesuffix("/s").removesuffix("ps")
-    if unit in _BIT_RATE:
-        return number * _BIT_RATE[unit]
-    if unit in _SIZE_UNITS:
-        return number * _SIZE_UNITS[unit]
-    raise ValueError(f"unknown bandwidth unit in {value!r}; use e.g. 10Gbit/s or 2GB/s")
+    if value.strip().lower() in _INFINITE:
+        return math.inf
+    match = _UNIT_RE.match(value)
+    if not match:
+        raise ValueError(f"cannot read {value!r} as a bandwidth")
+    number, unit = float(match.group(1)), match.group(2)
+    for suffix in ("/s", "ps"):
+        if unit.endswith(suffix):
+            unit = unit[: -len(suffix)]
+            break
+    else:
+        if unit:
+            raise ValueError(f"unknown bandwidth unit in {value!r}: a bandwidth is per second, "
+                             "e.g. 10Gbit/s, 10Gbps or 2GB/s")
+    if unit.lower() in _BIT_RATE:
+        return number * _BIT_RATE[unit.lower()]
+    if unit.endswith("b") and unit[:-1].lower() in _PREFIX:
+        return number * _PREFIX[unit[:-1].lower()] / 8
+    if unit.lower() in _SIZE_UNITS:
+        return number * _SIZE_UNITS[unit.lower()]
+    raise ValueError(f"unknown bandwidth unit in {value!r}; use e.g. 10Gbit/s, 10Gbps or 2GB/s")
 
 
 class _Dist(BaseModel):

@@ -167,6 +167,7 @@ class Group:
     scenario: str
     params: dict[str, Any]
     rows: pd.DataFrame
+    policy: str | None = None
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -174,9 +175,9 @@ class Group:
 
     @property
     def label(self) -> str:
-        if not self.params:
-            return "all trials"
-        return ", ".join(f"{_short_param(k)}={_short(v)}" for k, v in self.params.items())
+        parts = [f"policy={self.policy}"] if self.policy is not None else []
+        parts += [f"{_short_param(k)}={_short(v)}" for k, v in self.params.items()]
+        return ", ".join(parts) or "all trials"
 
 
 def _short_param(path: str) -> str:
@@ -195,19 +196,23 @@ def _param_columns(rows: pd.DataFrame) -> list[str]:
 
 
 def groups(table: pd.DataFrame) -> list[Group]:
-    """Split the table by scenario and then by the scenario's parameter point."""
+    """Split the table by scenario, then by policy (when the table has that column) and by
+    the scenario's parameter point."""
     out = []
     for scenario, rows in table.groupby("scenario", sort=True):
         params = _param_columns(rows)
-        if not params:
+        by_policy = "policy" in rows.columns and bool(rows["policy"].notna().any())
+        keys = (["policy"] if by_policy else []) + params
+        if not keys:
             out.append(Group(str(scenario), {}, rows))
             continue
-        for key, part in rows.groupby(params, sort=True, dropna=False):
-            values = key if isinstance(key, tuple) else (key,)
+        for key, part in rows.groupby(keys, sort=True, dropna=False):
+            values = list(key) if isinstance(key, tuple) else [key]
+            policy = _short(values.pop(0)) if by_policy else None
             point = {
                 c.removeprefix("param."): _plain(v) for c, v in zip(params, values, strict=True)
             }
-            out.append(Group(str(scenario), point, part))
+            out.append(Group(str(scenario), point, part, policy))
     return out
 
 
@@ -348,6 +353,7 @@ def summary_rows(all_groups: list[Group], samples: list[Sample]) -> list[dict[st
         ok = group.ok
         record: dict[str, Any] = {
             "scenario": group.scenario,
+            "policy": group.policy,
             "params": group.params,
             "label": group.label,
             "trials": len(group.rows),
@@ -403,56 +409,46 @@ def _fmt_num(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
-COLUMNS = (
-    "scenario",
-    "parameters",
-    "trials",
-    "errors",
-    "n ok",
-    "P(replicated) [95% CI]",
-    "P(extinct) [95% CI]",
-    "median peak live",
-    "median first replica (s)",
-    "R (origins)",
-    "k",
-    "P(extinct | NB fit)",
-)
-# The terminal's narrower headers, same order.
-_SHORT_COLUMNS = (
-    "scenario",
-    "parameters",
-    "trials",
-    "err",
-    "n ok",
-    "P(replicated)",
-    "P(extinct)",
-    "med. peak",
-    "med. 1st (s)",
-    "R origins",
-    "k",
-    "P(ext) NB",
-)
+# (HTML header, terminal header, cell) per column of the summary table.
+_Column = tuple[str, str, Callable[[Mapping[str, Any]], str]]
 
 
-def _cells(row: Mapping[str, Any]) -> list[str]:
+def _r_cell(row: Mapping[str, Any]) -> str:
     off = row["offspring"]
-    r_text = (
-        "-" if not off["origins"] else f"{off['R']:.3g} ± {off['se_R']:.2g} (n={off['origins']})"
-    )
-    return [
-        row["scenario"],
-        row["label"],
-        str(row["trials"]),
-        str(row["errors"]),
-        str(row["n"]),
-        _fmt_prop(row["replicated"]),
-        _fmt_prop(row.get("extinct")),
-        _fmt_num(row["median_peak_live"]),
-        _fmt_num(row["median_first_replica_s"]),
-        r_text,
-        _fmt_num(off["k"], 3),
-        _fmt_num(off["extinction_probability"], 3),
-    ]
+    if not off["origins"]:
+        return "-"
+    return f"{off['R']:.3g} ± {off['se_R']:.2g} (n={off['origins']})"
+
+
+COLUMNS: tuple[_Column, ...] = (
+    ("scenario", "scenario", lambda r: str(r["scenario"])),
+    ("parameters", "parameters", lambda r: str(r["label"])),
+    ("trials", "trials", lambda r: str(r["trials"])),
+    ("errors", "err", lambda r: str(r["errors"])),
+    ("n ok", "n ok", lambda r: str(r["n"])),
+    ("P(replicated) [95% CI]", "P(replicated)", lambda r: _fmt_prop(r["replicated"])),
+    ("P(extinct) [95% CI]", "P(extinct)", lambda r: _fmt_prop(r.get("extinct"))),
+    ("P(contained) [95% CI]", "P(contained)", lambda r: _fmt_prop(r.get("contained"))),
+    ("median peak live", "med. peak", lambda r: _fmt_num(r["median_peak_live"])),
+    (
+        "median first replica (s)",
+        "med. 1st (s)",
+        lambda r: _fmt_num(r["median_first_replica_s"]),
+    ),
+    ("R (origins)", "R origins", _r_cell),
+    ("k", "k", lambda r: _fmt_num(r["offspring"]["k"], 3)),
+    (
+        "P(extinct | NB fit)",
+        "P(ext) NB",
+        lambda r: _fmt_num(r["offspring"]["extinction_probability"], 3),
+    ),
+)
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[_Column]:
+    """The summary's columns; P(contained) only when the sweep measured it."""
+    measured = any("contained" in r for r in rows)
+    return [c for c in COLUMNS if measured or c[0] != "P(contained) [95% CI]"]
 
 
 def _error_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -902,8 +898,12 @@ def render_html(
     """The report page: configuration, tables, plots and the lineage browser, self-contained."""
     table = results.table
     ok = int((table["status"] == "ok").sum())
+    columns = _columns(rows)
     summary = _table_html(
-        list(COLUMNS), [_cells(r) for r in rows], "summary", set(range(2, len(COLUMNS)))
+        [c[0] for c in columns],
+        [[cell(r) for _, _, cell in columns] for r in rows],
+        "summary",
+        set(range(2, len(columns))),
     )
     errors = _error_rows(table)
     if len(errors):
@@ -1088,24 +1088,44 @@ def build_report(out: str | Path, *, quiet: bool = True) -> Report:
     return Report(results, rows, html_path, [p for p, _ in figures], notes)
 
 
+def cell_example(column: _Column, rows: list[dict[str, Any]]) -> str:
+    """The longest cell of a column (to tell columns that may wrap)."""
+    return max((column[2](r) for r in rows), key=len, default="")
+
+
 def _print_tables(report: Report) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(Console().width, 160))
-    view = Table(
-        title=f"{report.results.root}: {len(report.results.table):,} trials",
-        caption="ok trials only; intervals: Wilson 95%; R, k: NB fit of the origins' "
-        "offspring; P(ext) NB: extinction probability it implies",
+    console = Console(width=max(Console().width, 140))
+    columns = _columns(report.rows)
+    # Two narrower tables rather than one that no terminal is wide enough for.
+    split = next(i for i, c in enumerate(columns) if c[0] == "median peak live")
+    parts = (
+        (
+            f"{report.results.root}: outcomes of {len(report.results.table):,} trials",
+            columns[:split],
+            "ok trials only (n ok); intervals: Wilson 95%",
+        ),
+        (
+            "growth",
+            columns[:2] + columns[split:],
+            "R, k: negative-binomial fit of the origins' offspring (± standard error); "
+            "P(ext) NB: the extinction probability it implies",
+        ),
     )
-    for i, column in enumerate(_SHORT_COLUMNS):
-        if i == 1:
-            view.add_column(column, overflow="fold", min_width=28, max_width=40)
-        else:
-            view.add_column(column, justify="right" if i >= 2 else "left", no_wrap=True)
-    for row in report.rows:
-        view.add_row(*_cells(row))
-    console.print(view)
+    for title, chosen, caption in parts:
+        view = Table(title=title, caption=caption)
+        for i, (_, header, _) in enumerate(chosen):
+            if i == 1:
+                view.add_column(header, overflow="fold", min_width=20, max_width=40)
+            else:
+                # Intervals may wrap at their space in a narrow terminal; counts may not.
+                wraps = " " in cell_example(chosen[i], report.rows)
+                view.add_column(header, justify="right" if i >= 2 else "left", no_wrap=not wraps)
+        for row in report.rows:
+            view.add_row(*(cell(row) for _, _, cell in chosen))
+        console.print(view)
     errors = _error_rows(report.results.table)
     if len(errors):
         bad = Table(title=f"{len(errors):,} trial(s) with errors (left out of the statistics)")

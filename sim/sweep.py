@@ -95,13 +95,14 @@ def expand(scenario: Scenario, seeds: list[int] | None = None) -> list[TrialSpec
     """
     from sim.config import ConfigError, ScenarioError
 
-    base = scenario.model_dump(mode="json", exclude={"sweep"})
+    # Through pydantic's JSON so that infinities become "Infinity": strict JSON, valid input.
+    base = json.loads(scenario.model_dump_json(exclude={"sweep"}))
     seed_list = seeds if seeds is not None else scenario.sweep.seed_list()
     trials = []
     for point in _points(scenario):
         try:
             data = apply_overrides(base, list(point.items()))
-            config = Scenario.model_validate(data).model_dump(mode="json")
+            config = json.loads(Scenario.model_validate(data).model_dump_json())
         except Exception as err:
             raise ScenarioError(
                 [ConfigError("sweep", f"scenarios.{scenario.name}.sweep", f"point {point}: {err}")]

@@ -109,12 +109,8 @@ def write_trial(result: TrialResult, scenario: Scenario, out: str | Path) -> Pat
     put("events.jsonl", events)
     put("lineage.json", lambda p: write_lineage_json(result.lineage, p))
     put("lineage.graphml", lambda p: write_graphml(result.lineage, p))
-    put(
-        "scenario.json",
-        lambda p: p.write_text(
-            json.dumps(scenario.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
-        ),
-    )
+    # pydantic's JSON writes infinities as "Infinity" strings, which validate back.
+    put("scenario.json", lambda p: p.write_text(scenario.model_dump_json(indent=2) + "\n"))
     summary = {**jsonable(result.summary), "live_series": result.live_series}
     put(
         "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
