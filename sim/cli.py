@@ -96,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _output_modes(p)
 
+    p = sub.add_parser("report", help="tables, PNG plots and report.html for a sweep")
+    p.add_argument("out", help="sweep folder (or one trial folder)")
+    _output_modes(p)
+
+    p = sub.add_parser("graph", help="export one trial's lineage")
+    p.add_argument("trial", help="trial folder (holding lineage.json)")
+    p.add_argument(
+        "--format", default="png", help="png, svg, graphml, gexf, dot or json (default png)"
+    )
+    p.add_argument("--output", help="file or folder (default <trial>/exports/)")
+
     p = sub.add_parser("bench", help="measure performance")
     p.add_argument(
         "what",
@@ -322,11 +333,31 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from sim.report import cmd_report
+
+    try:
+        return cmd_report(args.out, quiet=args.quiet, as_json=args.json)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def _cmd_graph(args: argparse.Namespace) -> int:
+    from sim.report import cmd_graph
+
+    try:
+        return cmd_graph(args.trial, args.format, args.output)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
 COMMANDS = {
     "validate": _cmd_validate,
     "list": _cmd_list,
     "run": _cmd_run,
     "sweep": _cmd_sweep,
+    "report": _cmd_report,
+    "graph": _cmd_graph,
     "bench": _cmd_bench,
 }
 

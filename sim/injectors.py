@@ -119,7 +119,7 @@ def _install(world: World, spec: InjectorSpec, index: int) -> None:
         compare = _OPS[op_name]
         measure: Callable[[], float] = {
             "live": lambda: world.live,
-            "replicas_total": lambda: len(world.replicas),
+            "replicas_total": lambda: world.ever_live,
             "max_generation": lambda: world.max_generation,
             "time": lambda: env.now,
         }[quantity]

@@ -299,7 +299,7 @@ def lineage_tree(
         return fig
 
     keep, note = select_nodes(lineage, max_nodes)
-    tree = lineage.subgraph(keep)
+    tree = lineage.subgraph(keep).copy()  # a view would filter the whole graph per lookup
     pos = tree_layout(tree)
     n = len(pos)
     leaves = max((p[0] for p in pos.values()), default=0.0) + 1.0
@@ -610,22 +610,27 @@ def containment_heatmap(
         i, j = row_values.index(r), col_values.index(c)
         grid[i, j] = p
         text[i][j] = f"{p:.2f}\n[{lo:.2f}, {hi:.2f}]\nn={n}"
-    fig = _figure(max(4.5, 1.6 + 1.5 * len(col_values)), max(2.8, 1.4 + 0.8 * len(row_values)))
+    # Many cells: a bounded figure, and numbers only where they still fit.
+    fig = _figure(
+        min(max(4.5, 1.6 + 1.5 * len(col_values)), 20.0),
+        min(max(2.8, 1.4 + 0.8 * len(row_values)), 20.0),
+    )
     ax = fig.add_subplot()
     image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-    for i in range(len(row_values)):
-        for j in range(len(col_values)):
-            value = grid[i, j]
-            colour = "black" if not math.isnan(value) and value > 0.6 else "white"
-            ax.text(
-                j,
-                i,
-                text[i][j] or "no trials",
-                ha="center",
-                va="center",
-                fontsize=8,
-                color=colour if text[i][j] else "#666666",
-            )
+    if len(row_values) <= 24 and len(col_values) <= 12:
+        for i in range(len(row_values)):
+            for j in range(len(col_values)):
+                value = grid[i, j]
+                colour = "black" if not math.isnan(value) and value > 0.6 else "white"
+                ax.text(
+                    j,
+                    i,
+                    text[i][j] or "no trials",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color=colour if text[i][j] else "#666666",
+                )
     ax.set_xticks(range(len(col_values)), col_values, fontsize=8)
     ax.set_yticks(range(len(row_values)), row_values, fontsize=8)
     ax.set_xlabel(columns.removeprefix("param."))

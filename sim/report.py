@@ -51,13 +51,23 @@ __all__ = [
     "SAMPLE_TRIALS",
     "VIEW_NODES",
     "VIEW_TRIALS",
+    "Group",
+    "Report",
     "Results",
+    "Sample",
     "build_report",
     "cmd_graph",
     "cmd_report",
     "export_lineage",
+    "groups",
+    "lineage_view",
     "load_results",
+    "plan_plots",
+    "read_samples",
+    "read_views",
+    "render_html",
     "summary_rows",
+    "write_dot",
 ]
 
 #: Formats of ``replisim graph``.
@@ -75,6 +85,8 @@ READ_BUDGET = 256 * 2**20
 #: Groups that get their own offspring plot; curves per population or survival figure.
 OFFSPRING_PLOTS = 24
 CURVES_PER_FIGURE = 6
+#: Population and survival figures per scenario (each of CURVES_PER_FIGURE groups).
+FIGURES_PER_SCENARIO = 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,12 +338,16 @@ def _offspring_fit(sample: Sample) -> dict[str, Any]:
 
     Later generations are left out on purpose: in a lineage that died out, n replicas had
     n - 1 children, so pooling every generation of finished lineages pulls R towards 1.
+    Origins still running at the end are left out too (their count is not final); when
+    trials stop early, e.g. at a population cap, that biases R down a little, since the
+    origins that live longest, and have most children, are the ones left out.
     """
     origins = [children for generation, children in sample.offspring if generation == 0]
     if not origins:
         return {
             "R": math.nan,
             "k": math.nan,
+            "k_infinite": False,
             "se_R": math.nan,
             "origins": 0,
             "extinction_probability": math.nan,
@@ -340,6 +356,8 @@ def _offspring_fit(sample: Sample) -> dict[str, Any]:
     return {
         "R": fit.R,
         "k": fit.k,
+        # JSON has no infinity: k = inf (no over-dispersion, the Poisson limit) is flagged.
+        "k_infinite": math.isinf(fit.k),
         "se_R": fit.se_R,
         "origins": fit.n,
         "extinction_probability": stats.extinction_probability(fit.R, fit.k),
@@ -491,29 +509,36 @@ def _heatmap_axes(table: pd.DataFrame) -> tuple[str, str, str]:
         return metric, policy[0], "scenario"
     if varying:
         return metric, varying[0], "scenario"
-    return metric, "scenario", "ended_by" if "ended_by" in table.columns else "scenario"
+    # Nothing varies but the scenario: one column of all its trials.
+    return metric, "scenario", ""
 
 
-def plan_plots(results: Results, all_groups: list[Group], samples: list[Sample]) -> list[PlotJob]:
-    """The figures of the report, cheapest to describe, built only when drawn."""
+def plan_plots(
+    results: Results, all_groups: list[Group], samples: list[Sample]
+) -> tuple[list[PlotJob], list[str]]:
+    """The report's figures, as jobs to draw one by one (behind a progress bar).
+
+    Returns:
+        The jobs, and notes on what was left out to keep the number of figures bounded.
+    """
     table = results.table
     ok = table.loc[table["status"] == "ok"]
     jobs: list[PlotJob] = []
+    notes: list[str] = []
     if not ok.empty and ("contained" in ok.columns or "extinct" in ok.columns):
         metric, rows, cols = _heatmap_axes(ok)
         frame = ok.copy()
+        if not cols:
+            cols = "trials"
+            frame[cols] = "all"
         if frame[rows].isna().any():
             frame[rows] = frame[rows].astype(object).where(frame[rows].notna(), "(not swept)")
-
-        def heatmap(frame: pd.DataFrame = frame) -> Any:
-            return plots.containment_heatmap(frame, metric, rows, cols)
-
         jobs.append(
             PlotJob(
                 "containment.png",
                 f"P({metric}) over {rows.removeprefix('param.')} × {cols}, ok trials, with "
                 "95% Wilson intervals.",
-                heatmap,
+                partial(plots.containment_heatmap, frame, metric, rows, cols),
             )
         )
 
@@ -521,7 +546,15 @@ def plan_plots(results: Results, all_groups: list[Group], samples: list[Sample])
     for scenario in scenarios:
         mine = [(g, s) for g, s in zip(all_groups, samples, strict=True) if g.scenario == scenario]
         slug = _slug(scenario)
-        for part, chunk in enumerate(_chunks(mine, CURVES_PER_FIGURE), start=1):
+        chunks = list(_chunks(mine, CURVES_PER_FIGURE))
+        if len(chunks) > FIGURES_PER_SCENARIO:
+            shown = FIGURES_PER_SCENARIO * CURVES_PER_FIGURE
+            notes.append(
+                f"{scenario}: population and survival plots show the first {shown} of its "
+                f"{len(mine)} parameter points."
+            )
+            chunks = chunks[:FIGURES_PER_SCENARIO]
+        for part, chunk in enumerate(chunks, start=1):
             suffix = "" if len(mine) <= CURVES_PER_FIGURE else f"-{part}"
             curves = {g.label: s.curves for g, s in chunk if s.curves}
             if curves:
@@ -547,7 +580,7 @@ def plan_plots(results: Results, all_groups: list[Group], samples: list[Sample])
                         partial(
                             plots.survival_plot,
                             rows_ok,
-                            by=_param_columns(rows_ok),
+                            by=_curve_keys(rows_ok),
                             title=f"survival: {scenario}",
                         ),
                     )
@@ -578,7 +611,18 @@ def plan_plots(results: Results, all_groups: list[Group], samples: list[Sample])
                 partial(plots.offspring_plot, frame, title=title),
             )
         )
-    return jobs
+    with_offspring = sum(1 for s in samples if s.offspring)
+    if with_offspring > OFFSPRING_PLOTS:
+        notes.append(
+            f"Offspring plots are drawn for the first {OFFSPRING_PLOTS} of {with_offspring} groups."
+        )
+    return jobs, notes
+
+
+def _curve_keys(rows: pd.DataFrame) -> list[str]:
+    """Columns that tell a scenario's groups apart: policy (if any), then parameters."""
+    policy = ["policy"] if "policy" in rows.columns and rows["policy"].notna().any() else []
+    return policy + _param_columns(rows)
 
 
 def _tree_from_file(path: Path) -> Any:
@@ -601,7 +645,7 @@ def _num(value: Any) -> float | None:
     if value is None:
         return None
     number = float(value)
-    return round(number, 3) if math.isfinite(number) else None
+    return round(number, 2) if math.isfinite(number) else None
 
 
 def lineage_view(data: Mapping[str, Any], max_nodes: int = VIEW_NODES) -> dict[str, Any]:
@@ -623,7 +667,7 @@ def lineage_view(data: Mapping[str, Any], max_nodes: int = VIEW_NODES) -> dict[s
         )
     graph.add_edges_from((e["source"], e["target"]) for e in data.get("edges", []))
     keep, note = plots.select_nodes(graph, max_nodes)
-    layout = plots.tree_layout(graph.subgraph(keep))
+    layout = plots.tree_layout(graph.subgraph(keep).copy())
     nodes = []
     for name in sorted(keep, key=lambda n: (layout[n][1], layout[n][0])):
         node = records[name]
@@ -643,6 +687,10 @@ def lineage_view(data: Mapping[str, Any], max_nodes: int = VIEW_NODES) -> dict[s
     return {"shown": len(nodes), "total": len(records), "note": note, "nodes": nodes}
 
 
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
 def read_views(
     results: Results, *, limit: int = VIEW_TRIALS, advance: Callable[[], None] | None = None
 ) -> list[dict[str, Any]]:
@@ -659,15 +707,16 @@ def read_views(
         params = {
             str(k).removeprefix("param."): _plain(v)
             for k, v in record.items()
-            if str(k).startswith("param.")
-            and v is not None
-            and not (isinstance(v, float) and math.isnan(v))
+            if str(k).startswith("param.") and _present(v)
         }
         view: dict[str, Any] = {
             "id": trial,
             "scenario": str(record["scenario"]),
             "seed": _plain(record.get("seed")),
-            "params": ", ".join(f"{_short_param(k)}={_short(v)}" for k, v in params.items()),
+            "params": ", ".join(
+                ([f"policy={record['policy']}"] if _present(record.get("policy")) else [])
+                + [f"{_short_param(k)}={_short(v)}" for k, v in params.items()]
+            ),
             "replicas_total": _plain(record.get("replicas_total")),
             "end": _num(record.get("end_s")),
         }
@@ -954,8 +1003,9 @@ def render_html(
 besides the origin was ever live; P(extinct): no replica was running at the end (a run
 stopped by its population cap is not extinct). Intervals are Wilson 95%. R and k are the
 maximum-likelihood negative-binomial fit of the origins' final offspring counts (one per
-trial, from a sample of trial folders), and P(extinct | NB fit) is the extinction
-probability of the branching process they imply.</p>
+trial, from a sample of trial folders; an origin still running at the end is left out),
+and P(extinct | NB fit) is the extinction probability of the branching process they
+imply.</p>
 {summary}
 {note_html}
 {error_html}
@@ -1071,7 +1121,8 @@ def build_report(out: str | Path, *, quiet: bool = True) -> Report:
                 "offspring",
             ):
                 stale.unlink()
-        jobs = plan_plots(results, all_groups, samples)
+        jobs, plot_notes = plan_plots(results, all_groups, samples)
+        notes += plot_notes
         task = bar.add_task("plots", total=len(jobs))
         figures: list[tuple[Path, str]] = []
         for job in jobs:
@@ -1088,7 +1139,7 @@ def build_report(out: str | Path, *, quiet: bool = True) -> Report:
     return Report(results, rows, html_path, [p for p, _ in figures], notes)
 
 
-def cell_example(column: _Column, rows: list[dict[str, Any]]) -> str:
+def _cell_example(column: _Column, rows: list[dict[str, Any]]) -> str:
     """The longest cell of a column (to tell columns that may wrap)."""
     return max((column[2](r) for r in rows), key=len, default="")
 
@@ -1121,7 +1172,7 @@ def _print_tables(report: Report) -> None:
                 view.add_column(header, overflow="fold", min_width=20, max_width=40)
             else:
                 # Intervals may wrap at their space in a narrow terminal; counts may not.
-                wraps = " " in cell_example(chosen[i], report.rows)
+                wraps = " " in _cell_example(chosen[i], report.rows)
                 view.add_column(header, justify="right" if i >= 2 else "left", no_wrap=not wraps)
         for row in report.rows:
             view.add_row(*(cell(row) for _, _, cell in chosen))

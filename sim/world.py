@@ -242,6 +242,7 @@ class World:
         self.by_name: dict[str, Replica] = {}
         self.alive: dict[Replica, None] = {}  # insertion order = age
         self.live = 0
+        self.ever_live = 0  # replicas that went live: the replicas_total metric, so far
         self.peak_live = 0
         self.max_generation = 0
         self.live_series: list[tuple[float, int]] = [(0.0, 0)]
@@ -467,6 +468,7 @@ class World:
     def _set_live(self, replica: Replica) -> None:
         replica.live_at = self.env.now
         self.live += 1
+        self.ever_live += 1
         if replica.generation > self.max_generation:
             self.max_generation = replica.generation
         if self.live > self.peak_live:
