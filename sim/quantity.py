@@ -114,8 +114,10 @@ def parse_bandwidth(value: float | str) -> float:
             break
     else:
         if unit:
-            raise ValueError(f"unknown bandwidth unit in {value!r}: a bandwidth is per second, "
-                             "e.g. 10Gbit/s, 10Gbps or 2GB/s")
+            raise ValueError(
+                f"unknown bandwidth unit in {value!r}: a bandwidth is per second, "
+                "e.g. 10Gbit/s, 10Gbps or 2GB/s"
+            )
     if unit.lower() in _BIT_RATE:
         return number * _BIT_RATE[unit.lower()]
     if unit.endswith("b") and unit[:-1].lower() in _PREFIX:
