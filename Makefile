@@ -12,14 +12,16 @@ demo: setup-core
 	replisim validate scenarios.yaml
 	replisim sweep scenarios.yaml --out runs/demo --workers 2 $(if $(wildcard runs/demo/rows.jsonl),--resume,)
 
-## test: install everything the tests need (Docker engine, bubblewrap, ...), lint, run all tests
+## test: install everything the tests need (Docker engine, bubblewrap, Chromium, Ray, ...),
+## lint, run all tests (slow ones included)
 test: setup lint
 	bash .ci/pytest.sh
 
 setup-core:
-	$(PYTHON) -m pip install -q -e ".[dev]"
+	$(PYTHON) -m pip install -q -e .
 
-setup: setup-core
+setup:
+	$(PYTHON) -m pip install -q -e ".[dev]"
 	bash .ci/setup.sh
 
 lint:
