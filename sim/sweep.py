@@ -354,14 +354,7 @@ def _run_pool(
                 try:
                     row = future.result()
                 except Exception as err:  # the worker died: report the trial, go on
-                    row = {
-                        "trial_id": spec.trial_id,
-                        "scenario": spec.scenario,
-                        "seed": spec.seed,
-                        "status": "error",
-                        "error": f"worker failed: {type(err).__name__}: {err}",
-                    }
-                    row.update(param_columns(spec.params))
+                    row = _failed_row(spec, err)
                 commit(row)
                 submit()
 
