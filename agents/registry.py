@@ -24,7 +24,7 @@ Task = Literal["self-replicate", "shutdown-avoidance", "chain"]
 AgentFn = Callable[[Any, "Replica"], Generator[Any, Any, None]]
 
 AGENTS: Registry[AgentFn] = Registry(
-    "agent", "replisim.agents", "agent", builtins=("agents.scripted",)
+    "agent", "replisim.agents", "agent", builtins=("agents.scripted", "agents.oracle")
 )
 
 
