@@ -21,7 +21,15 @@ import simpy
 from sim.config import Scenario, load_scenario
 from sim.world import World
 
-__all__ = ["bare_simpy", "engine", "engine_ratio", "run_spread", "scale", "shipped"]
+__all__ = [
+    "bare_simpy",
+    "engine",
+    "engine_ratio",
+    "run_spread",
+    "scale",
+    "shipped",
+    "sweep_speedup",
+]
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios.yaml"
 
@@ -152,3 +160,36 @@ def scale(max_replicas: int = 100_000) -> list[dict[str, float]]:
             f"replicas {row['seconds'] / k:.3f} s, {row['peak_rss_mb'] / k:.2f} MB"
         )
     return rows
+
+
+def sweep_speedup(trials: int = 200, repeats: int = 3) -> float:
+    """Process-pool speedup: ``trials`` branching trials on 2 workers vs 1 (median ratio).
+
+    Each run writes a full sweep folder (trial folders, rows, table) into a temporary
+    directory, so the figure includes the committing the parent does.
+    """
+    import tempfile
+
+    from sim.sweep import expand, run_sweep
+
+    specs = expand(shipped("branching"), list(range(trials // 2)))  # two grid points
+    ratios = []
+    for rep in range(repeats):
+        times = {}
+        for workers in (1, 2):
+            with tempfile.TemporaryDirectory() as tmp:
+                gc.collect()
+                started = time.perf_counter()
+                run_sweep(specs, tmp, workers=workers, executor="process")
+                times[workers] = time.perf_counter() - started
+        ratios.append(times[1] / times[2])
+        print(
+            f"  run {rep + 1}: 1 worker {times[1]:.2f} s, 2 workers {times[2]:.2f} s, "
+            f"speedup {ratios[-1]:.2f}"
+        )
+    median = statistics.median(ratios)
+    print(
+        f"sweep: median speedup of 2 workers over 1 = {median:.2f} (target >= 1.7) "
+        f"for {len(specs)} branching trials"
+    )
+    return median

@@ -110,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure performance")
     p.add_argument(
         "what",
-        choices=["engine", "scale"],
-        help="engine: overhead vs bare SimPy; scale: network-spread at 10^3..10^5 replicas",
+        choices=["engine", "overhead", "scale", "sweep"],
+        help="engine: overhead and scale; overhead: replisim vs bare SimPy events/s; "
+        "scale: network-spread at 10^3..10^5 replicas; sweep: process-pool speedup",
     )
     p.add_argument("--repeats", type=int, default=5, help="repeats (median is reported)")
     p.add_argument("--max-replicas", type=int, default=100_000, help="largest outbreak for 'scale'")
@@ -330,6 +331,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         bench.engine(repeats=args.repeats)
     if args.what in ("engine", "scale"):
         bench.scale(max_replicas=args.max_replicas)
+    if args.what == "sweep":
+        bench.sweep_speedup(repeats=args.repeats)
     return 0
 
 

@@ -20,7 +20,16 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from agents.registry import AGENTS, AgentConfig
 from policies.registry import POLICIES, PolicyConfig
 from sim.hosts.registry import HOST_BACKENDS, HostGroup
-from sim.quantity import Bandwidth, Duration, Probability, Size, parse_duration, qfield
+from sim.quantity import (
+    Bandwidth,
+    Dist,
+    Duration,
+    Probability,
+    Size,
+    as_dist,
+    parse_duration,
+    qfield,
+)
 from sim.schema import Model
 
 __all__ = [
@@ -188,13 +197,30 @@ class StopSpec(Model):
     extinction: bool = Field(default=True, description="stop when no replica is live")
 
 
+class SampleSpec(Model):
+    """Random parameter points: ``count`` draws of each distribution, from ``seed``."""
+
+    count: int = Field(ge=1)
+    seed: int = 0
+    params: dict[str, Annotated[Dist, BeforeValidator(lambda v: as_dist(v))]] = Field(
+        min_length=1, description="dotted path -> distribution (plain numbers, no units)"
+    )
+
+
 class SweepSpec(Model):
-    """The axes of a sweep: seeds, and parameters addressed by dotted paths."""
+    """The axes of a sweep: seeds, and parameters addressed by dotted paths.
+
+    Points are grid (cartesian) × zip (paired lists) × samples (random draws); each point
+    runs with every seed, ``repetitions`` times (repetition k > 0 adds k·1,000,000 to the
+    seed, so every run has its own seed and trial id).
+    """
 
     seeds: list[int] | None = None
     trials: int | None = Field(default=None, ge=1, description="seeds 0..trials-1")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="cartesian product")
     zip: dict[str, list[Any]] = Field(default_factory=dict, description="paired lists")
+    samples: SampleSpec | None = Field(default=None, description="random points")
+    repetitions: int = Field(default=1, ge=1, description="runs of each (point, seed)")
 
     @model_validator(mode="after")
     def _zip_lengths(self) -> SweepSpec:
@@ -207,9 +233,8 @@ class SweepSpec(Model):
 
     def seed_list(self) -> list[int]:
         """Return the explicit seeds, or 0..trials-1, or [0]."""
-        if self.seeds is not None:
-            return list(self.seeds)
-        return list(range(self.trials or 1))
+        base = list(self.seeds) if self.seeds is not None else list(range(self.trials or 1))
+        return [s + k * 1_000_000 for k in range(self.repetitions) for s in base]
 
 
 class WorldSpec(Model):

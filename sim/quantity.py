@@ -32,6 +32,7 @@ __all__ = [
     "Sampler",
     "Size",
     "Uniform",
+    "as_dist",
     "parse_bandwidth",
     "parse_duration",
     "parse_size",
@@ -346,6 +347,11 @@ Bandwidth = Annotated[Dist, _quantity(parse_bandwidth, 0.0, None, "a bandwidth")
 """A rate in bytes per second (``"10Gbit/s"``) or a distribution of rates."""
 Probability = Annotated[Dist, _quantity(float, 0.0, 1.0, "a probability")]
 """A probability in [0, 1], or a distribution of them."""
+
+
+def as_dist(value: Any) -> Any:
+    """A distribution model from a number or any YAML spelling of a distribution (no units)."""
+    return _normalise_dist(value, float)
 
 
 def qfield(default: Any, **kwargs: Any) -> Any:

@@ -19,6 +19,7 @@ import hashlib
 import itertools
 import json
 import os
+import random
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -80,7 +81,14 @@ def _points(scenario: Scenario) -> list[dict[str, Any]]:
         if spec.zip
         else [{}]
     )
-    return [{**g, **z} for g in grid for z in zipped]
+    sampled: list[dict[str, Any]] = [{}]
+    if spec.samples is not None:
+        rng = random.Random(spec.samples.seed)  # its own RNG: the points are part of the spec
+        draws = {path: dist.sampler(rng) for path, dist in spec.samples.params.items()}
+        sampled = [
+            {path: draw() for path, draw in draws.items()} for _ in range(spec.samples.count)
+        ]
+    return [{**g, **z, **r} for g in grid for z in zipped for r in sampled]
 
 
 def expand(scenario: Scenario, seeds: list[int] | None = None) -> list[TrialSpec]:
@@ -301,8 +309,9 @@ def run_sweep(
 
             def commit(row: dict[str, Any]) -> None:
                 log.write(json.dumps(row, sort_keys=True, default=str) + "\n")
+                # Flushed to the kernel: a killed sweep keeps every committed row. (No fsync
+                # per row: that would guard against power loss at the cost of the sweep rate.)
                 log.flush()
-                os.fsync(log.fileno())
                 rows.append(row)
                 if progress:
                     progress(len(rows), total)
@@ -344,7 +353,7 @@ def _run_pool(
             pending[pool.submit(execute, spec, out)] = spec
             return True
 
-        for _ in range(workers * 2):
+        for _ in range(workers * 4):
             if not submit():
                 break
         while pending:

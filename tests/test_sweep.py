@@ -35,10 +35,17 @@ def test_expand_crosses_grid_with_seeds_and_ids_are_stable():
 
 def test_zip_pairs_lists_instead_of_crossing_them():
     """'zip' axes pair values index by index."""
-    s = shipped("branching", ("sweep", {"zip": {"agents.0.success_probability": [0.5, 0.6],
-                                                 "stop.population_cap": [10, 20]}}))
-    points = sorted((t.params["agents.0.success_probability"], t.params["stop.population_cap"])
-                    for t in expand(s, [0]))
+    s = shipped(
+        "branching",
+        (
+            "sweep",
+            {"zip": {"agents.0.success_probability": [0.5, 0.6], "stop.population_cap": [10, 20]}},
+        ),
+    )
+    points = sorted(
+        (t.params["agents.0.success_probability"], t.params["stop.population_cap"])
+        for t in expand(s, [0])
+    )
     assert points == [(0.5, 10), (0.6, 20)]
 
 
@@ -57,8 +64,9 @@ def test_process_pool_gives_the_same_table_as_in_process(tmp_path):
     one = run_sweep(trials, tmp_path / "one", workers=1)
     run_sweep(trials, tmp_path / "two", workers=2)
     assert len(one) == 30 and (one["status"] == "ok").all()
-    pd.testing.assert_frame_equal(_table(tmp_path / "one/trials.parquet"),
-                                  _table(tmp_path / "two/trials.parquet"))
+    pd.testing.assert_frame_equal(
+        _table(tmp_path / "one/trials.parquet"), _table(tmp_path / "two/trials.parquet")
+    )
 
 
 def test_every_trial_gets_a_folder_and_a_row(tmp_path):
@@ -103,12 +111,24 @@ def test_a_torn_last_row_is_dropped_on_resume(tmp_path):
 @pytest.mark.slow
 def test_sweep_killed_midway_and_resumed_gives_the_uninterrupted_table(tmp_path):
     """SIGKILL midway then --resume yields the same trials.parquet as one clean sweep."""
-    args = [sys.executable, "-m", "sim.cli", "sweep", str(ROOT / "scenarios.yaml"),
-            "--scenario", "network-spread", "--set", "hosts.0.count=400", "--trials", "40",
-            "--workers", "2", "--quiet"]
+    args = [
+        sys.executable,
+        "-m",
+        "sim.cli",
+        "sweep",
+        str(ROOT / "scenarios.yaml"),
+        "--scenario",
+        "network-spread",
+        "--set",
+        "hosts.0.count=400",
+        "--trials",
+        "40",
+        "--workers",
+        "2",
+        "--quiet",
+    ]
     crashed = tmp_path / "crashed"
-    proc = subprocess.Popen([*args, "--out", str(crashed)], cwd=tmp_path,
-                            start_new_session=True)
+    proc = subprocess.Popen([*args, "--out", str(crashed)], cwd=tmp_path, start_new_session=True)
     deadline = time.monotonic() + 120
     while len(read_rows(crashed)) < 10 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -119,5 +139,28 @@ def test_sweep_killed_midway_and_resumed_gives_the_uninterrupted_table(tmp_path)
     subprocess.run([*args, "--out", str(crashed), "--resume"], check=True, cwd=tmp_path)
     clean = tmp_path / "clean"
     subprocess.run([*args, "--out", str(clean)], check=True, cwd=tmp_path)
-    pd.testing.assert_frame_equal(_table(crashed / "trials.parquet"),
-                                  _table(clean / "trials.parquet"))
+    pd.testing.assert_frame_equal(
+        _table(crashed / "trials.parquet"), _table(clean / "trials.parquet")
+    )
+
+
+def test_samples_draw_stable_random_points_and_repetitions_multiply_seeds():
+    """'samples' draws points from distributions (stable per spec); repetitions add seeds."""
+    spec = {
+        "trials": 2,
+        "repetitions": 2,
+        "samples": {
+            "count": 3,
+            "seed": 5,
+            "params": {"agents.0.success_probability": {"uniform": [0.3, 0.7]}},
+        },
+    }
+    s = shipped("branching", ("sweep", spec))
+    trials = expand(s)
+    points = sorted({t.params["agents.0.success_probability"] for t in trials})
+    assert len(trials) == 12 and len(points) == 3
+    assert all(0.3 <= p <= 0.7 for p in points)
+    assert sorted({t.seed for t in trials}) == [0, 1, 1_000_000, 1_000_001]
+    assert [t.trial_id for t in expand(s)] == [t.trial_id for t in trials]
+    other = shipped("branching", ("sweep", {**spec, "samples": {**spec["samples"], "seed": 6}}))
+    assert {t.params["agents.0.success_probability"] for t in expand(other)} != set(points)
