@@ -24,7 +24,10 @@ Task = Literal["self-replicate", "shutdown-avoidance", "chain"]
 AgentFn = Callable[[Any, "Replica"], Generator[Any, Any, None]]
 
 AGENTS: Registry[AgentFn] = Registry(
-    "agent", "replisim.agents", "agent", builtins=("agents.scripted", "agents.oracle")
+    "agent",
+    "replisim.agents",
+    "agent",
+    builtins=("agents.scripted", "agents.oracle", "agents.benign"),
 )
 
 

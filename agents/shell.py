@@ -1496,8 +1496,7 @@ class VirtualShell:
         status = 0
         tree: _List | None = None
         try:
-            if world.policy_chain is not None:
-                yield from world._check("command", self.replica, self.host, command=command)
+            yield from world.check_command(self.replica, self.host, command)
             tree = _parse(command)
         except ActionFailed as denied:  # a guardrail refused the command line
             err.write(denied.reason + "\n")
@@ -1635,7 +1634,7 @@ class VirtualShell:
     def _stop_server(self, server: ServerProcess, sig: str) -> None:
         """A model server no agent uses ends: its port, memory and GPU memory are free."""
         if server.host.servers.get(server.port) is server:
-            self.world._stop_server(server)  # lead: a public World.stop_server would be cleaner
+            self.world.stop_server(server)
             self.world.record(
                 "server-stop",
                 replica=self.replica.name,

@@ -11,7 +11,7 @@ and delays act on the action at hand, so they are immediate when noticed).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from policies.registry import PolicyConfig
 
@@ -64,12 +64,13 @@ class Decision:
 class Policy:
     """Base class of guardrail policies; subclasses override what they need.
 
-    Class attributes ``actions`` and ``events`` list the action and event kinds the policy
-    inspects, so the chain calls it only for those (policies stay off the hot path).
+    ``actions`` and ``events`` list the action and event kinds the policy inspects, so the
+    chain calls it only for those (policies stay off the hot path). Subclasses set them as
+    class attributes, or per instance from their configuration in ``__init__``.
     """
 
-    actions: ClassVar[frozenset[str]] = frozenset()
-    events: ClassVar[frozenset[str]] = frozenset()
+    actions: frozenset[str] = frozenset()
+    events: frozenset[str] = frozenset()
 
     def __init__(self, config: PolicyConfig, world: World) -> None:
         self.config = config

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from policies.base import Action, Decision, Policy
+from sim.quantity import Constant, Sampler
 from sim.world import ActionFailed, Death
 
 if TYPE_CHECKING:
@@ -32,6 +33,16 @@ class PolicyChain:
                 self._by_action.setdefault(kind, []).append(p)
             for kind in p.events:
                 self._by_event.setdefault(kind, []).append(p)
+        # The hot path: per kind, (policy, bound method, detection sampler or None when the
+        # policy always notices), so a certain policy costs one call and nothing more.
+        self._actions = {
+            k: tuple((p, p.on_action, self._uncertain(p)) for p in ps)
+            for k, ps in self._by_action.items()
+        }
+        self._events = {
+            k: tuple((p, p.on_event, self._uncertain(p)) for p in ps)
+            for k, ps in self._by_event.items()
+        }
         self.decisions: dict[str, int] = {}
 
     @property
@@ -39,8 +50,14 @@ class PolicyChain:
         """Event kinds some policy subscribes to."""
         return frozenset(self._by_event)
 
-    def _noticed(self, policy: Policy) -> bool:
-        p = self._notice[id(policy)]()
+    def _uncertain(self, policy: Policy) -> Sampler | None:
+        dist = policy.config.detect_probability
+        if isinstance(dist, Constant) and dist.value >= 1.0:
+            return None  # always notices: no draw, no call
+        return self._notice[id(policy)]
+
+    def _noticed(self, notice: Sampler) -> bool:
+        p = notice()
         return p >= 1.0 or self.world.rng.random() < p
 
     def check(self, action: Action) -> float:
@@ -54,11 +71,11 @@ class PolicyChain:
             Death: a policy killed the actor.
         """
         wait = 0.0
-        for policy in self._by_action.get(action.kind, ()):
-            if not self._noticed(policy):
+        for policy, on_action, notice in self._actions.get(action.kind, ()):
+            if notice is not None and not self._noticed(notice):
                 continue
             try:
-                decision = policy.on_action(action)
+                decision = on_action(action)
             except Exception as err:
                 self._fail(policy, err)
                 raise ActionFailed(f"{action.kind}: blocked (policy error)") from None
@@ -77,11 +94,11 @@ class PolicyChain:
 
     def notify(self, kind: str, fields: dict[str, Any]) -> None:
         """Run the policies subscribed to an event that just happened."""
-        for policy in self._by_event.get(kind, ()):
-            if not self._noticed(policy):
+        for policy, on_event, notice in self._events.get(kind, ()):
+            if notice is not None and not self._noticed(notice):
                 continue
             try:
-                decision = policy.on_event(kind, fields)
+                decision = on_event(kind, fields)
             except Exception as err:
                 self._fail(policy, err)
                 return

@@ -296,6 +296,8 @@ def _print_sweep_summary(table: Any, out: str) -> None:
 
     keys = ["scenario", "policy", *sorted(c for c in table.columns if c.startswith("param."))]
     keys = [k for k in keys if k in table.columns and (k == "scenario" or table[k].nunique() > 1)]
+    if "policy" in keys:  # the label says it; the JSON of the chain would only widen the table
+        keys = [k for k in keys if k != "param.policies"]
     view = Table(title=f"{out}/trials.parquet")
     for col in [
         *keys,

@@ -213,7 +213,7 @@ def _fail_host(world: World, host: Any, source: str) -> None:
     for replica in list(host.replicas):
         world.die(replica, "host-failure")
     for server in list(host.servers.values()):
-        world._stop_server(server)
+        world.stop_server(server)
 
 
 def _recover_host(world: World, host: Any, source: str) -> None:

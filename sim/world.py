@@ -353,6 +353,15 @@ class World:
                 append((self.env.now, kind, fields))
                 if kind in watched:
                     notify(kind, fields)
+                    # A policy may have killed the replica whose own action this is: stop
+                    # that action here, as the kernel would stop the process.
+                    actor = self.by_name.get(fields.get("replica") or "")
+                    if (
+                        actor is not None
+                        and not actor.alive
+                        and (actor.proc is self.env.active_process)
+                    ):
+                        raise Death(actor.cause)
 
             self.record = record  # type: ignore[method-assign]
         return chain
@@ -370,6 +379,18 @@ class World:
         wait = self.policy_chain.check(Action(kind, actor, host, self.env.now, detail))
         if wait > 0:
             yield self.env.timeout(wait)
+
+    def check_command(
+        self, actor: Replica, host: VirtualHost, command: str
+    ) -> Generator[Event, Any, None]:
+        """Ask the policies about a command line an agent is about to run on ``host``.
+
+        Raises:
+            ActionFailed: a policy denied it (the message is what the agent sees).
+            Death: a policy killed the actor for it.
+        """
+        if self.policy_chain is not None:
+            yield from self._check("command", actor, host, command=command)
 
     def _start_origins(self) -> None:
         from agents.registry import AGENTS
@@ -495,7 +516,7 @@ class World:
         host.memory_used -= self.agent_memory
         server = replica.server
         if server is not None and server.owner is replica:
-            self._stop_server(server)
+            self.stop_server(server)
         was_live = replica.live_at == replica.live_at
         self.record("replica-died", replica=replica.name, cause=cause)
         if was_live:
@@ -514,7 +535,9 @@ class World:
         for watch in self.watchers:
             watch()
 
-    def _stop_server(self, server: ServerProcess) -> None:
+    def stop_server(self, server: ServerProcess) -> None:
+        """Stop a model server process and free its memory (its replica is the caller's
+        business: ``die`` calls this for the replica's own server)."""
         host = server.host
         if host.servers.get(server.port) is server:
             del host.servers[server.port]
