@@ -312,11 +312,11 @@ def _print_sweep_summary(table: Any, out: str) -> None:
         ok = group[group["status"] == "ok"]
         n = len(ok)
         cells = []
-        for metric in ("replicas_total", "extinct"):
+        for metric in ("replicated", "extinct"):
             if n == 0:
                 cells.append("-")
                 continue
-            hits = ok[metric] > 1 if metric == "replicas_total" else ok[metric].astype(bool)
+            hits = ok[metric].astype(bool)
             k = int(hits.sum())
             lo, hi = wilson_interval(k, n)
             cells.append(f"{k / n:.3f} [{lo:.3f}, {hi:.3f}]")

@@ -17,6 +17,7 @@ __all__ = ["METRICS", "VERDICTS", "trial_metrics"]
 VERDICTS = ("deny", "delay", "kill", "quarantine", "alert")
 
 METRICS = (
+    "replicated",
     "replicas_total",
     "replicas_started",
     "peak_live",
@@ -45,6 +46,7 @@ def trial_metrics(world: World, lineage: nx.DiGraph) -> dict[str, Any]:
     decisions = world.policy_chain.decisions if world.policy_chain is not None else {}
     contained, containment_s = _containment(lineage)
     return {
+        "replicated": any(d["live"] and d["parent"] for _, d in lineage.nodes(data=True)),
         "replicas_total": lin.replicas_total(lineage),
         "replicas_started": lin.replicas_started(lineage),
         "peak_live": lin.peak_live(lineage),

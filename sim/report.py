@@ -378,8 +378,11 @@ def summary_rows(all_groups: list[Group], samples: list[Sample]) -> list[dict[st
             "errors": len(group.rows) - len(ok),
             "n": len(ok),
         }
-        total = ok["replicas_total"] if "replicas_total" in ok else pd.Series(dtype=float)
-        record["replicated"] = _proportion(total.dropna() > 1)
+        if "replicated" in ok:  # a copy went live (origins, benign ones too, do not count)
+            record["replicated"] = _proportion(ok["replicated"].dropna().astype(bool))
+        else:  # tables from before the column existed: one origin per trial assumed
+            total = ok["replicas_total"] if "replicas_total" in ok else pd.Series(dtype=float)
+            record["replicated"] = _proportion(total.dropna() > 1)
         for metric in ("extinct", "contained"):
             if metric in ok.columns:
                 record[metric] = _proportion(ok[metric].dropna().astype(bool))

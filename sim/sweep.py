@@ -127,8 +127,13 @@ def execute(spec: TrialSpec, out: str | None) -> dict[str, Any]:
     scenario = Scenario.model_validate(spec.config)
     folder = None if out is None else Path(out) / "trials" / spec.trial_id
     result = run_trial(scenario, spec.seed, folder)
-    row: dict[str, Any] = {"trial_id": spec.trial_id, "scenario": spec.scenario, "seed": spec.seed}
-    row.update({f"param.{k}": v for k, v in spec.params.items()})
+    row: dict[str, Any] = {
+        "trial_id": spec.trial_id,
+        "scenario": spec.scenario,
+        "policy": policy_label(scenario),
+        "seed": spec.seed,
+    }
+    row.update(param_columns(spec.params))
     row.update(result.summary)
     return row
 
@@ -372,6 +377,7 @@ def _failed_row(spec: TrialSpec, err: BaseException) -> dict[str, Any]:
     row = {
         "trial_id": spec.trial_id,
         "scenario": spec.scenario,
+        "policy": policy_label(Scenario.model_validate(spec.config)),
         "seed": spec.seed,
         "status": "error",
         "error": f"worker failed: {type(err).__name__}: {err}",
