@@ -107,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", help="file or folder (default <trial>/exports/)")
 
+    p = sub.add_parser("model", help="the embedded model")
+    p.add_argument(
+        "action",
+        choices=["prepare"],
+        help="prepare: convert SmolLM2-135M-Instruct (GGUF) to a folder vLLM loads",
+    )
+    p.add_argument("--force", action="store_true", help="convert again even if cached")
+
     p = sub.add_parser("bench", help="measure performance")
     p.add_argument(
         "what",
@@ -356,6 +364,16 @@ def _cmd_graph(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
 
 
+def _cmd_model(args: argparse.Namespace) -> int:
+    from agents.embedded import ModelUnavailableError, prepare_embedded_model
+
+    try:
+        prepare_embedded_model(force=args.force)
+    except ModelUnavailableError as err:
+        raise UserError(str(err)) from None
+    return 0
+
+
 COMMANDS = {
     "validate": _cmd_validate,
     "list": _cmd_list,
@@ -363,6 +381,7 @@ COMMANDS = {
     "sweep": _cmd_sweep,
     "report": _cmd_report,
     "graph": _cmd_graph,
+    "model": _cmd_model,
     "bench": _cmd_bench,
 }
 
