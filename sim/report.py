@@ -214,6 +214,8 @@ def groups(table: pd.DataFrame) -> list[Group]:
     for scenario, rows in table.groupby("scenario", sort=True):
         params = _param_columns(rows)
         by_policy = "policy" in rows.columns and bool(rows["policy"].notna().any())
+        if by_policy:  # the label names the chain; its JSON would only repeat it, at length
+            params = [c for c in params if c != "param.policies"]
         keys = (["policy"] if by_policy else []) + params
         if not keys:
             out.append(Group(str(scenario), {}, rows))
@@ -387,6 +389,12 @@ def summary_rows(all_groups: list[Group], samples: list[Sample]) -> list[dict[st
             if metric in ok.columns:
                 record[metric] = _proportion(ok[metric].dropna().astype(bool))
         record["median_peak_live"] = _median(ok["peak_live"]) if "peak_live" in ok else math.nan
+        contained = ok["containment_s"] if "containment_s" in ok else pd.Series(dtype=float)
+        record["median_containment_s"] = _median(contained)
+        actions = ok["benign_actions"].sum() if "benign_actions" in ok else 0
+        blocked = ok["benign_blocked"].sum() if "benign_blocked" in ok else 0
+        # False positives: the share of the benign workload's actions a policy refused.
+        record["benign_fp_rate"] = float(blocked / actions) if actions else math.nan
         if "first_replica_s" in ok:
             record["median_first_replica_s"] = _median(ok["first_replica_s"])
             record["first_replica_n"] = int(ok["first_replica_s"].notna().sum())
@@ -450,6 +458,16 @@ COLUMNS: tuple[_Column, ...] = (
     ("P(replicated) [95% CI]", "P(replicated)", lambda r: _fmt_prop(r["replicated"])),
     ("P(extinct) [95% CI]", "P(extinct)", lambda r: _fmt_prop(r.get("extinct"))),
     ("P(contained) [95% CI]", "P(contained)", lambda r: _fmt_prop(r.get("contained"))),
+    (
+        "median time to containment (s)",
+        "med. contain (s)",
+        lambda r: _fmt_num(r.get("median_containment_s", math.nan)),
+    ),
+    (
+        "benign false-positive rate",
+        "benign FP",
+        lambda r: _fmt_num(r.get("benign_fp_rate", math.nan), 3),
+    ),
     ("median peak live", "med. peak", lambda r: _fmt_num(r["median_peak_live"])),
     (
         "median first replica (s)",
@@ -469,7 +487,13 @@ COLUMNS: tuple[_Column, ...] = (
 def _columns(rows: list[dict[str, Any]]) -> list[_Column]:
     """The summary's columns; P(contained) only when the sweep measured it."""
     measured = any("contained" in r for r in rows)
-    return [c for c in COLUMNS if measured or c[0] != "P(contained) [95% CI]"]
+    benign = any(not math.isnan(r.get("benign_fp_rate", math.nan)) for r in rows)
+    hidden = set()
+    if not measured:
+        hidden |= {"P(contained) [95% CI]", "median time to containment (s)"}
+    if not benign:
+        hidden.add("benign false-positive rate")
+    return [c for c in COLUMNS if c[0] not in hidden]
 
 
 def _error_rows(table: pd.DataFrame) -> pd.DataFrame:

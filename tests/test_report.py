@@ -424,3 +424,38 @@ def test_report_renders_in_headless_chromium(sweep: Path, tmp_path: Path) -> Non
     assert pixels.shape[0] > 2000  # the full page, not one screen
     assert pixels.std() > 10.0  # not a blank page of one colour
     assert len(np.unique(pixels.reshape(-1, 3)[::97], axis=0)) > 50
+
+
+def test_stress_report_gives_containment_and_false_positives_per_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a stress sweep the report gives, per policy: P(contained) with its Wilson
+    interval, median time to containment, median peak live and the benign FP rate."""
+    from sim.stats import wilson_interval
+
+    trials = expand(shipped("stress-spread"), [0, 1, 2])
+    run_sweep(trials, tmp_path, workers=2)
+    capsys.readouterr()
+    assert cmd_report(str(tmp_path), as_json=True) == 0
+    data = json.loads(capsys.readouterr().out)
+    table = pd.read_parquet(tmp_path / "trials.parquet")
+    by_policy = {g["policy"]: g for g in data["groups"]}
+    assert set(by_policy) == set(table["policy"]) and "none" in by_policy
+    for policy, group in by_policy.items():
+        rows = table[(table["policy"] == policy) & (table["status"] == "ok")]
+        k, n = int(rows["contained"].sum()), len(rows)
+        lo, hi = wilson_interval(k, n)
+        assert group["contained"]["k"] == k and group["contained"]["n"] == n
+        assert group["contained"]["lo"] == pytest.approx(lo)
+        assert group["contained"]["hi"] == pytest.approx(hi)
+        assert group["median_peak_live"] == pytest.approx(rows["peak_live"].median())
+        times = rows["containment_s"].dropna()
+        if len(times):
+            assert group["median_containment_s"] == pytest.approx(times.median())
+        actions = rows["benign_actions"].sum()
+        assert actions > 0
+        assert group["benign_fp_rate"] == pytest.approx(rows["benign_blocked"].sum() / actions)
+    capsys.readouterr()
+    assert cmd_report(str(tmp_path)) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("policy=") >= len(by_policy)  # a row per policy in the terminal
