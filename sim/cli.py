@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -404,5 +405,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The console script: run :func:`main` and exit with its code."""
+    code = main()
+    if "ray" in sys.modules:
+        # Ray installs a C++ terminate handler that aborts the interpreter's shutdown when
+        # pyarrow's worker threads are torn down (seen as a rare exit 134 after a finished
+        # sweep). Everything is written and flushed by now, so leave without that teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -1,36 +1,24 @@
 """The Ray executor gives the same table as the in-process one.
 
 Ray binds to the machine's interface address, not loopback, whatever it is told; so the
-sweep runs inside a fresh network namespace whose only interface is loopback, where Ray
-uses 127.0.0.1 and nothing can leave the machine.
+Ray sweep runs inside a fresh network namespace whose only interface is loopback, where
+Ray uses 127.0.0.1 and nothing can leave the machine.
 """
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import sys
-import textwrap
 
 import pandas as pd
 import pytest
 
-from tests.helpers import ROOT
+from sim.sweep import expand, run_sweep
+from tests.helpers import ROOT, SCENARIOS, shipped
 
 pytestmark = pytest.mark.slow
-
-SCRIPT = textwrap.dedent(
-    """
-    import sys
-    from sim.config import load_scenario
-    from sim.sweep import expand, run_sweep
-
-    out = sys.argv[1]
-    trials = expand(load_scenario("scenarios.yaml", "branching"), list(range(12)))
-    run_sweep(trials, out + "/ray", executor="ray")
-    run_sweep(trials, out + "/inprocess", executor="inprocess")
-    """
-)
 
 
 def _table(path):
@@ -39,15 +27,41 @@ def _table(path):
 
 
 def test_ray_executor_matches_in_process(tmp_path):
-    """A local Ray cluster (loopback-only namespace) gives the in-process sweep's table."""
+    """`replisim sweep --executor ray` (local Ray, loopback-only namespace) gives the
+    in-process sweep's table."""
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'replisim[ray]'")
     if shutil.which("unshare") is None:
         pytest.skip("unshare (util-linux) is needed to isolate Ray's network")
-    command = (f"ip link set lo up && exec {sys.executable} -c '{SCRIPT}' {tmp_path}")
-    done = subprocess.run(["unshare", "--net", "sh", "-c", command], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, check=False)
+    sweep = [
+        sys.executable,
+        "-m",
+        "sim.cli",
+        "sweep",
+        str(SCENARIOS),
+        "--scenario",
+        "branching",
+        "--seeds",
+        ",".join(map(str, range(12))),
+        "--executor",
+        "ray",
+        "--quiet",
+        "--out",
+        str(tmp_path / "ray"),
+    ]
+    command = f"ip link set lo up && exec {shlex.join(sweep)}"
+    done = subprocess.run(
+        ["unshare", "--net", "sh", "-c", command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
+    run_sweep(
+        expand(shipped("branching"), list(range(12))), tmp_path / "local", executor="inprocess"
+    )
     ray = _table(tmp_path / "ray/trials.parquet")
-    local = _table(tmp_path / "inprocess/trials.parquet")
+    local = _table(tmp_path / "local/trials.parquet")
     assert len(ray) == 24 and (ray["status"] == "ok").all()
     pd.testing.assert_frame_equal(ray, local)
