@@ -46,7 +46,6 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import math
-import operator
 import re
 import shlex
 from collections import deque
@@ -57,7 +56,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, field_validator, mo
 
 from policies.base import Action, Decision, Policy
 from policies.registry import POLICIES, PolicyConfig
-from sim.config import _CONDITION
+from sim.conditions import ConditionText, parse_condition
 from sim.quantity import Size, parse_duration
 from sim.registry import Registry
 
@@ -98,14 +97,6 @@ def _every_action() -> list[ActionKind]:
 
 
 KillTarget = Literal["actor", "subtree", "host", "all"]
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    ">": operator.gt,
-    "<=": operator.le,
-    "<": operator.lt,
-    "==": operator.eq,
-}
 
 
 def _regexes(patterns: list[str]) -> list[str]:
@@ -430,21 +421,12 @@ class ReplicaCap(Policy):
 
 
 # -------------------------------------------------------------------- kill-switch
-def _condition(text: str) -> str:
-    if not _CONDITION.match(text):
-        raise ValueError(
-            f"cannot read condition {text!r}; write e.g. 'live >= 5' "
-            "(live, replicas_total, max_generation or time)"
-        )
-    return text
-
-
 class KillSwitchConfig(PolicyConfig):
     """Kill every replica (or every copy) once a condition on the population holds; the
     switch stays thrown, so replicas started later are killed too."""
 
     kind: Literal["kill-switch"] = "kill-switch"
-    when: Annotated[str, AfterValidator(_condition)] = Field(
+    when: ConditionText = Field(
         description="e.g. 'live >= 5': live, replicas_total, max_generation or time"
     )
     kill: Literal["all", "copies"] = Field(
@@ -465,23 +447,14 @@ class KillSwitch(Policy):
 
     def __init__(self, config: KillSwitchConfig, world: World) -> None:
         super().__init__(config, world)
-        match = _CONDITION.match(config.when)
-        assert match is not None  # checked by the config
-        quantity, op, value = match.group(1), match.group(2), float(match.group(3))
-        compare = _OPS[op]
-        measure: Callable[[], float] = {
-            "live": lambda: world.live,
-            "replicas_total": lambda: len(world.replicas),
-            "max_generation": lambda: world.max_generation,
-            "time": lambda: world.env.now,
-        }[quantity]
-        self._measure, self._compare, self._value = measure, compare, value
+        condition = parse_condition(config.when)
+        self._holds = condition.watcher(world)
+        quantity = condition.quantity
         self.thrown = False
-        # The population grows as replicas start (replicas_total) and go live (live,
-        # max_generation). Once thrown, killing "all" leaves no one to start a replica;
+        # The quantities grow as replicas go live (live, replicas_total, max_generation).
+        # Once thrown, killing "all" leaves no one to start a replica;
         # sparing the origins ("copies"), the switch must watch starts to stay thrown.
-        grows = {"replicas_total": "replica-start", "live": "replica-live"}
-        watch = {grows.get(quantity, "replica-live")} if quantity != "time" else set()
+        watch = {"replica-live"} if quantity != "time" else set()
         if quantity == "time" or config.kill == "copies":
             watch |= {"replica-start", "replica-live"}
         _subscribe(self, events=frozenset(watch))
@@ -494,7 +467,7 @@ class KillSwitch(Policy):
             if self.config.kill == "copies" and new.parent is None:
                 return None
             return Decision("kill", "kill switch thrown: no new replicas", kill=[new])
-        if not self._compare(self._measure(), self._value):
+        if not self._holds():
             return None
         self.thrown = True
         reason = f"{self.config.when}: kill {self.config.kill}"

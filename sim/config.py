@@ -8,7 +8,6 @@ collected, not raised one by one: :class:`ScenarioError` carries one
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,6 +18,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agents.registry import AGENTS, AgentConfig
 from policies.registry import POLICIES, PolicyConfig
+from sim.conditions import Condition, ConditionText, parse_condition
 from sim.hosts.registry import HOST_BACKENDS, HostGroup
 from sim.quantity import (
     Bandwidth,
@@ -107,10 +107,6 @@ Target = str
 ``oldest``, ``newest``, ``random`` (a random live replica) or ``each`` (every replica,
 for per-replica lifetimes)."""
 
-_CONDITION = re.compile(
-    r"^\s*(live|replicas_total|max_generation|time)\s*(>=|<=|==|>|<)\s*([0-9.eE+-]+)\s*$"
-)
-
 
 class InjectorSpec(Model):
     """A signal or a limit delivered at fixed times, random times, per replica, or on a
@@ -129,7 +125,7 @@ class InjectorSpec(Model):
     lifetime: Duration | None = Field(
         default=None, description="per replica: time from going live to the signal"
     )
-    when: str | None = Field(default=None, description='a condition, e.g. "live >= 5"')
+    when: ConditionText | None = Field(default=None, description='a condition, e.g. "live >= 5"')
     target: Target = "origin"
     grace: Duration = qfield(0, description="SIGTERM grace period before SIGKILL")
     host: str | None = None
@@ -163,11 +159,6 @@ class InjectorSpec(Model):
         timings = [n for n in ("at", "every", "lifetime", "when") if getattr(self, n) is not None]
         if len(timings) != 1:
             raise ValueError("an injector has exactly one of 'at', 'every', 'lifetime', 'when'")
-        if self.when is not None and not _CONDITION.match(self.when):
-            raise ValueError(
-                f"cannot read condition {self.when!r}; write e.g. 'live >= 5' "
-                "(live, replicas_total, max_generation or time)"
-            )
         if self.limit in ("link-cut", "link-restore") and self.link is None:
             raise ValueError(f"{self.limit} needs 'link: [host_a, host_b]'")
         if self.limit in ("capacity", "host-failure", "host-recovery", "network-cut") and (
@@ -178,13 +169,9 @@ class InjectorSpec(Model):
             raise ValueError("'lifetime' goes with a signal")
         return self
 
-    def condition(self) -> tuple[str, str, float] | None:
-        """Return the parsed ``when`` condition as (quantity, operator, value)."""
-        if self.when is None:
-            return None
-        match = _CONDITION.match(self.when)
-        assert match is not None  # checked by the validator
-        return match.group(1), match.group(2), float(match.group(3))
+    def condition(self) -> Condition | None:
+        """Return the parsed ``when`` condition."""
+        return None if self.when is None else parse_condition(self.when)
 
 
 class StopSpec(Model):

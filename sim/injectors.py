@@ -9,8 +9,7 @@ population first holds (``when``). Each firing takes effect with ``probability``
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from simpy.events import Event
@@ -20,14 +19,6 @@ if TYPE_CHECKING:
     from sim.world import Replica, World
 
 __all__ = ["install_injectors", "targets"]
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    ">": operator.gt,
-    "<=": operator.le,
-    "<": operator.lt,
-    "==": operator.eq,
-}
 
 
 def install_injectors(world: World) -> None:
@@ -115,19 +106,12 @@ def _install(world: World, spec: InjectorSpec, index: int) -> None:
     else:
         condition = spec.condition()
         assert condition is not None
-        quantity, op_name, value = condition
-        compare = _OPS[op_name]
-        measure: Callable[[], float] = {
-            "live": lambda: world.live,
-            "replicas_total": lambda: world.ever_live,
-            "max_generation": lambda: world.max_generation,
-            "time": lambda: env.now,
-        }[quantity]
+        holds = condition.watcher(world)
         fired = False
 
         def watch() -> None:
             nonlocal fired
-            if not fired and compare(measure(), value):
+            if not fired and holds():
                 fired = True
                 world.record("condition", injector=index, condition=spec.when)
                 fire()
