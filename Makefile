@@ -7,10 +7,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test setup setup-core lint bench clean
 
-## demo: install, then run the shipped scenario sweep into runs/demo
+## demo: install, then run the shipped scenario sweep into runs/demo and write its report
 demo: setup-core
 	replisim validate scenarios.yaml
 	replisim sweep scenarios.yaml --out runs/demo --workers 2 $(if $(wildcard runs/demo/rows.jsonl),--resume,)
+	replisim report runs/demo --quiet
+	@echo "report: runs/demo/report.html (plots in runs/demo/plots/)"
 
 ## test: install everything the tests need (Docker engine, bubblewrap, Chromium, Ray, ...),
 ## lint, run all tests (slow ones included)
