@@ -631,7 +631,7 @@ def containment_heatmap(
                     fontsize=8,
                     color=colour if text[i][j] else "#666666",
                 )
-    ax.set_xticks(range(len(col_values)), col_values, fontsize=8)
+    ax.set_xticks(range(len(col_values)), col_values, fontsize=8, rotation=30, ha="right")
     ax.set_yticks(range(len(row_values)), row_values, fontsize=8)
     ax.set_xlabel(columns.removeprefix("param."))
     ax.set_ylabel(rows.removeprefix("param."))
