@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,10 +94,8 @@ def test_conversion_cache_is_idempotent_and_redoes_partial_work(
         p.name.startswith(".smollm2") and "partial" in p.name for p in folder.parent.iterdir()
     )
 
-    started = time.perf_counter()
     assert embedded_model_path(tmp_path) == folder
-    assert time.perf_counter() - started < 0.1
-    assert len(calls) == 1
+    assert len(calls) == 1  # the cached folder is reused: no second conversion
 
     assert embedded_model_path(tmp_path, force=True) == folder
     assert len(calls) == 2
@@ -157,9 +154,7 @@ def test_conversion_produces_loadable_folder(model_folder: Path) -> None:
     assert isinstance(prompt, str)
     assert prompt.endswith("<|im_start|>assistant\n")
 
-    started = time.perf_counter()
-    assert embedded_model_path() == model_folder
-    assert time.perf_counter() - started < 0.1
+    assert embedded_model_path() == model_folder  # the marker is there: reused as is
 
 
 @pytest.mark.slow
