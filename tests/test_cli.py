@@ -15,7 +15,7 @@ import pytest
 from sim.cli import main
 from sim.config import load_file
 from tests.helpers import SCENARIOS
-from tests.test_config import BAD_INPUTS, SHIPPED, write_yaml
+from tests.test_config import BAD_INPUTS, SHIPPED, THREE_MISTAKES, write_yaml
 
 TRIAL_FILES = ["events.jsonl", "lineage.graphml", "lineage.json", "summary.json"]
 
@@ -118,26 +118,7 @@ def test_validate_reports_every_error_of_a_file(capsys, tmp_path):
     """Three mistakes in different scenarios print three error lines."""
     path = write_yaml(
         tmp_path,
-        """\
-        scenarios:
-          one:
-            hosts:
-              - {name: box, memory: -1GB}
-            agents:
-              - agent: replicator
-          two:
-            hosts:
-              - {name: box}
-            agents:
-              - agent: replicator
-                success_probability: 2
-          three:
-            hosts:
-              - {name: box}
-            agents:
-              - agent: replicator
-            stop: {horizon: 1h, colour: red}
-        """,
+        THREE_MISTAKES,
     )
     assert main(["validate", str(path)]) == 2
     errors = error_lines(capsys.readouterr().err)

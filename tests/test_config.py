@@ -609,30 +609,34 @@ def test_an_agent_host_naming_no_host_is_refused(tmp_path):
     assert "'nowhere'" in error.message
 
 
+THREE_MISTAKES = """\
+scenarios:
+  one:
+    hosts:
+      - {name: box, memory: -1GB}
+    agents:
+      - agent: replicator
+  two:
+    hosts:
+      - {name: box}
+    agents:
+      - agent: replicator
+        success_probability: 2
+  three:
+    hosts:
+      - {name: box}
+    agents:
+      - agent: replicator
+    stop: {horizon: 1h, colour: red}
+"""
+"""A file with three mistakes in three scenarios (shared with the CLI tests)."""
+
+
 def test_every_error_in_a_file_is_reported(tmp_path):
     """Three mistakes in three scenarios give three errors, not just the first."""
     path = write_yaml(
         tmp_path,
-        """\
-        scenarios:
-          one:
-            hosts:
-              - {name: box, memory: -1GB}
-            agents:
-              - agent: replicator
-          two:
-            hosts:
-              - {name: box}
-            agents:
-              - agent: replicator
-                success_probability: 2
-          three:
-            hosts:
-              - {name: box}
-            agents:
-              - agent: replicator
-            stop: {horizon: 1h, colour: red}
-        """,
+        THREE_MISTAKES,
     )
     errors = scenario_errors(path)
     assert [(e.path, e.line) for e in errors] == [
