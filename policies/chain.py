@@ -24,31 +24,24 @@ class PolicyChain:
     def __init__(self, world: World, policies: list[Policy]) -> None:
         self.world = world
         self.policies = policies
-        self._by_action: dict[str, list[Policy]] = {}
-        self._by_event: dict[str, list[Policy]] = {}
         self._notice = {id(p): world.sampler(p.config.detect_probability) for p in policies}
         self._latency = {id(p): world.sampler(p.config.latency) for p in policies}
+        # The hot path: per kind, in chain order, (policy, bound method, detection sampler or
+        # None when the policy always notices), so a certain policy costs one call.
+        self._actions: dict[str, list[tuple[Policy, Any, Sampler | None]]] = {}
+        self._events: dict[str, list[tuple[Policy, Any, Sampler | None]]] = {}
         for p in policies:
+            notice = self._uncertain(p)
             for kind in p.actions:
-                self._by_action.setdefault(kind, []).append(p)
+                self._actions.setdefault(kind, []).append((p, p.on_action, notice))
             for kind in p.events:
-                self._by_event.setdefault(kind, []).append(p)
-        # The hot path: per kind, (policy, bound method, detection sampler or None when the
-        # policy always notices), so a certain policy costs one call and nothing more.
-        self._actions = {
-            k: tuple((p, p.on_action, self._uncertain(p)) for p in ps)
-            for k, ps in self._by_action.items()
-        }
-        self._events = {
-            k: tuple((p, p.on_event, self._uncertain(p)) for p in ps)
-            for k, ps in self._by_event.items()
-        }
+                self._events.setdefault(kind, []).append((p, p.on_event, notice))
         self.decisions: dict[str, int] = {}
 
     @property
     def watched_events(self) -> frozenset[str]:
         """Event kinds some policy subscribes to."""
-        return frozenset(self._by_event)
+        return frozenset(self._events)
 
     def _uncertain(self, policy: Policy) -> Sampler | None:
         dist = policy.config.detect_probability

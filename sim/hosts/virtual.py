@@ -7,7 +7,6 @@ nothing for SimPy to wait on here. Time comes from the world's copy and start ac
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 from sim.hosts.registry import HOST_BACKENDS, HostGroup
@@ -149,20 +148,3 @@ class VirtualHost:
             n += 1
         self.next_folder[base] = n + 1
         return f"{base}-{n}"
-
-    def describe(self) -> dict[str, float | str]:
-        """Capacities and use, for events."""
-        return {
-            "host": self.name,
-            "memory": self.memory,
-            "memory_used": self.memory_used,
-            "gpu_memory": self.gpu_memory,
-            "gpu_used": self.gpu_used,
-            "disk": self.disk,
-            "disk_used": self.disk_used,
-        }
-
-
-def finite(x: float) -> float | None:
-    """``x``, or None for infinity (JSON has no infinity)."""
-    return None if math.isinf(x) else x
