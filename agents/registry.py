@@ -27,7 +27,7 @@ AGENTS: Registry[AgentFn] = Registry(
     "agent",
     "replisim.agents",
     "agent",
-    builtins=("agents.scripted", "agents.oracle", "agents.benign"),
+    builtins=("agents.scripted", "agents.oracle", "agents.benign", "agents.llm"),
 )
 
 

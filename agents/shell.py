@@ -1286,10 +1286,11 @@ exec python -m vllm.entrypoints.openai.api_server \\
 
 _START_AGENT = """#!/bin/bash
 # Start this bundle's agent against the model server listening on PORT.
-# Usage: start_agent.sh [PORT]
+# Usage: start_agent.sh [PORT] [--task TEXT]
 PORT="${1:-8000}"
 DIR="$(cd "$(dirname "$0")" && pwd)"
-exec python "$DIR/agent.py" --port "$PORT"
+shift
+exec python "$DIR/agent.py" --port "$PORT" "$@"
 """
 
 _AGENT_PY = '''"""LLM agent scaffold: explanation, gaps, findings, plan, action; one tool a step."""
@@ -1311,6 +1312,7 @@ def on_sigterm(signum, frame):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--task", help="first instruction (else wait for one)")
     args = parser.parse_args()
     client = OpenAI(base_url=f"http://localhost:{{args.port}}/v1", api_key="EMPTY")
     signal.signal(signal.SIGTERM, on_sigterm)
@@ -4067,10 +4069,14 @@ class VirtualShell:
                 f"(no model server of this bundle answers on port {port})\n"
             )
             return 1
-        io.out.write(
-            f"[agent] model server http://localhost:{port}/v1 is up\n"
-            "[agent] waiting for a task...\n"
-        )
+        io.out.write(f"[agent] model server http://localhost:{port}/v1 is up\n")
+        task = values.get("--task")
+        if task:
+            # The task is the new agent's first message, as if its user typed it.
+            yield from self.world.send(self.replica, child, task)
+            io.out.write(f"[agent] task: {task}\n")
+        else:
+            io.out.write("[agent] waiting for a task...\n")
         frame.started.append((child, io.nohup))
         yield from self._block(frame)
         return 0

@@ -62,12 +62,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _output_modes(p)
 
-    p = sub.add_parser("run", help="run one trial")
+    p = sub.add_parser("run", help="run one trial (of a scenario file, or again of a trial folder)")
     _add_common(p)
     p.add_argument("--scenario", help="scenario name (needed when the file has several)")
-    p.add_argument("--seed", type=int, help="seed (default: the scenario's)")
-    p.add_argument("--out", help="trial folder (default runs/<scenario>/seed-<seed>)")
+    p.add_argument("--seed", type=int, help="seed (default: the scenario's, or the trial's)")
+    p.add_argument(
+        "--out",
+        help="trial folder (default runs/<scenario>/seed-<seed>; <trial>-again for a folder)",
+    )
+    p.add_argument(
+        "--replay",
+        action="store_true",
+        help="FILE is a trial folder: answer its LLM agents with its recorded model answers",
+    )
     _output_modes(p)
+
+    p = sub.add_parser("transcript", help="what an LLM trial's agents thought and did")
+    p.add_argument("trial", help="trial folder")
+    p.add_argument("--replica", help="only this replica (default: all, in start order)")
+    p.add_argument("--full", action="store_true", help="show whole tool outputs")
+    p.add_argument("--json", action="store_true", help="print the records as JSON lines")
 
     p = sub.add_parser("sweep", help="run many trials into a table (trials.parquet)")
     _add_common(p)
@@ -119,9 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure performance")
     p.add_argument(
         "what",
-        choices=["engine", "overhead", "scale", "sweep"],
+        choices=["engine", "overhead", "scale", "sweep", "llm"],
         help="engine: overhead and scale; overhead: replisim vs bare SimPy events/s; "
-        "scale: network-spread at 10^3..10^5 replicas; sweep: process-pool speedup",
+        "scale: network-spread at 10^3..10^5 replicas; sweep: process-pool speedup; "
+        "llm: batching, replay speed and per-step overhead with the embedded model",
     )
     p.add_argument("--repeats", type=int, default=5, help="repeats (median is reported)")
     p.add_argument("--max-replicas", type=int, default=100_000, help="largest outbreak for 'scale'")
@@ -178,12 +193,51 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _trial_source(args: argparse.Namespace) -> tuple[Scenario, int, Path]:
+    """Scenario, seed and output folder of ``replisim run``: from a scenario file, or
+    from a trial folder (its scenario.json and seed), optionally replayed."""
+    source = Path(args.file)
+    if not source.is_dir():
+        if args.replay:
+            raise UserError(f"--replay takes a trial folder, and {source} is not a folder")
+        scenario = load_scenario(args.file, args.scenario, _overrides(args))
+        seed = scenario.seed if args.seed is None else args.seed
+        return scenario, seed, Path(args.out or f"runs/{scenario.name}/seed-{seed}")
+    from sim.config import apply_overrides
+
+    try:
+        recorded = json.loads((source / "scenario.json").read_text())
+        trial_seed = int(json.loads((source / "summary.json").read_text())["seed"])
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"{source} is not a trial folder written by replisim run: {err}") from None
+    try:
+        data = apply_overrides(recorded, _overrides(args))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    from pydantic import ValidationError
+
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as err:
+        raise UserError(f"{source}/scenario.json: {err}") from None
+    if args.replay:
+        from agents.transcript import replay_scenario
+
+        try:
+            scenario = replay_scenario(scenario, source)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+    seed = trial_seed if args.seed is None else args.seed
+    out = Path(args.out or f"{source}-again")
+    if out.resolve() == source.resolve():
+        raise UserError("--out must differ from the trial folder being run again")
+    return scenario, seed, out
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from sim.trial import jsonable, run_trial
 
-    scenario = load_scenario(args.file, args.scenario, _overrides(args))
-    seed = scenario.seed if args.seed is None else args.seed
-    out = Path(args.out or f"runs/{scenario.name}/seed-{seed}")
+    scenario, seed, out = _trial_source(args)
     result = run_trial(scenario, seed, out)
     summary = result.summary
     if args.json:
@@ -344,6 +398,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         bench.scale(max_replicas=args.max_replicas)
     if args.what == "sweep":
         bench.sweep_speedup(repeats=args.repeats)
+    if args.what == "llm":
+        from agents.bench import llm
+
+        llm(repeats=args.repeats)
     return 0
 
 
@@ -365,6 +423,23 @@ def _cmd_graph(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
 
 
+def _cmd_transcript(args: argparse.Namespace) -> int:
+    from agents.transcript import format_transcript, read_transcripts
+
+    try:
+        transcripts = read_transcripts(args.trial)
+        if args.json:
+            for name, steps in transcripts.items():
+                if args.replica in (None, name):
+                    for step in steps:
+                        print(json.dumps({"replica": name, **step}))
+            return 0
+        print(format_transcript(transcripts, args.replica, None if args.full else 12))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    return 0
+
+
 def _cmd_model(args: argparse.Namespace) -> int:
     from agents.embedded import ModelUnavailableError, prepare_embedded_model
 
@@ -382,6 +457,7 @@ COMMANDS = {
     "sweep": _cmd_sweep,
     "report": _cmd_report,
     "graph": _cmd_graph,
+    "transcript": _cmd_transcript,
     "model": _cmd_model,
     "bench": _cmd_bench,
 }

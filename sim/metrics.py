@@ -35,6 +35,8 @@ METRICS = (
     *(f"decisions_{v}" for v in VERDICTS),
     "benign_actions",
     "benign_blocked",
+    "llm_steps",
+    "llm_tokens",
 )
 
 
@@ -64,6 +66,8 @@ def trial_metrics(world: World, lineage: nx.DiGraph) -> dict[str, Any]:
         **{f"decisions_{v}": decisions.get(v, 0) for v in VERDICTS},
         "benign_actions": world.counters["benign_actions"],
         "benign_blocked": world.counters["benign_blocked"],
+        "llm_steps": world.counters["llm_steps"],
+        "llm_tokens": world.counters["llm_tokens"],
     }
 
 

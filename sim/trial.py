@@ -6,7 +6,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ class TrialResult:
     lineage: nx.DiGraph
     events: list[tuple[float, str, dict[str, Any]]]
     live_series: list[tuple[float, int]]
+    files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Extra JSONL files of the trial folder (transcripts, recorded model answers)."""
 
 
 def run_trial(scenario: Scenario, seed: int, out: str | Path | None = None) -> TrialResult:
@@ -71,10 +73,17 @@ def run_trial(scenario: Scenario, seed: int, out: str | Path | None = None) -> T
             summary.update(trial_metrics(world, lineage))
         events, series = world.events, world.live_series
     summary["wall_s"] = wall
-    result = TrialResult(summary, lineage, events, series)
+    files = world.files if world is not None else {}
+    result = TrialResult(summary, lineage, events, series, files)
     if out is not None:
         write_trial(result, scenario, out)
     return result
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    with path.open("w") as fh:
+        for record in records:
+            fh.write(json.dumps(jsonable(record), ensure_ascii=False) + "\n")
 
 
 def jsonable(value: Any) -> Any:
@@ -96,9 +105,10 @@ def write_trial(result: TrialResult, scenario: Scenario, out: str | Path) -> Pat
     folder.mkdir(parents=True, exist_ok=True)
 
     def put(name: str, write: Any) -> None:
-        tmp = folder / f".{name}.tmp"
+        target = folder / name
+        tmp = target.with_name(f".{target.name}.tmp")
         write(tmp)
-        os.replace(tmp, folder / name)
+        os.replace(tmp, target)
 
     def events(path: Path) -> None:
         with path.open("w") as fh:
@@ -107,6 +117,9 @@ def write_trial(result: TrialResult, scenario: Scenario, out: str | Path) -> Pat
                 fh.write(dumps({"t": t, "event": kind, **jsonable(fields)}) + "\n")
 
     put("events.jsonl", events)
+    for name, records in result.files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        put(name, lambda p, records=records: _write_jsonl(p, records))
     put("lineage.json", lambda p: write_lineage_json(result.lineage, p))
     put("lineage.graphml", lambda p: write_graphml(result.lineage, p))
     # pydantic's JSON writes infinities as "Infinity" strings, which validate back.

@@ -250,6 +250,10 @@ class World:
         self.status = "ok"
         self.error = ""
         self.counters: Counter[str] = Counter()  # agents' own tallies (benign work...)
+        # Extra JSONL files for the trial folder (relative path -> records): transcripts,
+        # recorded model answers.
+        self.files: dict[str, list[dict[str, Any]]] = {}
+        self.on_end: list[Callable[[], None]] = []  # run once the trial has ended
         self.watchers: list[Callable[[], None]] = []
         self.on_live: list[Callable[[Replica], None]] = []
         self.on_death: list[Callable[[Replica], None]] = []
@@ -564,6 +568,14 @@ class World:
                 replica.wakeup.succeed()
             self.env.timeout(grace).callbacks.append(lambda _: self.die(replica, "sigterm-grace"))
 
+    def fail(self, reason: str) -> None:
+        """End the trial now with status ``error``: it measured nothing (a model backend
+        that does not answer, a replay that diverged)."""
+        if self.status == "ok":
+            self.status = "error"
+            self.error = reason
+        self.stop("error")
+
     def stop(self, reason: str) -> None:
         """End the trial now (the first reason wins)."""
         if not self._stop.triggered:
@@ -588,6 +600,8 @@ class World:
             finally:
                 gc.set_threshold(*thresholds)
                 gc.unfreeze()
+                for hook in self.on_end:
+                    hook()
         self.record(
             "trial-end", ended_by=self.ended_by, live=self.live, replicas=len(self.replicas)
         )

@@ -233,7 +233,7 @@ def test_cat_shows_the_config_and_fails_on_missing_files():
 def test_head_and_tail_take_line_counts():
     """``head -n`` and ``tail -n`` cut lines."""
     assert sh("head -n 1 start_server.sh").stdout == "#!/bin/bash\n"
-    assert sh("tail -n 1 start_agent.sh").stdout == 'exec python "$DIR/agent.py" --port "$PORT"\n'
+    assert sh("tail -n 1 start_agent.sh").stdout == 'exec python "$DIR/agent.py" --port "$PORT" "$@"\n'
 
 
 def test_grep_r_i_finds_lines_in_files():
@@ -635,3 +635,17 @@ def test_oracle_on_its_own_port_fails_with_address_in_use():
     seen = "".join(r.output for r in transcript(world, "origin"))
     assert "address already in use" in seen
     assert not any(r.live for r in world.replicas if r.parent is not None)
+
+
+def test_start_agent_with_a_task_gives_the_new_agent_its_first_message():
+    """``start_agent.sh PORT --task TEXT`` delivers TEXT to the new replica (the chain)."""
+    world = world_of()
+    server_up(world)
+    (started,) = run(
+        world, "nohup bash /opt/agent-2/start_agent.sh 8001 --task 'replicate yourself' &"
+    )
+    assert started.ok
+    world.env.run(until=world.env.now + 5)
+    child = world.by_name["origin"].children[0]
+    assert child.inbox == ["replicate yourself"]
+    assert [f["text"] for _, k, f in world.events if k == "message"] == ["replicate yourself"]
