@@ -7,8 +7,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test setup setup-core lint bench clean
 
-## demo: install, then run the shipped scenario sweep into runs/demo and write its report
+## demo: install (with vLLM's CPU engine and the embedded model), then run the shipped
+## scenario sweep into runs/demo and write its report
 demo: setup-core
+	PYTHON=$(PYTHON) bash .ci/install-vllm.sh
+	replisim model prepare
 	replisim validate scenarios.yaml
 	replisim sweep scenarios.yaml --out runs/demo --workers 2 $(if $(wildcard runs/demo/rows.jsonl),--resume,)
 	replisim report runs/demo --quiet

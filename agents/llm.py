@@ -303,7 +303,8 @@ class ModelDesk:
             if not asks:
                 continue
             self.batches.append(len(asks))
-            self.world.record("llm-batch", backend=line.config.backend, size=len(asks))
+            # No backend name here: a replay must give the same events as the live trial.
+            self.world.record("llm-batch", size=len(asks))
             replies = self._send(line, [a.request for a in asks])
             for ask, reply in zip(asks, replies, strict=True):
                 self._record(ask, reply)

@@ -484,8 +484,12 @@ def test_requests_due_at_the_same_instant_go_to_the_engine_as_one_batch(tmp_path
 @pytest.mark.slow
 def test_policies_see_and_refuse_the_llm_agents_commands(tmp_path: Path) -> None:
     """The same policy chain checks every command an LLM agent types."""
+    from agents.embedded import embedded_model_path
+
+    # The vllm backend's in-process mode: the model folder by name (the engine is shared).
+    model = {"backend": "vllm", "name": str(embedded_model_path())}
     s = llm_scenario(
-        {"max_steps": 3, "tools": ["execute_command"]},
+        {"max_steps": 3, "tools": ["execute_command"], "model": model},
         "policies: [{kind: command-filter, deny: ['.']}]\n",
     )
     result = run_trial(s, 1, tmp_path / "trial")

@@ -233,7 +233,8 @@ def test_cat_shows_the_config_and_fails_on_missing_files():
 def test_head_and_tail_take_line_counts():
     """``head -n`` and ``tail -n`` cut lines."""
     assert sh("head -n 1 start_server.sh").stdout == "#!/bin/bash\n"
-    assert sh("tail -n 1 start_agent.sh").stdout == 'exec python "$DIR/agent.py" --port "$PORT" "$@"\n'
+    last = 'exec python "$DIR/agent.py" --port "$PORT" "$@"\n'
+    assert sh("tail -n 1 start_agent.sh").stdout == last
 
 
 def test_grep_r_i_finds_lines_in_files():
