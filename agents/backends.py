@@ -61,6 +61,8 @@ __all__ = [
     "ModelConfig",
     "digest",
     "make_backend",
+    "request_seed",
+    "response_record",
 ]
 
 RESPONSES_FILE = "llm/responses.jsonl"
@@ -177,6 +179,34 @@ def digest(messages: Messages) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def request_seed(world_seed: int, key: str) -> int:
+    """A request's sampling seed: stable across runs and processes (no ``hash()``)."""
+    return int.from_bytes(hashlib.sha256(f"{world_seed}/{key}".encode()).digest()[:4]) >> 1
+
+
+def response_record(request: ChatRequest, reply: ChatReply | BackendError) -> dict[str, Any]:
+    """The line of ``llm/responses.jsonl`` for one answered (or failed) request."""
+    who, step, attempt = request.key.rsplit("/", 2)
+    record: dict[str, Any] = {
+        "key": request.key,
+        "replica": who,
+        "step": int(step),
+        "attempt": int(attempt),
+        "prompt": digest(request.messages),
+    }
+    if isinstance(reply, ChatReply):
+        record.update(
+            text=reply.text,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            finish_reason=reply.finish_reason,
+            wall_s=reply.wall_s,
+        )
+    else:
+        record.update(error=reply.reason, retryable=reply.retryable)
+    return record
+
+
 class Backend:
     """Answers batches of chat requests. Subclasses implement :meth:`complete`.
 
@@ -220,6 +250,11 @@ def _engine(model: str) -> Any:
 
             # vLLM logs every request at INFO on the CPU; a simulation's output is its own.
             os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+            # Bind the engine's OpenMP threads to the CPUs this process may use (a sweep
+            # worker gets its own share): vLLM's "auto" binds to every CPU of the node.
+            cpus = sorted(os.sched_getaffinity(0))
+            if len(cpus) < (os.cpu_count() or len(cpus)):
+                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, cpus)))
 
             print(f"replisim: loading {model} in vLLM (in process)...", file=sys.stderr)
             found = _ENGINES[model] = InProcessEngine(model)

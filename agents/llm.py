@@ -37,7 +37,6 @@ fields, the action, what the tool returned, tokens, simulated and wall time) and
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import re
 import time
@@ -56,8 +55,9 @@ from agents.backends import (
     ChatReply,
     ChatRequest,
     ModelConfig,
-    digest,
     make_backend,
+    request_seed,
+    response_record,
 )
 from agents.profiles import resolve_profile
 from agents.registry import AGENTS, AgentConfig, Task
@@ -307,7 +307,7 @@ class ModelDesk:
             self.world.record("llm-batch", size=len(asks))
             replies = self._send(line, [a.request for a in asks])
             for ask, reply in zip(asks, replies, strict=True):
-                self._record(ask, reply)
+                self.responses.append(response_record(ask.request, reply))
                 ask.event.succeed(reply)
 
     def _send(self, line: _Line, requests: list[ChatRequest]) -> list[ChatReply | BackendError]:
@@ -324,27 +324,6 @@ class ModelDesk:
         except Exception as err:
             reason = f"model backend {line.config.backend!r} raised {type(err).__name__}: {err}"
             return [BackendError(reason)] * len(requests)
-
-    def _record(self, ask: _Ask, reply: ChatReply | BackendError) -> None:
-        replica, step, attempt = ask.request.key.rsplit("/", 2)
-        record: dict[str, Any] = {
-            "key": ask.request.key,
-            "replica": replica,
-            "step": int(step),
-            "attempt": int(attempt),
-            "prompt": digest(ask.request.messages),
-        }
-        if isinstance(reply, ChatReply):
-            record.update(
-                text=reply.text,
-                prompt_tokens=reply.prompt_tokens,
-                completion_tokens=reply.completion_tokens,
-                finish_reason=reply.finish_reason,
-                wall_s=reply.wall_s,
-            )
-        else:
-            record.update(error=reply.reason, retryable=reply.retryable)
-        self.responses.append(record)
 
     def close(self) -> None:
         """Release the backends (server connections); engines stay cached per process."""
@@ -363,11 +342,6 @@ def desk(world: World) -> ModelDesk:
     if found is None:
         found = _DESKS[world] = ModelDesk(world)
     return found
-
-
-def _seed(world_seed: int, key: str) -> int:
-    """A request's sampling seed: stable across runs and processes (no ``hash()``)."""
-    return int.from_bytes(hashlib.sha256(f"{world_seed}/{key}".encode()).digest()[:4]) >> 1
 
 
 # ====================================================================== the agent
@@ -521,7 +495,7 @@ class _Agent:
                 self.schema,
                 model.temperature,
                 model.max_tokens,
-                _seed(self.world.seed, key),
+                request_seed(self.world.seed, key),
             )
             reply = yield self.desk.submit(model, self.me, request)
             retryable = True

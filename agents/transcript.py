@@ -119,7 +119,7 @@ def format_transcript(
 
 
 def replay_scenario(scenario: Scenario, folder: str | Path) -> Scenario:
-    """The scenario with every LLM agent answered from ``folder``'s recording.
+    """The scenario with every LLM agent and model judge answered from ``folder``'s recording.
 
     Raises:
         ValueError: the folder has no recorded answers, or the scenario no LLM agent.
@@ -127,15 +127,20 @@ def replay_scenario(scenario: Scenario, folder: str | Path) -> Scenario:
     root = Path(folder)
     if not (root / RESPONSES_FILE).is_file():
         raise ValueError(f"{root} has no recorded model answers ({RESPONSES_FILE})")
-    agents = []
     replayed = 0
-    for agent in scenario.agents:
-        model = getattr(agent, "model", None)
-        if isinstance(model, ModelConfig):
-            model = model.model_copy(update={"backend": "replay", "path": str(root.resolve())})
-            agent = agent.model_copy(update={"model": model})
-            replayed += 1
-        agents.append(agent)
+
+    def replay(config: Any) -> Any:
+        nonlocal replayed
+        model = getattr(config, "model", None)
+        if not isinstance(model, ModelConfig):
+            return config
+        replayed += 1
+        model = model.model_copy(update={"backend": "replay", "path": str(root.resolve())})
+        return config.model_copy(update={"model": model})
+
+    # Agents and model-judged policies (llm-monitor) alike answer from the recording.
+    agents = [replay(agent) for agent in scenario.agents]
+    policies = [replay(policy) for policy in scenario.policies]
     if not replayed:
-        raise ValueError(f"scenario {scenario.name!r} has no LLM agent to replay")
-    return scenario.model_copy(update={"agents": agents})
+        raise ValueError(f"scenario {scenario.name!r} has no LLM agent or monitor to replay")
+    return scenario.model_copy(update={"agents": agents, "policies": policies})

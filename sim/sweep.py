@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import itertools
 import json
+import multiprocessing
 import os
 import random
 from collections.abc import Callable, Iterator
@@ -343,13 +344,30 @@ def _truncate_torn_line(path: Path, log: Any) -> None:
         log.seek(keep)
 
 
+def _take_cpus(slots: Any, workers: int) -> None:
+    """Pool worker start: pin this worker to its own share of the CPUs (when there are at
+    least as many as workers). Scripted trials are single-threaded and do not care; a
+    multi-threaded engine in a trial (vLLM's CPU engine binds OpenMP threads to the CPUs it
+    may use) would otherwise spin on the same cores as its sibling and slow both down."""
+    with slots.get_lock():
+        slot = slots.value
+        slots.value += 1
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= workers and slot < workers:
+        share = cpus[slot * len(cpus) // workers : (slot + 1) * len(cpus) // workers]
+        os.sched_setaffinity(0, share)
+
+
 def _run_pool(
     todo: list[TrialSpec], out: str, workers: int, commit: Callable[[dict[str, Any]], None]
 ) -> None:
     # Keep only a few trials in flight so that a kill loses little and memory stays flat.
     pending: dict[Future[dict[str, Any]], TrialSpec] = {}
     queue = iter(todo)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    slots = multiprocessing.Value("i", 0)
+    with ProcessPoolExecutor(
+        max_workers=workers, initializer=_take_cpus, initargs=(slots, workers)
+    ) as pool:
 
         def submit() -> bool:
             spec = next(queue, None)
