@@ -164,3 +164,25 @@ def test_samples_draw_stable_random_points_and_repetitions_multiply_seeds():
     assert [t.trial_id for t in expand(s)] == [t.trial_id for t in trials]
     other = shipped("branching", ("sweep", {**spec, "samples": {**spec["samples"], "seed": 6}}))
     assert {t.params["agents.0.success_probability"] for t in expand(other)} != set(points)
+
+
+def _affinity_after_a_moment() -> list[int]:
+    time.sleep(0.5)  # keep this worker busy so the other task lands on the other worker
+    return sorted(os.sched_getaffinity(0))
+
+
+def test_pool_workers_get_disjoint_shares_of_the_cpus():
+    """Each pool worker is pinned to its own CPUs (multi-threaded engines do not collide)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from sim.sweep import _take_cpus
+
+    cpus = sorted(os.sched_getaffinity(0))
+    workers = 2
+    if len(cpus) < workers:
+        pytest.skip(f"needs {workers} CPUs, this machine lets the test use {len(cpus)}")
+    slots = multiprocessing.Value("i", 0)
+    with ProcessPoolExecutor(workers, initializer=_take_cpus, initargs=(slots, workers)) as pool:
+        shares = [f.result() for f in [pool.submit(_affinity_after_a_moment) for _ in range(2)]]
+    assert sorted(shares) == [cpus[: len(cpus) // 2], cpus[len(cpus) // 2 :]]
