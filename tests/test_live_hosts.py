@@ -214,6 +214,8 @@ def test_exec_runs_commands_as_nobody_in_the_work_dir(shared: LiveHost) -> None:
     assert not res.timed_out and res.duration_s > 0 and not res.success
     res = shared.exec("echo $((6 * 7)) from $(pwd)", timeout=30, cwd="/tmp")
     assert res.success and res.stdout == "42 from /tmp\n"
+    shared.exec("mkdir -p rel", timeout=30)
+    assert shared.exec("pwd", timeout=30, cwd="rel").stdout == "/work/rel\n"
 
 
 def test_host_is_hardened(shared: LiveHost) -> None:

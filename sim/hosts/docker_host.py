@@ -49,6 +49,7 @@ try:  # the docker SDK is the optional extra replisim[live]
     from docker.errors import APIError, DockerException, NotFound
 except ImportError:  # pragma: no cover - exercised only without the extra
     docker = None
+    APIError = DockerException = NotFound = Exception  # never raised: no client is made
 
 __all__ = ["DockerHost", "clean_docker", "create_internal_network", "docker_client"]
 

@@ -31,8 +31,8 @@ Example:
 from __future__ import annotations
 
 import os
+import posixpath
 import re
-import shlex
 import signal as signals
 import threading
 import uuid
@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
+from sim.hosts.sandbox import SANDBOX_WORKDIR
 from sim.quantity import parse_size
 from sim.registry import Registry
 
@@ -372,7 +373,11 @@ class LiveHost(ABC):
 
     @abstractmethod
     def logs(self) -> str:
-        """The init's output so far (processes may append by writing to ``/proc/1/fd/1``)."""
+        """The init's output so far.
+
+        Processes in the host may add to it by opening ``/proc/1/fd/1`` for appending (on a
+        local host it is a file, which opening for writing would truncate).
+        """
 
     def __enter__(self) -> Self:
         if not self._started:
@@ -408,7 +413,8 @@ class LiveHost(ABC):
             cmd: Argument vector, or a string run by ``sh -c``.
             timeout: Seconds before the command is killed.
             input: Standard input (default: empty).
-            cwd: Working directory inside the host (default: the work directory).
+            cwd: Working directory inside the host (default, and base of a relative one: the
+                work directory ``/work``).
 
         Returns:
             The result.
@@ -420,6 +426,8 @@ class LiveHost(ABC):
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         data = input.encode() if isinstance(input, str) else input
+        if cwd is not None and not cwd.startswith("/"):
+            cwd = posixpath.join(SANDBOX_WORKDIR, cwd)
         code, out, err, timed_out, duration = self._run(argv_of(cmd), timeout, data, cwd)
         return ExecResult(
             code, out.decode(errors="replace"), err.decode(errors="replace"), timed_out, duration
@@ -621,8 +629,3 @@ def clean(run_id: str | None = None, *, docker_client: Any = None) -> CleanRepor
         return report
     docker_host.clean_docker(report, run_id, docker_client)
     return report
-
-
-def quote(argv: list[str]) -> str:
-    """``argv`` as one shell-quoted line, for messages."""
-    return shlex.join(argv)

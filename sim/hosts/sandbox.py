@@ -15,8 +15,9 @@ The user namespace maps the sandbox's ``nobody`` to the user who runs ``bwrap`` 
 replisim's CI machines), so files written to the work directory belong to that user on the
 host. Unprivileged callers need unprivileged user namespaces enabled in the kernel.
 
-Limits (memory, CPU, PIDs) are not bubblewrap's job: put the ``bwrap`` process into a
-cgroup, or use the Docker backend (:mod:`sim.hosts.docker_image`).
+Limits (memory, CPU, PIDs) are not bubblewrap's job: the ``local`` live host
+(:mod:`sim.hosts.local_host`) puts the sandbox into cgroups; the Docker backend
+(:mod:`sim.hosts.docker_image`) has the engine's.
 """
 
 from __future__ import annotations
