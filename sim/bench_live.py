@@ -104,16 +104,18 @@ def _backend(backend: str, repeats: int, run_id: str) -> dict[str, float]:
     return row
 
 
-def live_hosts(repeats: int = 20) -> dict[str, dict[str, float]]:
+def live_hosts(repeats: int = 20, run_id: str | None = None) -> dict[str, dict[str, float]]:
     """Print and return the medians (milliseconds) per backend; skip one that cannot run.
 
     Args:
         repeats: Samples per figure.
+        run_id: Run id of the hosts it makes (default: a fresh ``bench-…`` one); all of
+            them are removed at the end.
 
     Returns:
         Backend -> figure -> median milliseconds (a skipped backend is absent).
     """
-    run_id = f"bench-{uuid.uuid4().hex[:8]}"
+    run_id = run_id or f"bench-{uuid.uuid4().hex[:8]}"
     rows: dict[str, dict[str, float]] = {}
     try:
         for backend in BACKENDS:

@@ -309,7 +309,8 @@ def test_sigterm_can_be_caught_sigkill_cannot(shared: LiveHost) -> None:
     assert pid in _pids_of(shared, "trap-marker")  # caught: still alive
 
     assert shared.signal("trap-mark(er)?$", signal.SIGKILL) == [pid]
-    _wait(lambda: pid not in _pids_of(shared, "trap-marker"), "SIGKILL to kill it")
+    # Gone from the table, not just a zombie: then no signal can reach the pid.
+    _wait(lambda: pid not in {p.pid for p in shared.processes()}, "SIGKILL to kill it")
     assert shared.signal("trap-marker", "KILL") == []
     with pytest.raises(ProcessLookupError):
         shared.signal(pid, "KILL")
@@ -403,6 +404,17 @@ def test_pids_cap_stops_a_fork_bomb(make_host: HostFactory) -> None:
     forks, err = map(int, res.stdout.split())
     assert err == errno.EAGAIN and forks < 32
     _wait(lambda: host.exec(["true"], timeout=30).success, "the host to take commands again")
+
+
+def test_local_host_falls_back_to_rlimits_without_cgroups() -> None:
+    """Without cgroups a local host caps memory with RLIMIT_AS: allocations fail instead."""
+    _skip_unless("local")
+    with live_host("local", "rlimits", run_id=RUN_ID, cgroups=False, memory="200MiB") as host:
+        assert host.enforced == {"memory": "rlimit", "pids": "rlimit", "cpus": "none"}
+        res = host.exec(["python3", "-c", "b = bytearray(300 << 20)"], timeout=60)
+        assert res.returncode == 1 and "MemoryError" in res.stderr
+        with pytest.raises(LimitUnsupportedError):
+            host.update_limits(cpus=0.5)
 
 
 @pytest.mark.slow
@@ -619,11 +631,14 @@ def test_bench_live_prints_every_figure(capsys: pytest.CaptureFixture[str]) -> N
     """The live benchmark runs on both engines and leaves nothing behind (2 repeats here)."""
     from sim.bench_live import live_hosts
 
-    rows = live_hosts(repeats=2)
+    run_id = f"{RUN_ID}-bench"
+    rows = live_hosts(repeats=2, run_id=run_id)
     out = capsys.readouterr().out
     for backend in BACKENDS:
         if _reason(backend) is None:
             assert {"start_ms", "exec_ms", "signal_ms"} <= set(rows[backend]), out
     if "docker" in rows:
         assert "`docker exec` CLI" in out
-    assert not [p for p in state_root().glob("bench-*") if p.is_dir()]
+    assert not (state_root() / run_id).exists()
+    if "docker" in rows:
+        assert _labelled(run_id) == {"containers": [], "networks": [], "volumes": []}

@@ -155,7 +155,8 @@ class LocalHost(LiveHost):
             self._create()
         read_fd, write_fd = os.pipe()
         options = ["--as-pid-1", "--info-fd", str(write_fd), "--remount-ro", "/"]
-        cmd = [*self._prefix(), *bwrap_command(self.workdir, init_command(), options=options)]
+        sandbox = bwrap_command(self.workdir, init_command(), options=options)
+        cmd = [*self._prefix(start=True), *sandbox]
         with open(self.dir / "console.log", "ab") as log:
             try:
                 self._bwrap = subprocess.Popen(
@@ -178,6 +179,9 @@ class LocalHost(LiveHost):
             raise LiveHostError(f"{self!r}: bwrap failed: {self.logs()[-500:]}") from None
         self._starts += 1
         self._record()
+        if self._cgroup is None and self.pids:
+            with contextlib.suppress(OSError):  # see _prefix: set on the init, not on bwrap
+                resource.prlimit(self._init_pid, resource.RLIMIT_NPROC, (self.pids, self.pids))
         self._wait_ready()
 
     def _create(self) -> None:
@@ -218,15 +222,20 @@ class LocalHost(LiveHost):
         tmp.write_text(json.dumps(data, indent=1))
         tmp.replace(self.dir / "host.json")
 
-    def _prefix(self) -> list[str]:
-        """What every sandbox process starts under: join the cgroups, or set rlimits."""
+    def _prefix(self, start: bool = False) -> list[str]:
+        """What every sandbox process starts under: join the cgroups, or set rlimits.
+
+        ``RLIMIT_NPROC`` counts all processes of the user, so it is not put on ``bwrap``
+        itself (its own forks happen before the sandbox's user namespace exists and would
+        fail for a user with many processes); the init gets it once running.
+        """
         if self._cgroup is not None:
             join = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift'
             return ["sh", "-c", f'{join}; exec "$@"', "join", *self._cgroup.procs_files, "--"]
         limits = []
         if self.memory:
             limits.append(f"--as={self.memory}")
-        if self.pids:
+        if self.pids and not start:
             limits.append(f"--nproc={self.pids}")
         return ["prlimit", *limits, "--"] if limits else []
 
