@@ -44,6 +44,10 @@ fi
 missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+# Live hosts: nsenter, setpriv, prlimit enter and limit local sandboxes; ps lists a
+# container's processes (both run from the host's /usr).
+command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+command -v ps >/dev/null 2>&1 || missing+=(procps)
 if ((${#missing[@]})); then
     log "installing: ${missing[*]}"
     apt-get update -qq

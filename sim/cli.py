@@ -130,15 +130,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="convert again even if cached")
 
+    p = sub.add_parser("hosts", help="live hosts: the Docker base image, clean-up")
+    hosts = p.add_subparsers(dest="hosts_command", required=True, metavar="ACTION")
+    q = hosts.add_parser("image", help="the offline Docker base image of live hosts")
+    q.add_argument("action", choices=["build"], help="build: import it (kept as is if unchanged)")
+    q = hosts.add_parser(
+        "clean", help="remove the containers, networks, volumes and sandboxes live hosts left"
+    )
+    q.add_argument("--run", metavar="RUN_ID", help="only those of this run (default: all)")
+
     p = sub.add_parser("bench", help="measure performance")
     p.add_argument(
         "what",
-        choices=["engine", "overhead", "scale", "sweep", "llm"],
+        choices=["engine", "overhead", "scale", "sweep", "llm", "live"],
         help="engine: overhead and scale; overhead: replisim vs bare SimPy events/s; "
         "scale: network-spread at 10^3..10^5 replicas; sweep: process-pool speedup; "
-        "llm: batching, replay speed and per-step overhead with the embedded model",
+        "llm: batching, replay speed and per-step overhead with the embedded model; "
+        "live: start, exec and signal latency of Docker and bubblewrap hosts",
     )
-    p.add_argument("--repeats", type=int, default=5, help="repeats (median is reported)")
+    p.add_argument(
+        "--repeats", type=int, help="repeats (median is reported; default 5, for live 20)"
+    )
     p.add_argument("--max-replicas", type=int, default=100_000, help="largest outbreak for 'scale'")
     return parser
 
@@ -392,6 +404,14 @@ def _print_sweep_summary(table: Any, out: str) -> None:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from sim import bench
 
+    if args.repeats is not None and args.repeats < 1:
+        raise UserError("--repeats must be at least 1")
+    if args.what == "live":
+        from sim.bench_live import live_hosts
+
+        live_hosts(repeats=args.repeats or 20)
+        return 0
+    args.repeats = args.repeats or 5
     if args.what in ("engine", "overhead"):
         bench.engine(repeats=args.repeats)
     if args.what in ("engine", "scale"):
@@ -450,6 +470,38 @@ def _cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_hosts(args: argparse.Namespace) -> int:
+    if args.hosts_command == "image":
+        try:
+            from sim.hosts import docker_image
+        except ImportError:
+            raise UserError(
+                "the docker SDK is not installed: pip install 'replisim[live]'"
+            ) from None
+        try:
+            image_id = docker_image.build_base_image()
+        except docker_image.docker.errors.DockerException as err:
+            raise UserError(
+                f"no Docker engine answers (start one: bash .ci/start-docker.sh): {err}"
+            ) from None
+        print(f"{docker_image.DEFAULT_TAG} {image_id}")
+        return 0
+    from sim.hosts.live import clean
+
+    try:
+        report = clean(args.run)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    for note in report.skipped:
+        print(f"replisim: note: {note}", file=sys.stderr)
+    print(
+        f"removed {report.containers} container(s), {report.networks} network(s), "
+        f"{report.volumes} volume(s), {report.sandboxes} local sandbox(es)"
+        + (f" of run {args.run}" if args.run else "")
+    )
+    return 0
+
+
 COMMANDS = {
     "validate": _cmd_validate,
     "list": _cmd_list,
@@ -460,6 +512,7 @@ COMMANDS = {
     "transcript": _cmd_transcript,
     "model": _cmd_model,
     "bench": _cmd_bench,
+    "hosts": _cmd_hosts,
 }
 
 

@@ -44,11 +44,12 @@ import docker
 from docker.models.containers import Container
 from docker.types import LogConfig, Mount
 
-from sim.hosts.sandbox import (
+from sim.hosts.sandbox import (  # INIT_SCRIPT, init_command: re-exported, both hosts use them
+    INIT_SCRIPT,  # noqa: F401
     SANDBOX_GID,
     SANDBOX_UID,
+    init_command,
     python_dirs,
-    python_executable,
     sandbox_path_env,
     system_layout,
 )
@@ -69,44 +70,6 @@ WORKDIR = "/work"
 EXIT_SIGKILL = 128 + 9
 #: Exit status of the init when the container shut down cleanly on SIGTERM.
 EXIT_SIGTERM = 128 + 15
-
-#: PID 1 of every sandbox (run with ``python3 -I -c``). It waits for signals without polling:
-#: SIGCHLD -> reap every zombie (orphans of ``exec``'d processes are re-parented to PID 1, and
-#: unreaped zombies would count against ``pids_limit``); SIGTERM/SIGINT (``docker stop``) ->
-#: print a marker, send SIGTERM to every other process in the container (``kill(-1)`` in a PID
-#: namespace reaches just the container) and exit 143 as soon as they are all gone. If they
-#: are not gone by the end of the grace period, the engine SIGKILLs the container: exit 137.
-#: SIGTERM from inside the container is ignored; processes ``exec``'d as another user (e.g.
-#: root) do not get the relayed SIGTERM, only the final SIGKILL. Processes inside may log to
-#: the container's log by writing to ``/proc/1/fd/1`` (same user as the init).
-INIT_SCRIPT = """\
-import os, signal, sys
-S = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
-signal.pthread_sigmask(signal.SIG_BLOCK, S)
-print("replisim-init: ready", flush=True)
-term = False
-def others():
-    return [p for p in os.listdir("/proc") if p.isdigit() and p != "1"]
-while True:
-    info = signal.sigtimedwait(S, 0.1 if term else 3600)
-    # si_pid == 0: sent from outside the container's PID namespace (the engine), so a
-    # process inside cannot stop the container by signalling PID 1.
-    if info is not None and info.si_signo != signal.SIGCHLD and info.si_pid == 0 and not term:
-        term = True
-        print("replisim-init: SIGTERM", flush=True)
-        try:
-            os.kill(-1, signal.SIGTERM)
-        except OSError:
-            pass
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
-    except ChildProcessError:
-        pass
-    if term and not others():
-        print("replisim-init: all processes gone", flush=True)
-        sys.exit(143)
-"""
 
 
 def docker_client(client: docker.DockerClient | None = None) -> docker.DockerClient:
@@ -264,15 +227,6 @@ def build_base_image(client: docker.DockerClient | None = None, tag: str = DEFAU
         with contextlib.suppress(docker.errors.APIError):
             client.images.remove(old_id)
     return new_id
-
-
-def init_command() -> list[str]:
-    """The command that runs :data:`INIT_SCRIPT` as PID 1.
-
-    Returns:
-        ``[python, "-I", "-c", INIT_SCRIPT]``.
-    """
-    return [python_executable(), "-I", "-c", INIT_SCRIPT]
 
 
 def base_run_kwargs(

@@ -15,8 +15,9 @@ The user namespace maps the sandbox's ``nobody`` to the user who runs ``bwrap`` 
 replisim's CI machines), so files written to the work directory belong to that user on the
 host. Unprivileged callers need unprivileged user namespaces enabled in the kernel.
 
-Limits (memory, CPU, PIDs) are not bubblewrap's job: put the ``bwrap`` process into a
-cgroup, or use the Docker backend (:mod:`sim.hosts.docker_image`).
+Limits (memory, CPU, PIDs) are not bubblewrap's job: the ``local`` live host
+(:mod:`sim.hosts.local_host`) puts the sandbox into cgroups; the Docker backend
+(:mod:`sim.hosts.docker_image`) has the engine's.
 """
 
 from __future__ import annotations
@@ -36,6 +37,47 @@ SYSTEM_PATHS: tuple[str, ...] = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/li
 SANDBOX_WORKDIR = "/work"
 #: Hostname inside the sandbox.
 SANDBOX_HOSTNAME = "replisim"
+
+
+#: PID 1 of every live host, Docker container or bubblewrap sandbox (run with ``python3 -I -c``).
+#: It waits for signals without polling: SIGCHLD -> reap every zombie (orphans of ``exec``'d
+#: processes are re-parented to PID 1, and unreaped zombies would count against the pids
+#: limit); SIGTERM/SIGINT from outside (``docker stop``, a local host's ``stop``) -> print a
+#: marker, send SIGTERM to every other process in the host (``kill(-1)`` in a PID namespace
+#: reaches just the host) and exit 143 as soon as they are all gone. If they are not gone by
+#: the end of the grace period, the engine (or the local backend) SIGKILLs the init, and with
+#: it the whole PID namespace: exit 137. Signals from inside the host are ignored (PID 1 of a
+#: namespace gets no SIGKILL from inside either); processes ``exec``'d as another user (e.g.
+#: root) do not get the relayed SIGTERM, only the final SIGKILL. Processes inside may log to
+#: the host's log by writing to ``/proc/1/fd/1`` (same user as the init).
+INIT_SCRIPT = """\
+import os, signal, sys
+S = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
+signal.pthread_sigmask(signal.SIG_BLOCK, S)
+print("replisim-init: ready", flush=True)
+term = False
+def others():
+    return [p for p in os.listdir("/proc") if p.isdigit() and p != "1"]
+while True:
+    info = signal.sigtimedwait(S, 0.1 if term else 3600)
+    # si_pid == 0: sent from outside the container's PID namespace (the engine), so a
+    # process inside cannot stop the container by signalling PID 1.
+    if info is not None and info.si_signo != signal.SIGCHLD and info.si_pid == 0 and not term:
+        term = True
+        print("replisim-init: SIGTERM", flush=True)
+        try:
+            os.kill(-1, signal.SIGTERM)
+        except OSError:
+            pass
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+    if term and not others():
+        print("replisim-init: all processes gone", flush=True)
+        sys.exit(143)
+"""
 
 
 def python_dirs() -> tuple[str, ...]:
@@ -62,6 +104,15 @@ def python_executable() -> str:
         ``sys.executable`` (a venv's interpreter keeps its venv), or ``python3`` if unknown.
     """
     return sys.executable or "python3"
+
+
+def init_command() -> list[str]:
+    """The command that runs :data:`INIT_SCRIPT` as PID 1.
+
+    Returns:
+        ``[python, "-I", "-c", INIT_SCRIPT]``.
+    """
+    return [python_executable(), "-I", "-c", INIT_SCRIPT]
 
 
 def system_layout(paths: Iterable[str] = SYSTEM_PATHS) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -105,6 +156,25 @@ def sandbox_path_env() -> str:
     return ":".join(dirs)
 
 
+def sandbox_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The whole environment of a sandboxed process (the caller's is never inherited).
+
+    Args:
+        env: Variables to add or override.
+
+    Returns:
+        ``PATH`` (:func:`sandbox_path_env`), ``HOME``, ``LANG``, ``PYTHONDONTWRITEBYTECODE``
+        and ``env``.
+    """
+    return {
+        "PATH": sandbox_path_env(),
+        "HOME": SANDBOX_WORKDIR,
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **(env or {}),
+    }
+
+
 def bwrap_command(
     workdir: Path,
     argv: list[str],
@@ -113,6 +183,7 @@ def bwrap_command(
     env: Mapping[str, str] | None = None,
     extra_ro_binds: Iterable[str] = (),
     bwrap: str | None = None,
+    options: Iterable[str] = (),
 ) -> list[str]:
     """Build the ``bwrap`` command line that runs ``argv`` in a fresh sandbox.
 
@@ -126,6 +197,8 @@ def bwrap_command(
         env: Environment variables to set; the rest of the environment is cleared.
         extra_ro_binds: More host paths to bind read-only at the same place.
         bwrap: Path of the ``bwrap`` executable (default: found on ``PATH``).
+        options: More bubblewrap options, placed after the built-in ones and so after every
+            mount (e.g. ``["--as-pid-1", "--info-fd", "5", "--remount-ro", "/"]``).
 
     Returns:
         The argument vector, for :func:`subprocess.run` or :class:`subprocess.Popen`.
@@ -160,14 +233,7 @@ def bwrap_command(
         SANDBOX_HOSTNAME,
         "--clearenv",
     ]
-    environment = {
-        "PATH": sandbox_path_env(),
-        "HOME": SANDBOX_WORKDIR,
-        "LANG": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        **(env or {}),
-    }
-    for key, value in environment.items():
+    for key, value in sandbox_environment(env).items():
         cmd += ["--setenv", key, value]
     for path in dict.fromkeys([*sys_dirs, *python_dirs(), *extra_ro_binds]):
         cmd += ["--ro-bind", path, path]
@@ -185,6 +251,7 @@ def bwrap_command(
         SANDBOX_WORKDIR,
         "--chdir",
         SANDBOX_WORKDIR,
+        *options,
         "--",
         *argv,
     ]
