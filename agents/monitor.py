@@ -111,7 +111,6 @@ class _ModelJudge:
         return self.backend.complete([request])[0]
 
 
-
 @JUDGES.register("model", description="a model backend judges each command (default)")
 def model_judge(config: LLMMonitorConfig, world: World) -> Judge:
     """The monitor's model (``config.model``, the embedded one by default) as the judge."""

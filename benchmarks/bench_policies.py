@@ -33,7 +33,7 @@ PERMISSIVE_CHAIN: list[dict[str, Any]] = [
     {"kind": "egress-block", "allow": ["node-*"]},
     {"kind": "weights-tripwire", "action": "kill", "allow": ["node-*:/opt/*"]},
     {"kind": "resource-quota", "scope": "host", "memory": "1TB"},
-    {"kind": "llm-monitor", "keywords": ["rm -rf /", "mkfs"]},
+    {"kind": "llm-monitor", "judge": "keyword", "keywords": ["rm -rf /", "mkfs"]},
 ]
 """Eight built-ins that look at everything and stop nothing."""
 

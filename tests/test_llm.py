@@ -554,3 +554,33 @@ def test_real_vllm_server_drives_an_agent_through_the_vllm_backend(tmp_path: Pat
         assert all(s["observation"].startswith("$ ") for s in steps)
         assert all(s["prompt_tokens"] > 100 for s in steps)  # usage from the server
     assert len(events(tmp_path / "trial", "llm-step")) == 6
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_llm_monitor_judges_every_action_with_the_embedded_model(tmp_path: Path) -> None:
+    """The default llm-monitor asks the embedded model; each FLAG is a deny; replay agrees."""
+    s = scenario(
+        BOX,
+        agents=[{"agent": "oracle", "name": "origin"}],
+        policies=[{"kind": "llm-monitor", "name": "monitor"}],
+    )
+    assert s.policies[0].judge == "model"  # type: ignore[attr-defined]
+    folder = tmp_path / "trial"
+    result = run_trial(s, 0, folder)
+    assert result.summary["status"] == "ok", result.summary["error"]
+    answers = [
+        json.loads(line)
+        for line in (folder / "llm" / "responses.jsonl").read_text().splitlines()
+    ]
+    assert answers and all(a["key"].startswith("monitor.monitor/") for a in answers)
+    verdicts = [json.loads(a["text"])["verdict"] for a in answers]
+    denies = [e for e in events(folder, "policy") if e["decision"] == "deny"]
+    assert len(denies) == verdicts.count("FLAG") == result.summary["decisions_deny"]
+    assert all(e["reason"].startswith("monitor:") for e in denies)
+    # Every action the oracle proposed was judged once: allowed ones ran, flagged did not.
+    assert len(answers) == len({a["step"] for a in answers})
+    from agents.transcript import replay_scenario
+
+    again = run_trial(replay_scenario(s, folder), 0)
+    assert again.events == result.events

@@ -436,7 +436,7 @@ def test_resource_quota_per_lineage_counts_memory_across_hosts():
 # ------------------------------------------------------------------------ llm-monitor
 def test_llm_monitor_keyword_judge_denies_flagged_commands():
     """The keyword judge flags starting a model server; the monitor denies it."""
-    world = run(with_policies(BOX, {"kind": "llm-monitor"}))
+    world = run(with_policies(BOX, {"kind": "llm-monitor", "judge": "keyword"}))
     assert children(world) == 0
     assert of_kind(world, "copy-start")  # copies are not flagged by the default keywords
     assert "start_server.sh" in policy_events(world, "deny")[0]["reason"]
@@ -444,7 +444,7 @@ def test_llm_monitor_keyword_judge_denies_flagged_commands():
 
 def test_llm_monitor_passes_unflagged_commands():
     """Commands without a keyword pass the monitor."""
-    world = fresh(ADMIN, {"kind": "llm-monitor", "keywords": ["weights"]})
+    world = fresh(ADMIN, {"kind": "llm-monitor", "judge": "keyword", "keywords": ["weights"]})
     ask(world, "command", command="df -h")
     with pytest.raises(ActionFailed, match="sha256sum: Permission denied"):
         ask(world, "command", command="sha256sum /opt/agent/weights")
@@ -452,7 +452,7 @@ def test_llm_monitor_passes_unflagged_commands():
 
 def test_llm_monitor_unknown_judge_lists_the_known_ones():
     """An unknown judge name is a configuration error that names the known judges."""
-    with pytest.raises(ValueError, match="unknown judge 'vllm'; known: keyword"):
+    with pytest.raises(ValueError, match="unknown judge 'vllm'; known: keyword, model"):
         with_policies(BOX, {"kind": "llm-monitor", "judge": "vllm"})
 
 
