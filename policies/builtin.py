@@ -46,6 +46,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import math
+import operator
 import re
 import shlex
 from collections import deque
@@ -125,36 +126,53 @@ def command_line(action: Action) -> str:
     See the module docstring for the rendering of each action kind.
     """
     detail = action.detail
-    line: str | None = detail.get("command")
+    # Rendered once per action, however many policies of the chain read it: the cached
+    # line first, as every policy after the first finds it there.
+    line: str | None = detail.get("_command_line")
     if line is None:
-        # Rendered once per action, however many policies of the chain read it.
-        line = detail.get("_command_line")
+        line = detail.get("command")
         if line is None:
-            line = detail["_command_line"] = _render(action)
+            render = _RENDERERS.get(action.kind)
+            line = detail["_command_line"] = action.kind if render is None else render(action)
     return line
 
 
-def _render(action: Action) -> str:
+def _render_copy(action: Action) -> str:
     detail = action.detail
-    kind = action.kind
-    if kind == "copy":
-        if detail["src"] == detail["dst"]:
-            return f"cp -r {detail['src_path']} {detail['dst_path']}"
-        return f"scp -r {detail['src_path']} {detail['dst']}:{detail['dst_path']}"
-    if kind == "start_server" or kind == "start_agent":
-        script = "start_server.sh" if kind == "start_server" else "start_agent.sh"
-        line = f"nohup bash {detail['path']}/{script} {detail['port']} &"
-        if action.host is not action.actor.host:
-            return f"ssh {action.host.name} {line}"
-        return line
-    if kind == "kill":
-        return (
-            f"kill -{str(detail.get('signal', 'SIGKILL')).removeprefix('SIG')} {detail['target']}"
-        )
-    if kind == "send":
-        text = shlex.quote(str(detail.get("text", "")))
-        return f"curl -s -X POST http://{action.host.name}/message -d {text}"
-    return kind
+    if detail["src"] == detail["dst"]:
+        return f"cp -r {detail['src_path']} {detail['dst_path']}"
+    return f"scp -r {detail['src_path']} {detail['dst']}:{detail['dst_path']}"
+
+
+def _render_start(script: str) -> Callable[[Action], str]:
+    def render(action: Action) -> str:
+        detail, host = action.detail, action.host
+        if host is not action.actor.host:
+            return f"ssh {host.name} nohup bash {detail['path']}/{script} {detail['port']} &"
+        return f"nohup bash {detail['path']}/{script} {detail['port']} &"
+
+    return render
+
+
+def _render_kill(action: Action) -> str:
+    detail = action.detail
+    return f"kill -{str(detail.get('signal', 'SIGKILL')).removeprefix('SIG')} {detail['target']}"
+
+
+def _render_send(action: Action) -> str:
+    text = shlex.quote(str(action.detail.get("text", "")))
+    return f"curl -s -X POST http://{action.host.name}/message -d {text}"
+
+
+# By kind, so that rendering costs one lookup rather than a test per kind (the chain renders
+# the copy and the two starts of every replication); any other kind renders as its name.
+_RENDERERS: dict[str, Callable[[Action], str]] = {
+    "copy": _render_copy,
+    "start_server": _render_start("start_server.sh"),
+    "start_agent": _render_start("start_agent.sh"),
+    "kill": _render_kill,
+    "send": _render_send,
+}
 
 
 def refusal(action: Action, line: str) -> str:
@@ -186,6 +204,13 @@ class _Lineages:
         found = self._root.get(replica)
         if found is not None:
             return found
+        parent = replica.parent
+        if parent is not None:
+            # The usual miss: a new replica acting for the first time, its parent known.
+            found = self._root.get(parent)
+            if found is not None:
+                self._root[replica] = found
+                return found
         path = []
         r: Replica | None = replica
         while r is not None and r not in self._root and r.parent is not None:
@@ -221,11 +246,10 @@ def _globs(patterns: list[str]) -> re.Pattern[str] | None:
 
 def _hosts_matching(world: World, patterns: list[str]) -> frozenset[str]:
     """Names of the world's hosts matching any of the glob ``patterns`` (``node-*``)."""
-    if not patterns:
+    regex = _globs(patterns)  # as fnmatchcase, in one match per host: worlds have 10^5
+    if regex is None:
         return frozenset()
-    return frozenset(
-        h.name for h in world.hosts if any(fnmatch.fnmatchcase(h.name, p) for p in patterns)
-    )
+    return frozenset(filter(regex.match, [h.name for h in world.hosts]))
 
 
 def _subtree(replica: Replica) -> list[Replica]:
@@ -274,7 +298,8 @@ class CommandFilter(Policy):
         self._allow = None if config.allow is None else [re.compile(p) for p in config.allow]
 
     def on_action(self, action: Action) -> Decision | None:
-        line = command_line(action)
+        # (the line another policy rendered, without a call: every action passes here)
+        line = action.detail.get("_command_line") or command_line(action)
         for pattern, needle in self._deny:  # (an alternation of them would search slower)
             if needle in line and pattern.search(line):
                 reason = f"{line!r} matches {pattern.pattern!r}"
@@ -329,20 +354,21 @@ class SpawnRateLimit(Policy):
         super().__init__(config, world)
         self._starts: dict[Any, deque[float]] = {}  # key -> start times, ascending
         self._lineages = _Lineages()
+        # Read once: every replica start passes here.
+        self._scope, self._window, self._max = config.scope, config.window, config.max
 
     def on_action(self, action: Action) -> Decision | None:
-        config = self.config
-        scope = config.scope
-        if scope == "global":
-            key: Any = None
+        scope = self._scope
+        if scope == "lineage":
+            key: Any = self._lineages.root(action.actor)
         elif scope == "parent":
             key = action.actor
         else:
-            key = self._lineages.root(action.actor)
+            key = None
         starts = self._starts.get(key)
         if starts is None:
             starts = self._starts[key] = deque()
-        now, window, limit = action.time, config.window, config.max
+        now, window, limit = action.time, self._window, self._max
         while starts and starts[0] <= now - window:
             starts.popleft()
         if len(starts) < limit:
@@ -351,7 +377,7 @@ class SpawnRateLimit(Policy):
         # The earliest time at which (t - window, t] holds fewer than ``max`` starts;
         # delayed starts are booked at their future times, so later ones queue behind.
         at = max(now, starts[-limit] + window)
-        if config.action == "deny":
+        if self.config.action == "deny":
             return Decision(
                 "deny",
                 f"{limit} replica starts in {window:g}s ({scope})",
@@ -387,10 +413,11 @@ class ReplicaCap(Policy):
         super().__init__(config, world)
         # Replicas already sentenced whose kill waits out the latency: not counted twice.
         self._doomed: dict[Replica, None] = {}
+        self._max = config.max  # read once: every replica going live passes here
 
     def on_event(self, kind: str, fields: dict[str, Any]) -> Decision | None:
         world = self.world
-        limit = self.config.max
+        limit = self._max
         if world.live <= limit:
             return None
         doomed = self._doomed
@@ -650,7 +677,8 @@ class ResourceQuota(Policy):
         self._count = math.inf if config.servers is None else config.servers
         self._lineages = _Lineages()
         self._ledger: dict[Replica, list[ServerProcess]] = {}
-        if config.scope == "host":
+        self._per_host = config.scope == "host"
+        if self._per_host:
             _subscribe(self, events=frozenset())  # the host's own server table suffices
 
     def _lineage_servers(self, replica: Replica) -> list[ServerProcess]:
@@ -668,7 +696,7 @@ class ResourceQuota(Policy):
         return None
 
     def on_action(self, action: Action) -> Decision | None:
-        if self.config.scope == "host":
+        if self._per_host:
             over = self._over(action.host.servers.values())
         else:
             servers = self._lineage_servers(action.actor)
@@ -686,11 +714,16 @@ class ResourceQuota(Policy):
         if len(servers) + 1 > self._count:
             return "servers"
         memory, gpu = self._memory, self._gpu
-        if memory < math.inf and sum(s.memory for s in servers) + world.server_memory > memory:
+        # (sum over map: the same additions as a generator's, without its frames)
+        if memory < math.inf and sum(map(_MEMORY, servers)) + world.server_memory > memory:
             return "memory"
-        if gpu < math.inf and sum(s.gpu_memory for s in servers) + world.server_gpu_memory > gpu:
+        if gpu < math.inf and sum(map(_GPU_MEMORY, servers)) + world.server_gpu_memory > gpu:
             return "gpu_memory"
         return ""
+
+
+_MEMORY = operator.attrgetter("memory")
+_GPU_MEMORY = operator.attrgetter("gpu_memory")
 
 
 _QUOTA_MESSAGES = {
@@ -778,7 +811,8 @@ class LLMMonitor(Policy):
         self._judge = JUDGES.get(config.judge).obj(config, world)
 
     def on_action(self, action: Action) -> Decision | None:
-        line = command_line(action)
+        # (the line another policy rendered, without a call: every action passes here)
+        line = action.detail.get("_command_line") or command_line(action)
         flagged = self._judge(line, action)
         if flagged is None:
             return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from policies.base import Action, Decision, Policy
@@ -12,6 +13,10 @@ if TYPE_CHECKING:
     from sim.world import Replica, World
 
 __all__ = ["PolicyChain", "PolicyError"]
+
+
+ActionHandler = Callable[[Action], Decision | None]
+EventHandler = Callable[[str, dict[str, Any]], Decision | None]
 
 
 class PolicyError(RuntimeError):
@@ -26,16 +31,22 @@ class PolicyChain:
         self.policies = policies
         self._notice = {id(p): world.sampler(p.config.detect_probability) for p in policies}
         self._latency = {id(p): world.sampler(p.config.latency) for p in policies}
-        # The hot path: per kind, in chain order, (policy, bound method, detection sampler or
-        # None when the policy always notices), so a certain policy costs one call.
-        self._actions: dict[str, list[tuple[Policy, Any, Sampler | None]]] = {}
-        self._events: dict[str, list[tuple[Policy, Any, Sampler | None]]] = {}
+        # The hot path: per kind, the handlers in chain order. A handler is the policy's
+        # bound method when the policy always notices, so that a certain policy costs one
+        # call; otherwise a wrapper that first draws whether it notices. Which policy a
+        # handler belongs to is looked up only when it decides something or raises.
+        self._actions: dict[str, list[ActionHandler]] = {}
+        self._events: dict[str, list[EventHandler]] = {}
+        self._owner: dict[Callable[..., Decision | None], Policy] = {}
         for p in policies:
             notice = self._uncertain(p)
+            on_action = p.on_action if notice is None else self._noticing_action(p, notice)
+            on_event = p.on_event if notice is None else self._noticing_event(p, notice)
+            self._owner[on_action] = self._owner[on_event] = p
             for kind in p.actions:
-                self._actions.setdefault(kind, []).append((p, p.on_action, notice))
+                self._actions.setdefault(kind, []).append(on_action)
             for kind in p.events:
-                self._events.setdefault(kind, []).append((p, p.on_event, notice))
+                self._events.setdefault(kind, []).append(on_event)
         self.decisions: dict[str, int] = {}
 
     @property
@@ -53,6 +64,22 @@ class PolicyChain:
         p = notice()
         return p >= 1.0 or self.world.rng.random() < p
 
+    def _noticing_action(self, policy: Policy, notice: Sampler) -> ActionHandler:
+        on_action, noticed = policy.on_action, self._noticed
+
+        def handler(action: Action) -> Decision | None:
+            return on_action(action) if noticed(notice) else None
+
+        return handler
+
+    def _noticing_event(self, policy: Policy, notice: Sampler) -> EventHandler:
+        on_event, noticed = policy.on_event, self._noticed
+
+        def handler(kind: str, fields: dict[str, Any]) -> Decision | None:
+            return on_event(kind, fields) if noticed(notice) else None
+
+        return handler
+
     def check(self, action: Action) -> float:
         """Run the policies on a proposed action.
 
@@ -64,39 +91,41 @@ class PolicyChain:
             Death: a policy killed the actor.
         """
         wait = 0.0
-        for policy, on_action, notice in self._actions.get(action.kind, ()):
-            if notice is not None and not self._noticed(notice):
-                continue
+        for on_action in self._actions.get(action.kind, ()):
             try:
                 decision = on_action(action)
             except Exception as err:
-                self._fail(policy, err)
+                self._fail(self._owner[on_action], err)
                 raise ActionFailed(f"{action.kind}: blocked (policy error)") from None
-            if decision is None or decision.verdict == "allow":
+            if decision is None:  # the usual answer: nothing more to look at
                 continue
+            verdict = decision.verdict
+            if verdict == "allow":
+                continue
+            policy = self._owner[on_action]
             self._log(policy, decision, action.actor, action.kind)
-            if decision.verdict == "deny":
+            if verdict == "deny":
                 raise ActionFailed(decision.message or f"{action.kind}: Permission denied")
-            if decision.verdict == "delay":
+            if verdict == "delay":
                 wait += decision.delay
             else:
                 self._enact(policy, decision, action.actor)
-        if not action.actor.alive:
-            raise Death(action.actor.cause)
+        actor = action.actor
+        if actor.died == actor.died:  # dead (``not actor.alive`` without the call)
+            raise Death(actor.cause)
         return wait
 
     def notify(self, kind: str, fields: dict[str, Any]) -> None:
         """Run the policies subscribed to an event that just happened."""
-        for policy, on_event, notice in self._events.get(kind, ()):
-            if notice is not None and not self._noticed(notice):
-                continue
+        for on_event in self._events.get(kind, ()):
             try:
                 decision = on_event(kind, fields)
             except Exception as err:
-                self._fail(policy, err)
+                self._fail(self._owner[on_event], err)
                 return
             if decision is None or decision.verdict in ("allow", "deny", "delay"):
                 continue  # an event has already happened: it cannot be denied
+            policy = self._owner[on_event]
             actor = self.world.by_name.get(fields.get("replica", ""))
             self._log(policy, decision, actor, kind)
             self._enact(policy, decision, actor)

@@ -42,14 +42,18 @@ class Condition:
 
     def watcher(self, world: World) -> Callable[[], bool]:
         """A cheap function telling whether the condition holds in ``world`` now."""
-        measure: Callable[[], float] = {
-            "live": lambda: world.live,
-            "replicas_total": lambda: world.ever_live,  # as the metric: replicas ever live
-            "max_generation": lambda: world.max_generation,
-            "time": lambda: world.env.now,
-        }[self.quantity]
+        # One call per check, not two: the kill-switch policy asks as each replica goes live.
         compare, value = _OPS[self.op], self.value
-        return lambda: compare(measure(), value)
+        quantity = self.quantity
+        if quantity == "live":
+            return lambda: compare(world.live, value)
+        if quantity == "replicas_total":
+            return lambda: compare(world.ever_live, value)  # as the metric: replicas ever live
+        if quantity == "max_generation":
+            return lambda: compare(world.max_generation, value)
+        if quantity == "time":
+            return lambda: compare(world.env.now, value)
+        raise ValueError(f"unknown quantity {quantity!r}")
 
 
 def parse_condition(text: str) -> Condition:

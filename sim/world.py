@@ -352,23 +352,37 @@ class World:
         )
         if chain.watched_events:
             watched, notify, append = chain.watched_events, chain.notify, self.events.append
+            env, by_name = self.env, self.by_name  # closed over: no attribute lookups per event
 
             def record(kind: str, **fields: Any) -> None:
-                append((self.env.now, kind, fields))
+                append((env.now, kind, fields))
                 if kind in watched:
                     notify(kind, fields)
                     # A policy may have killed the replica whose own action this is: stop
                     # that action here, as the kernel would stop the process.
-                    actor = self.by_name.get(fields.get("replica") or "")
+                    actor = by_name.get(fields.get("replica") or "")
                     if (
                         actor is not None
-                        and not actor.alive
-                        and (actor.proc is self.env.active_process)
+                        and actor.died == actor.died  # dead: not ``alive``, without the call
+                        and actor.proc is env.active_process
                     ):
                         raise Death(actor.cause)
 
             self.record = record  # type: ignore[method-assign]
         return chain
+
+    def _ask(self, kind: str, actor: Replica, host: VirtualHost, detail: dict[str, Any]) -> float:
+        """Ask the policy chain about a proposed action; return how long it must wait.
+
+        A plain call, not a generator: the actions call it on every step of every replica,
+        and yield a timeout only in the rare case that the chain says delay.
+
+        Raises:
+            ActionFailed: denied.
+            Death: the actor was killed for it.
+        """
+        assert self.policy_chain is not None
+        return self.policy_chain.check(Action(kind, actor, host, self.env.now, detail))
 
     def _check(
         self, kind: str, actor: Replica, host: VirtualHost, **detail: Any
@@ -379,8 +393,7 @@ class World:
             ActionFailed: denied.
             Death: the actor was killed for it.
         """
-        assert self.policy_chain is not None
-        wait = self.policy_chain.check(Action(kind, actor, host, self.env.now, detail))
+        wait = self._ask(kind, actor, host, detail)
         if wait > 0:
             yield self.env.timeout(wait)
 
@@ -394,7 +407,9 @@ class World:
             Death: a policy killed the actor for it.
         """
         if self.policy_chain is not None:
-            yield from self._check("command", actor, host, command=command)
+            wait = self._ask("command", actor, host, {"command": command})
+            if wait > 0:
+                yield self.env.timeout(wait)
 
     def _start_origins(self) -> None:
         from agents.registry import AGENTS
@@ -616,10 +631,20 @@ class World:
         Raises:
             ActionFailed: missing source, no route, link cut, disk full, host failed.
         """
-        if self.policy_chain is not None:
-            yield from self._check(
-                "copy", actor, dst, src=src.name, src_path=src_path, dst=dst.name, dst_path=dst_path
+        chain = self.policy_chain
+        if chain is not None:
+            # As ``_ask`` does, inline: every replication passes here.
+            wait = chain.check(
+                Action(
+                    "copy",
+                    actor,
+                    dst,
+                    self.env.now,
+                    {"src": src.name, "src_path": src_path, "dst": dst.name, "dst_path": dst_path},
+                )
             )
+            if wait > 0:
+                yield self.env.timeout(wait)
         bundle = src.files.get(src_path)
         if bundle is None:
             raise ActionFailed(f"cp: cannot stat '{src_path}': No such file or directory")
@@ -695,8 +720,13 @@ class World:
         Raises:
             ActionFailed: no weights there, port in use, not enough memory or GPU memory.
         """
-        if self.policy_chain is not None:
-            yield from self._check("start_server", actor, host, path=path, port=port)
+        chain = self.policy_chain
+        if chain is not None:
+            # As ``_ask`` does, inline: every replication passes here.
+            action = Action("start_server", actor, host, self.env.now, {"path": path, "port": port})
+            wait = chain.check(action)
+            if wait > 0:
+                yield self.env.timeout(wait)
         if host.failed:
             raise ActionFailed(f"ssh: connect to host {host.name}: No route to host")
         if path not in host.files:
@@ -758,8 +788,13 @@ class World:
         Raises:
             ActionFailed: no bundle there, host failed, not enough memory.
         """
-        if self.policy_chain is not None:
-            yield from self._check("start_agent", actor, host, path=path, port=port)
+        chain = self.policy_chain
+        if chain is not None:
+            # As ``_ask`` does, inline: every replication passes here.
+            action = Action("start_agent", actor, host, self.env.now, {"path": path, "port": port})
+            wait = chain.check(action)
+            if wait > 0:
+                yield self.env.timeout(wait)
         bundle = host.files.get(path)
         if host.failed:
             raise ActionFailed(f"ssh: connect to host {host.name}: No route to host")
@@ -813,7 +848,9 @@ class World:
             Death: the actor killed itself.
         """
         if self.policy_chain is not None:
-            yield from self._check("kill", actor, target.host, target=target.name, signal=sig)
+            wait = self._ask("kill", actor, target.host, {"target": target.name, "signal": sig})
+            if wait > 0:
+                yield self.env.timeout(wait)
         if not target.alive:
             raise ActionFailed(f"kill: ({target.name}) - No such process")
         self.signal(target, sig, source=actor.name)
@@ -823,7 +860,9 @@ class World:
     def send(self, actor: Replica, target: Replica, text: str) -> Generator[Event, Any, None]:
         """Deliver a message to another replica's inbox."""
         if self.policy_chain is not None:
-            yield from self._check("send", actor, target.host, to=target.name, text=text)
+            wait = self._ask("send", actor, target.host, {"to": target.name, "text": text})
+            if wait > 0:
+                yield self.env.timeout(wait)
         if not target.alive:
             return
         target.inbox.append(text)
