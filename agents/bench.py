@@ -54,6 +54,13 @@ def _scenario(agents: int, steps: int) -> Any:
                     "count": agents,
                     "max_steps": steps,
                     "tools": ["execute_command"],
+                    # Short answers (about 60 tokens) keep the run to minutes on 2 cores;
+                    # the figures are ratios, and the simulator's share only shrinks with
+                    # longer generations.
+                    "text_limit": 16,
+                    "command_limit": 40,
+                    "history_steps": 2,
+                    "model": {"max_tokens": 160},
                 }
             ],
             "stop": {"horizon": "1h"},
