@@ -251,7 +251,8 @@ class InProcessEngine:
                 (SmolLM2-135M with 5 unbounded fields rarely closes the object in 64 tokens).
             temperature: Sampling temperature (0 means greedy; seeds are then unused).
             max_tokens: Maximum number of new tokens per request.
-            seeds: One sampling seed per conversation, for reproducible sampling.
+            seeds: One sampling seed per conversation (sampling is reproducible only as far
+                as the engine is: the prefix cache changes CPU numerics between calls).
 
         Returns:
             One :class:`Completion` per conversation, in order.

@@ -175,10 +175,17 @@ def test_in_process_engine_batch_follows_json_schema(engine: InProcessEngine) ->
         assert 0 < answer.completion_tokens < MAX_TOKENS
         _assert_step(answer.text)
 
+    # The same batch again is served from vLLM's prefix cache, whose CPU numerics differ
+    # slightly from a fresh prefill: seeded sampling is not bit-identical across calls
+    # (seen in CI), which is why replisim reproduces LLM trials by replaying recorded
+    # answers, not by re-sampling. Every answer still follows the schema.
     again = engine.chat_batch(
         conversations, json_schema=STEP_SCHEMA, temperature=0.7, max_tokens=MAX_TOKENS, seeds=[1, 2]
     )
-    assert [a.text for a in again] == [a.text for a in answers], "same seeds, same answers"
+    assert len(again) == 2
+    for answer in again:
+        assert answer.finish_reason == "stop", answer
+        _assert_step(answer.text)
 
 
 @pytest.mark.slow
