@@ -119,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure performance")
     p.add_argument(
         "what",
-        choices=["engine", "overhead", "scale", "sweep"],
-        help="engine: overhead and scale; overhead: replisim vs bare SimPy events/s; "
+        choices=["engine", "overhead", "policies", "scale", "sweep"],
+        help="engine: overhead, policies and scale; overhead: replisim vs bare SimPy events/s; "
+        "policies: network-spread with 8 guardrail policies on vs off; "
         "scale: network-spread at 10^3..10^5 replicas; sweep: process-pool speedup",
     )
     p.add_argument("--repeats", type=int, default=5, help="repeats (median is reported)")
@@ -340,6 +341,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.what in ("engine", "overhead"):
         bench.engine(repeats=args.repeats)
+    if args.what in ("engine", "policies"):
+        bench.policies(repeats=args.repeats)
     if args.what in ("engine", "scale"):
         bench.scale(max_replicas=args.max_replicas)
     if args.what == "sweep":
