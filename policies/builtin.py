@@ -129,50 +129,42 @@ def command_line(action: Action) -> str:
     # Rendered once per action, however many policies of the chain read it: the cached
     # line first, as every policy after the first finds it there.
     line: str | None = detail.get("_command_line")
-    if line is None:
-        line = detail.get("command")
-        if line is None:
-            render = _RENDERERS.get(action.kind)
-            line = detail["_command_line"] = action.kind if render is None else render(action)
+    if line is not None:
+        return line
+    line = detail.get("command")
+    if line is not None:
+        return line
+    # The copy and the two starts of every replication render here, without a call.
+    kind = action.kind
+    if kind == "copy":
+        if detail["src"] == detail["dst"]:
+            line = f"cp -r {detail['src_path']} {detail['dst_path']}"
+        else:
+            line = f"scp -r {detail['src_path']} {detail['dst']}:{detail['dst_path']}"
+    elif kind == "start_server" or kind == "start_agent":
+        script = "start_server.sh" if kind == "start_server" else "start_agent.sh"
+        host = action.host
+        if host is action.actor.host:
+            line = f"nohup bash {detail['path']}/{script} {detail['port']} &"
+        else:
+            line = f"ssh {host.name} nohup bash {detail['path']}/{script} {detail['port']} &"
+    else:
+        line = _render_other(action)
+    detail["_command_line"] = line
     return line
 
 
-def _render_copy(action: Action) -> str:
+def _render_other(action: Action) -> str:
     detail = action.detail
-    if detail["src"] == detail["dst"]:
-        return f"cp -r {detail['src_path']} {detail['dst_path']}"
-    return f"scp -r {detail['src_path']} {detail['dst']}:{detail['dst_path']}"
-
-
-def _render_start(script: str) -> Callable[[Action], str]:
-    def render(action: Action) -> str:
-        detail, host = action.detail, action.host
-        if host is not action.actor.host:
-            return f"ssh {host.name} nohup bash {detail['path']}/{script} {detail['port']} &"
-        return f"nohup bash {detail['path']}/{script} {detail['port']} &"
-
-    return render
-
-
-def _render_kill(action: Action) -> str:
-    detail = action.detail
-    return f"kill -{str(detail.get('signal', 'SIGKILL')).removeprefix('SIG')} {detail['target']}"
-
-
-def _render_send(action: Action) -> str:
-    text = shlex.quote(str(action.detail.get("text", "")))
-    return f"curl -s -X POST http://{action.host.name}/message -d {text}"
-
-
-# By kind, so that rendering costs one lookup rather than a test per kind (the chain renders
-# the copy and the two starts of every replication); any other kind renders as its name.
-_RENDERERS: dict[str, Callable[[Action], str]] = {
-    "copy": _render_copy,
-    "start_server": _render_start("start_server.sh"),
-    "start_agent": _render_start("start_agent.sh"),
-    "kill": _render_kill,
-    "send": _render_send,
-}
+    kind = action.kind
+    if kind == "kill":
+        return (
+            f"kill -{str(detail.get('signal', 'SIGKILL')).removeprefix('SIG')} {detail['target']}"
+        )
+    if kind == "send":
+        text = shlex.quote(str(detail.get("text", "")))
+        return f"curl -s -X POST http://{action.host.name}/message -d {text}"
+    return kind
 
 
 def refusal(action: Action, line: str) -> str:
@@ -672,8 +664,9 @@ class ResourceQuota(Policy):
 
     def __init__(self, config: ResourceQuotaConfig, world: World) -> None:
         super().__init__(config, world)
-        self._memory = math.inf if config.memory is None else world.draw(config.memory)
-        self._gpu = math.inf if config.gpu_memory is None else world.draw(config.gpu_memory)
+        # None: no such quota.
+        self._memory = None if config.memory is None else world.draw(config.memory)
+        self._gpu = None if config.gpu_memory is None else world.draw(config.gpu_memory)
         self._count = math.inf if config.servers is None else config.servers
         self._lineages = _Lineages()
         self._ledger: dict[Replica, list[ServerProcess]] = {}
@@ -713,12 +706,17 @@ class ResourceQuota(Policy):
         world = self.world
         if len(servers) + 1 > self._count:
             return "servers"
+        # Sums over map (the same additions as a generator's, without its frames), and none
+        # for no servers, the usual case of a host about to get its first (0 + x is x).
         memory, gpu = self._memory, self._gpu
-        # (sum over map: the same additions as a generator's, without its frames)
-        if memory < math.inf and sum(map(_MEMORY, servers)) + world.server_memory > memory:
-            return "memory"
-        if gpu < math.inf and sum(map(_GPU_MEMORY, servers)) + world.server_gpu_memory > gpu:
-            return "gpu_memory"
+        if memory is not None:
+            booked = sum(map(_MEMORY, servers)) if servers else 0
+            if booked + world.server_memory > memory:
+                return "memory"
+        if gpu is not None:
+            booked = sum(map(_GPU_MEMORY, servers)) if servers else 0
+            if booked + world.server_gpu_memory > gpu:
+                return "gpu_memory"
         return ""
 
 

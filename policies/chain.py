@@ -47,6 +47,8 @@ class PolicyChain:
                 self._actions.setdefault(kind, []).append(on_action)
             for kind in p.events:
                 self._events.setdefault(kind, []).append(on_event)
+        # Action kinds some policy inspects: for the others, the world builds no action.
+        self.action_kinds: frozenset[str] = frozenset(self._actions)
         self.decisions: dict[str, int] = {}
 
     @property

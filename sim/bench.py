@@ -1,8 +1,9 @@
 """Benchmarks, printed as ratios measured side by side in one run (``replisim bench``).
 
 The machines are shared and noisy, so nothing here asserts a wall time: each figure is a
-median over repeats, and the engine figure is a ratio against bare SimPy measured in the
-same process, interleaved.
+median over repeats, the engine figure is a ratio against bare SimPy measured in the same
+process, interleaved, and the guardrail figure a ratio of the same trials with and without
+a chain of policies, interleaved too.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ from sim.config import Scenario, load_scenario
 from sim.world import World
 
 __all__ = [
+    "PERMISSIVE_CHAIN",
     "bare_simpy",
     "engine",
     "engine_ratio",
+    "policies",
+    "policy_overhead",
+    "policy_ratios",
     "run_spread",
     "scale",
     "shipped",
@@ -32,6 +37,20 @@ __all__ = [
 ]
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios.yaml"
+
+PERMISSIVE_CHAIN: list[dict[str, Any]] = [
+    {"kind": "command-filter", "deny": [r"^rm\s+-rf\s+/$", r"\bmkfs\b"]},
+    {"kind": "spawn-rate-limit", "max": 1000, "window": "1m", "scope": "lineage"},
+    {"kind": "replica-cap", "max": 1_000_000},
+    {"kind": "kill-switch", "when": "live >= 1000000"},
+    {"kind": "egress-block", "allow": ["node-*"]},
+    {"kind": "weights-tripwire", "action": "kill", "allow": ["node-*:/opt/*"]},
+    {"kind": "resource-quota", "scope": "host", "memory": "1TB"},
+    {"kind": "llm-monitor", "judge": "keyword", "keywords": ["rm -rf /", "mkfs"]},
+]
+"""Eight built-ins that look at everything and stop nothing (their thresholds are out of
+reach), so that a trial with them is the trial without them, and the difference in time is
+the chain's own cost."""
 
 
 def shipped(name: str, overrides: list[tuple[str, Any]] | None = None) -> Scenario:
@@ -118,6 +137,94 @@ def engine(repeats: int = 5, cap: int = 20_000) -> dict[str, float]:
         f"(target >= 0.5) over {repeats} runs"
     )
     return median
+
+
+def _policy_medians(
+    repeats: int, seeds: tuple[int, ...], hosts: int | None, clocks: tuple[Any, ...]
+) -> list[float]:
+    """Per clock, the median over repeats of (time with the chain) / (time without)."""
+    overrides: list[tuple[str, Any]] = [] if hosts is None else [("hosts.0.count", hosts)]
+    off = shipped("network-spread", overrides)
+    on = shipped("network-spread", [*overrides, ("policies", PERMISSIVE_CHAIN)])
+
+    def trial(scenario: Scenario, seed: int) -> tuple[list[float], int]:
+        gc.collect()  # start clean: no garbage left by the previous measurement
+        started = [clock() for clock in clocks]
+        world = World(scenario, seed).run()
+        return [clock() - t for clock, t in zip(clocks, started, strict=True)], len(world.replicas)
+
+    trial(off, seeds[0])  # warm-up: imports, caches
+    trial(on, seeds[0])
+    ratios: list[list[float]] = [[] for _ in clocks]
+    for _ in range(repeats):
+        totals_off, totals_on = [0.0] * len(clocks), [0.0] * len(clocks)
+        for seed in seeds:
+            t_off, n_off = trial(off, seed)
+            t_on, n_on = trial(on, seed)
+            assert n_on == n_off, f"seed {seed}: the chain changed the trial"
+            for i in range(len(clocks)):
+                totals_off[i] += t_off[i]
+                totals_on[i] += t_on[i]
+        for i in range(len(clocks)):
+            ratios[i].append(totals_on[i] / totals_off[i])
+    return [statistics.median(r) for r in ratios]
+
+
+def policy_ratios(
+    repeats: int = 5, seeds: tuple[int, ...] = (0, 1), hosts: int | None = None
+) -> dict[str, float]:
+    """Median time ratios of ``network-spread`` with :data:`PERMISSIVE_CHAIN` to without.
+
+    Each repeat runs every seed without and then with the chain, alternating, and times
+    each trial (its set-up and run, in this process, without writing files) by both the
+    wall clock and the CPU time of this process (steadier on a shared machine).
+
+    Args:
+        repeats: Measurements; the median ratio of each clock is returned.
+        seeds: Seeds run in each measurement (the same ones with and without).
+        hosts: Override the scenario's host count (default: as shipped, 2000).
+
+    Returns:
+        ``wall`` and ``cpu``: the median ratios (chain on / chain off).
+
+    Raises:
+        AssertionError: the chain changed a trial (it must only watch).
+    """
+    wall, cpu = _policy_medians(repeats, seeds, hosts, (time.perf_counter, time.process_time))
+    return {"wall": wall, "cpu": cpu}
+
+
+def policy_overhead(
+    repeats: int = 5,
+    seeds: tuple[int, ...] = (0, 1),
+    hosts: int | None = None,
+    clock: Any = time.perf_counter,
+) -> float:
+    """Median ratio of ``network-spread`` with :data:`PERMISSIVE_CHAIN` to without, by one clock.
+
+    Args:
+        repeats: Alternating on/off measurements; the median ratio is returned.
+        seeds: Seeds run in each measurement (the same ones on and off).
+        hosts: Override the scenario's host count (default: as shipped, 2000).
+        clock: ``time.perf_counter`` (wall time) or ``time.process_time`` (CPU time of this
+            process, steadier on a shared machine).
+
+    Raises:
+        AssertionError: the chain changed a trial (it must only watch).
+    """
+    return _policy_medians(repeats, seeds, hosts, (clock,))[0]
+
+
+def policies(repeats: int = 5) -> dict[str, float]:
+    """Guardrail overhead: ``network-spread`` with 8 policies on vs off; prints the ratios."""
+    ratios = policy_ratios(repeats)
+    for name, key in (("wall-time", "wall"), ("CPU-time", "cpu")):
+        print(
+            f"policies: network-spread, {len(PERMISSIVE_CHAIN)} policies on / off: {name} "
+            f"ratio {ratios[key]:.3f} (overhead {100 * (ratios[key] - 1):+.1f}%, target < +20%) "
+            f"median of {repeats}"
+        )
+    return ratios
 
 
 def run_spread(replicas: int, seed: int = 1) -> dict[str, float]:

@@ -142,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure performance")
     p.add_argument(
         "what",
-        choices=["engine", "overhead", "scale", "sweep", "llm", "live"],
-        help="engine: overhead and scale; overhead: replisim vs bare SimPy events/s; "
+        choices=["engine", "overhead", "policies", "scale", "sweep", "llm", "live"],
+        help="engine: overhead, policies and scale; overhead: replisim vs bare SimPy events/s; "
+        "policies: network-spread with 8 guardrail policies on vs off; "
         "scale: network-spread at 10^3..10^5 replicas; sweep: process-pool speedup; "
         "llm: batching, replay speed and per-step overhead with the embedded model; "
         "live: start, exec and signal latency of Docker and bubblewrap hosts",
@@ -414,6 +415,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     args.repeats = args.repeats or 5
     if args.what in ("engine", "overhead"):
         bench.engine(repeats=args.repeats)
+    if args.what in ("engine", "policies"):
+        bench.policies(repeats=args.repeats)
     if args.what in ("engine", "scale"):
         bench.scale(max_replicas=args.max_replicas)
     if args.what == "sweep":

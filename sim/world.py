@@ -375,14 +375,20 @@ class World:
         """Ask the policy chain about a proposed action; return how long it must wait.
 
         A plain call, not a generator: the actions call it on every step of every replica,
-        and yield a timeout only in the rare case that the chain says delay.
+        and yield a timeout only in the rare case that the chain says delay. No action is
+        built for a kind no policy inspects.
 
         Raises:
             ActionFailed: denied.
-            Death: the actor was killed for it.
+            Death: the actor was killed for it, or had died (as the chain would find).
         """
-        assert self.policy_chain is not None
-        return self.policy_chain.check(Action(kind, actor, host, self.env.now, detail))
+        chain = self.policy_chain
+        assert chain is not None
+        if kind in chain.action_kinds:
+            return chain.check(Action(kind, actor, host, self.env.now, detail))
+        if not actor.alive:
+            raise Death(actor.cause)
+        return 0.0
 
     def _check(
         self, kind: str, actor: Replica, host: VirtualHost, **detail: Any
@@ -633,18 +639,18 @@ class World:
         """
         chain = self.policy_chain
         if chain is not None:
-            # As ``_ask`` does, inline: every replication passes here.
-            wait = chain.check(
-                Action(
-                    "copy",
-                    actor,
-                    dst,
-                    self.env.now,
-                    {"src": src.name, "src_path": src_path, "dst": dst.name, "dst_path": dst_path},
-                )
-            )
-            if wait > 0:
-                yield self.env.timeout(wait)
+            if "copy" in chain.action_kinds:  # ``_ask``, inline: every replication passes here
+                detail = {
+                    "src": src.name,
+                    "src_path": src_path,
+                    "dst": dst.name,
+                    "dst_path": dst_path,
+                }
+                wait = chain.check(Action("copy", actor, dst, self.env.now, detail))
+                if wait > 0:
+                    yield self.env.timeout(wait)
+            elif not actor.alive:
+                raise Death(actor.cause)
         bundle = src.files.get(src_path)
         if bundle is None:
             raise ActionFailed(f"cp: cannot stat '{src_path}': No such file or directory")
@@ -722,11 +728,13 @@ class World:
         """
         chain = self.policy_chain
         if chain is not None:
-            # As ``_ask`` does, inline: every replication passes here.
-            action = Action("start_server", actor, host, self.env.now, {"path": path, "port": port})
-            wait = chain.check(action)
-            if wait > 0:
-                yield self.env.timeout(wait)
+            if "start_server" in chain.action_kinds:  # ``_ask``, inline: as for copies
+                detail = {"path": path, "port": port}
+                wait = chain.check(Action("start_server", actor, host, self.env.now, detail))
+                if wait > 0:
+                    yield self.env.timeout(wait)
+            elif not actor.alive:
+                raise Death(actor.cause)
         if host.failed:
             raise ActionFailed(f"ssh: connect to host {host.name}: No route to host")
         if path not in host.files:
@@ -790,11 +798,13 @@ class World:
         """
         chain = self.policy_chain
         if chain is not None:
-            # As ``_ask`` does, inline: every replication passes here.
-            action = Action("start_agent", actor, host, self.env.now, {"path": path, "port": port})
-            wait = chain.check(action)
-            if wait > 0:
-                yield self.env.timeout(wait)
+            if "start_agent" in chain.action_kinds:  # ``_ask``, inline: as for copies
+                detail = {"path": path, "port": port}
+                wait = chain.check(Action("start_agent", actor, host, self.env.now, detail))
+                if wait > 0:
+                    yield self.env.timeout(wait)
+            elif not actor.alive:
+                raise Death(actor.cause)
         bundle = host.files.get(path)
         if host.failed:
             raise ActionFailed(f"ssh: connect to host {host.name}: No route to host")
