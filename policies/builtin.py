@@ -44,6 +44,7 @@ an action does not concern it, so a chain of them stays off the hot path of larg
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib
 import math
 import operator
@@ -301,6 +302,7 @@ class CommandFilter(Policy):
         return None
 
 
+@functools.lru_cache(maxsize=1024)  # each trial builds its policies again: parse once
 def _required_text(pattern: str) -> str:
     """The longest run of plain characters that every match of ``pattern`` contains, or ""
     if none is known: a substring test then rules most lines out before the regex runs."""

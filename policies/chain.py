@@ -42,7 +42,7 @@ class PolicyChain:
             notice = self._uncertain(p)
             on_action = p.on_action if notice is None else self._noticing_action(p, notice)
             on_event = p.on_event if notice is None else self._noticing_event(p, notice)
-            self._owner[on_action] = self._owner[on_event] = p
+            on_action, on_event = self._owned(p, on_action), self._owned(p, on_event)
             for kind in p.actions:
                 self._actions.setdefault(kind, []).append(on_action)
             for kind in p.events:
@@ -65,6 +65,18 @@ class PolicyChain:
     def _noticed(self, notice: Sampler) -> bool:
         p = notice()
         return p >= 1.0 or self.world.rng.random() < p
+
+    def _owned(self, policy: Policy, handler: Any) -> Any:
+        """``handler``, recorded as ``policy``'s; wrapped if another policy has the very same
+        one (a static method, say), so that each handler names a single policy."""
+        if self._owner.setdefault(handler, policy) is policy:
+            return handler
+
+        def own(*args: Any) -> Decision | None:
+            return handler(*args)
+
+        self._owner[own] = policy
+        return own
 
     def _noticing_action(self, policy: Policy, notice: Sampler) -> ActionHandler:
         on_action, noticed = policy.on_action, self._noticed

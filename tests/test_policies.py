@@ -321,6 +321,35 @@ def test_policy_error_does_not_crash_a_sweep(tmp_path):
     assert (table[table["status"] == "ok"]["replicas_total"] == 4).all()
 
 
+class StaticDenyTestPolicyConfig(PolicyConfig):
+    """A test-only policy whose handler is a static method, the same object in every instance."""
+
+    kind: Literal["static-deny-test-policy"] = "static-deny-test-policy"
+
+
+@POLICIES.register("static-deny-test-policy", StaticDenyTestPolicyConfig)
+class StaticDenyTestPolicy(Policy):
+    """Denies every copy, from a handler its instances share."""
+
+    actions = frozenset({"copy"})
+
+    @staticmethod
+    def on_action(action: Action) -> Decision | None:
+        return Decision("deny", "static", "cp: Permission denied")
+
+
+def test_policies_sharing_one_handler_each_own_their_decisions():
+    """Two instances of a policy with a static handler: the first one in the chain denies,
+    and the decision carries its name, not the other's."""
+    first, second = (
+        {"kind": "static-deny-test-policy", "name": name} for name in ("first", "second")
+    )
+    world = fresh(BOX, first, second)
+    with pytest.raises(ActionFailed, match="Permission denied"):
+        ask(world, "copy", src="box", src_path="/opt/agent", dst="box", dst_path="/opt/x")
+    assert [f["policy"] for f in policy_events(world)] == ["first"]
+
+
 # ------------------------------------------------------------------ spawn-rate-limit
 def test_spawn_rate_limit_denies_starts_beyond_the_window():
     """max 1 start per hour: one child in the first hour, the other starts denied."""
