@@ -58,6 +58,7 @@ __all__ = [
     "BackendError",
     "ChatReply",
     "ChatRequest",
+    "LazyBackend",
     "ModelConfig",
     "digest",
     "make_backend",
@@ -234,6 +235,43 @@ BACKENDS: Registry[BackendFactory] = Registry(
 def make_backend(config: ModelConfig) -> Backend:
     """Build the backend a model configuration names."""
     return BACKENDS.get(config.backend).obj(config)
+
+
+class LazyBackend:
+    """The backend of one model configuration, built on first use, that never raises:
+    a failure to start or to answer comes back as :class:`BackendError` per request (a
+    broken backend fails its trial, not the sweep)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self.backend: Backend | None = None
+
+    @property
+    def replaying(self) -> bool:
+        """Whether the answers come from a recording (no wall-time backoff needed)."""
+        return self.backend is not None and self.backend.replaying
+
+    def complete(self, requests: Sequence[ChatRequest]) -> list[ChatReply | BackendError]:
+        """Answer every request, in order, as :meth:`Backend.complete` does."""
+        if self.backend is None:
+            try:
+                self.backend = make_backend(self.config)
+            except BackendError as err:
+                return [BackendError(err.reason, False)] * len(requests)
+            except Exception as err:
+                reason = f"cannot start model backend {self.config.backend!r}: {err}"
+                return [BackendError(reason, False)] * len(requests)
+        try:
+            return self.backend.complete(requests)
+        except Exception as err:
+            reason = f"model backend {self.config.backend!r} raised {type(err).__name__}: {err}"
+            return [BackendError(reason)] * len(requests)
+
+    def close(self) -> None:
+        """Release the backend (server connections); engines stay cached per process."""
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
 
 
 # ============================================================ in-process engine

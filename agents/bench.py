@@ -163,7 +163,7 @@ def llm(repeats: int = 3, agents: int = 16, steps: int = 3) -> dict[str, float]:
             replays.append(time.perf_counter() - started)
         assert again.events == live.events, "the replay differs from the live trial"
     replay_s = statistics.median(replays)
-    n_steps = int(live.summary["llm_steps"]) if "llm_steps" in live.summary else agents * steps
+    n_steps = int(live.summary["llm_steps"])
     overhead_live = (live_s - probe.engine_s) / n_steps
     overhead_replay = replay_s / n_steps
     print(

@@ -50,12 +50,10 @@ from simpy.events import Event
 
 from agents.backends import (
     RESPONSES_FILE,
-    Backend,
-    BackendError,
     ChatReply,
     ChatRequest,
+    LazyBackend,
     ModelConfig,
-    make_backend,
     request_seed,
     response_record,
 )
@@ -82,8 +80,7 @@ STEP_FIELDS = ("explanation", "gaps", "findings", "plan")
 """The paper's thinking fields, in the order the model writes them (then ``action``)."""
 
 Tool = Literal["execute_command", "receive_message", "finish"]
-_ALL_TOOLS: tuple[Tool, ...] = ("execute_command", "receive_message", "finish")
-TOOLS: tuple[str, ...] = _ALL_TOOLS
+TOOLS: tuple[Tool, ...] = ("execute_command", "receive_message", "finish")
 
 TASKS: dict[Task, str | None] = {
     "self-replicate": (
@@ -139,7 +136,7 @@ class LLMAgentConfig(AgentConfig):
     text_limit: int = Field(default=100, ge=8, description="characters per thinking field")
     command_limit: int = Field(default=200, ge=16, description="characters per command")
     tools: list[Tool] = Field(
-        default_factory=lambda: list(_ALL_TOOLS),
+        default_factory=lambda: list(TOOLS),
         min_length=1,
         description="the tools the model may call (the schema allows only these)",
     )
@@ -252,8 +249,7 @@ class _Ask:
 class _Line:
     """One backend (one model configuration) of a world."""
 
-    config: ModelConfig
-    backend: Backend | None = None
+    backend: LazyBackend
     pending: list[_Ask] = field(default_factory=list)
 
 
@@ -264,7 +260,6 @@ class ModelDesk:
         self.world = world
         self.lines: dict[str, _Line] = {}
         self.flush_scheduled = False
-        self.batches: list[int] = []  # size of every batch sent, in order
         self.responses = world.files.setdefault(RESPONSES_FILE, [])
         world.on_end.append(self.close)
 
@@ -273,12 +268,12 @@ class ModelDesk:
         key = config.model_dump_json()
         found = self.lines.get(key)
         if found is None:
-            found = self.lines[key] = _Line(config)
+            found = self.lines[key] = _Line(LazyBackend(config))
         return found
 
     def replaying(self, config: ModelConfig) -> bool:
         """Whether the backend of ``config`` serves recorded answers."""
-        return config.backend == "replay"
+        return self.line(config).backend.replaying
 
     def submit(self, config: ModelConfig, replica: Replica, request: ChatRequest) -> Event:
         """Queue a request; the returned event's value is a ChatReply or a BackendError."""
@@ -302,35 +297,17 @@ class ModelDesk:
             line.pending = []
             if not asks:
                 continue
-            self.batches.append(len(asks))
             # No backend name here: a replay must give the same events as the live trial.
             self.world.record("llm-batch", size=len(asks))
-            replies = self._send(line, [a.request for a in asks])
+            replies = line.backend.complete([a.request for a in asks])
             for ask, reply in zip(asks, replies, strict=True):
                 self.responses.append(response_record(ask.request, reply))
                 ask.event.succeed(reply)
 
-    def _send(self, line: _Line, requests: list[ChatRequest]) -> list[ChatReply | BackendError]:
-        if line.backend is None:
-            try:
-                line.backend = make_backend(line.config)
-            except BackendError as err:
-                return [BackendError(err.reason, False)] * len(requests)
-            except Exception as err:  # a broken backend fails the trial, not the sweep
-                reason = f"cannot start model backend {line.config.backend!r}: {err}"
-                return [BackendError(reason, False)] * len(requests)
-        try:
-            return line.backend.complete(requests)
-        except Exception as err:
-            reason = f"model backend {line.config.backend!r} raised {type(err).__name__}: {err}"
-            return [BackendError(reason)] * len(requests)
-
     def close(self) -> None:
         """Release the backends (server connections); engines stay cached per process."""
         for line in self.lines.values():
-            if line.backend is not None:
-                line.backend.close()
-                line.backend = None
+            line.backend.close()
 
 
 _DESKS: WeakKeyDictionary[World, ModelDesk] = WeakKeyDictionary()

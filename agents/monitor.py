@@ -21,11 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from agents.backends import (
     RESPONSES_FILE,
-    Backend,
-    BackendError,
     ChatReply,
     ChatRequest,
-    make_backend,
+    LazyBackend,
     request_seed,
     response_record,
 )
@@ -55,15 +53,10 @@ class _ModelJudge:
         self.config = config
         self.world = world
         self.name = config.name or config.kind
-        self.backend: Backend | None = None
+        self.backend = LazyBackend(config.model)
         self.asked = 0
         self.responses = world.files.setdefault(RESPONSES_FILE, [])
-        world.on_end.append(self.close)
-
-    def close(self) -> None:
-        if self.backend is not None:
-            self.backend.close()
-            self.backend = None
+        world.on_end.append(self.backend.close)
 
     def __call__(self, command: str, action: Action) -> str | None:
         model = self.config.model
@@ -82,7 +75,7 @@ class _ModelJudge:
             schema = MONITOR_SCHEMA if model.structured else None
             seed = request_seed(self.world.seed, key)
             request = ChatRequest(key, messages, schema, model.temperature, model.max_tokens, seed)
-            reply = self._ask(request)
+            reply = self.backend.complete([request])[0]
             self.responses.append(response_record(request, reply))
             if isinstance(reply, ChatReply):
                 try:
@@ -97,18 +90,10 @@ class _ModelJudge:
                 failure = reply.reason
                 if not reply.retryable:
                     break
-            if model.backoff > 0 and model.backend != "replay" and attempt < model.retries:
+            if model.backoff > 0 and not self.backend.replaying and attempt < model.retries:
                 time.sleep(model.backoff * 2**attempt)
         # Raising makes the chain fail closed: the action is refused, the trial reports it.
         raise RuntimeError(f"the monitor model could not judge {command!r}: {failure}")
-
-    def _ask(self, request: ChatRequest) -> ChatReply | BackendError:
-        if self.backend is None:
-            try:
-                self.backend = make_backend(self.config.model)
-            except BackendError as err:
-                return BackendError(err.reason, False)
-        return self.backend.complete([request])[0]
 
 
 @JUDGES.register("model", description="a model backend judges each command (default)")

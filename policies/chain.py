@@ -198,7 +198,4 @@ class PolicyChain:
     def _fail(self, policy: Policy, err: Exception) -> None:
         world = self.world
         world.record("policy-error", policy=policy.name, error=f"{type(err).__name__}: {err}")
-        if world.status == "ok":
-            world.status = "policy-error"
-            world.error = f"policy {policy.name!r} raised {type(err).__name__}: {err}"
-        world.stop("policy-error")
+        world.fail(f"policy {policy.name!r} raised {type(err).__name__}: {err}", "policy-error")

@@ -589,13 +589,14 @@ class World:
                 replica.wakeup.succeed()
             self.env.timeout(grace).callbacks.append(lambda _: self.die(replica, "sigterm-grace"))
 
-    def fail(self, reason: str) -> None:
-        """End the trial now with status ``error``: it measured nothing (a model backend
-        that does not answer, a replay that diverged)."""
+    def fail(self, reason: str, status: str = "error") -> None:
+        """End the trial now with ``status`` (the first failure's reason is kept):
+        ``error`` when it measured nothing (a model backend that does not answer, a replay
+        that diverged), ``policy-error`` when a policy raised."""
         if self.status == "ok":
-            self.status = "error"
+            self.status = status
             self.error = reason
-        self.stop("error")
+        self.stop(status)
 
     def stop(self, reason: str) -> None:
         """End the trial now (the first reason wins)."""
