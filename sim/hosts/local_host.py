@@ -110,6 +110,7 @@ class LocalHost(LiveHost):
         state_dir: Folder for the host folders (default :func:`state_root`); the host's is
             ``<state_dir>/<run_id>/<name>``, its work directory ``…/work``.
         cgroups: Use cgroups where possible (``False``: rlimits only).
+        binds: Host folders (keys) bound read-only at paths inside (values).
         **limits: ``run_id``, ``memory``, ``memory_swap``, ``cpus``, ``pids``, ``network``
             (only ``"none"``) as for :class:`~sim.hosts.live.LiveHost`.
 
@@ -126,9 +127,11 @@ class LocalHost(LiveHost):
         *,
         state_dir: str | Path | None = None,
         cgroups: bool = True,
+        binds: dict[str, str] | None = None,
         **limits: Any,
     ) -> None:
         super().__init__(name, **limits)
+        self.binds = dict(binds or {})
         if self.network != "none":
             raise ValueError(f"a local host has network 'none' only, not {self.network!r}")
         self.dir = Path(state_dir or state_root()).resolve() / self.run_id / self.name
@@ -154,7 +157,8 @@ class LocalHost(LiveHost):
         if self._starts == 0:
             self._create()
         read_fd, write_fd = os.pipe()
-        options = ["--as-pid-1", "--info-fd", str(write_fd), "--remount-ro", "/"]
+        binds = [arg for src, dst in self.binds.items() for arg in ("--ro-bind", src, dst)]
+        options = [*binds, "--as-pid-1", "--info-fd", str(write_fd), "--remount-ro", "/"]
         sandbox = bwrap_command(self.workdir, init_command(), options=options)
         cmd = [*self._prefix(start=True), *sandbox]
         with open(self.dir / "console.log", "ab") as log:
