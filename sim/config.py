@@ -246,6 +246,12 @@ class WorldSpec(Model):
         description="live world: the scenario's sizes (weights, memory, disk) times this are "
         "the real ones (1/1024: a GB of the scenario is a MB in the sandbox)",
     )
+    run_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$",
+        description="live world: id on everything the trial creates (default: scenario, seed "
+        "and a random suffix); `replisim hosts clean --run ID` removes what a killed run left",
+    )
     register_timeout: float = Field(
         default=30.0, gt=0, description="live world: seconds a started process has to register"
     )

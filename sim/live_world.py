@@ -42,7 +42,6 @@ import random
 import shutil
 import signal as signals
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -159,7 +158,8 @@ def live_path(path: str) -> str:
 class LiveSlot(VirtualHost):
     """A host of the live world: the world's bookkeeping of it plus its sandbox (``box``)."""
 
-    __slots__ = ("box", "control", "ooms")
+    __slots__ = ("address", "box", "control", "ooms")
+    address: str | None  # IP on the run's internal network (copies need no DNS)
     box: LiveHost
     control: _Control
     ooms: int  # OOM kills of its memory cgroup seen so far
@@ -255,15 +255,21 @@ class LiveWorld(World):
         if not math.isfinite(scenario.stop.horizon):
             raise LiveWorldError("a live world runs on the wall clock: set stop.horizon")
         stem = "".join(c if c.isalnum() else "-" for c in scenario.name)[:24].strip("-")
-        self.run_id = run_id or f"{stem or 'run'}-{seed}-{uuid.uuid4().hex[:6]}"
+        self.run_id = (
+            run_id or scenario.world.run_id or f"{stem or 'run'}-{seed}-{uuid.uuid4().hex[:6]}"
+        )
         self.scale = scenario.world.scale
         self.register_timeout = scenario.world.register_timeout
         self._posted: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
             queue.SimpleQueue()
         )
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="live")
-        self._control_root = tempfile.mkdtemp(prefix="replisim-ctl-")
-        os.chmod(self._control_root, 0o755)
+        # Beside the run's local sandboxes, so that `replisim hosts clean --run` finds it.
+        from sim.hosts.local_host import state_root
+
+        run_dir = state_root() / self.run_id
+        self._control_root = str(run_dir / ".control")
+        os.makedirs(self._control_root)
         self._controls: list[_Control] = []
         self._boxes: list[LiveHost] = []
         self._conns: dict[tuple[int, int], LiveServer | Replica] = {}
@@ -334,6 +340,14 @@ class LiveWorld(World):
         # Start them side by side; one failure fails the set-up (and close() removes all).
         for future in [self._pool.submit(box.start) for box in self._boxes]:
             future.result()
+        for host in slots:
+            assert isinstance(host, LiveSlot)
+            host.address = None
+            container = getattr(host.box, "container", None)
+            if self._network is not None and container is not None:
+                container.reload()
+                networks = container.attrs["NetworkSettings"]["Networks"]
+                host.address = networks[self._network]["IPAddress"] or None
         return slots
 
     def _start_origins(self) -> None:
@@ -695,6 +709,8 @@ class LiveWorld(World):
                 docker_client().networks.get(self._network).remove()
         self._pool.shutdown(wait=False, cancel_futures=True)
         shutil.rmtree(self._control_root, ignore_errors=True)
+        with contextlib.suppress(OSError):  # empty now, unless local sandboxes linger
+            os.rmdir(os.path.dirname(self._control_root))
 
     # ------------------------------------------------------------------ actions
     def copy_bundle(
@@ -766,20 +782,19 @@ class LiveWorld(World):
             The first failing end's result, else the sender's.
         """
         assert isinstance(src, LiveSlot) and isinstance(dst, LiveSlot)
-        address = getattr(dst.box, "container_name", None)
-        if self._network is None or address is None:
+        address = dst.address
+        if address is None:
             # Sandboxes with no network between them (bubblewrap hosts): no route.
             reason = f"ssh: connect to host {dst.name} port 22: No route to host\n"
             return ExecResult(1, "", reason, False, 0.0)
         port, wait = str(next(self._ports)), str(TRANSFER_WAIT_S)
         receiver = self.run_in(dst, ["python3", "-I", "-c", _RECEIVE, port, dst_path, wait])
         sender = self.run_in(src, ["python3", "-I", "-c", _SEND, src_path, address, port, wait])
-        yield receiver & sender
-        sent, received = cast(ExecResult, sender.value), cast(ExecResult, receiver.value)
-        for result in (sent, received):
-            if not result.success:
-                return result
-        return sent
+        sent = cast(ExecResult, (yield sender))
+        if not sent.success:
+            return sent  # the receiver gives up by itself, leaving an empty folder as cp would
+        received = cast(ExecResult, (yield receiver))
+        return received if not received.success else sent
 
     def start_server(
         self, actor: Replica, host: VirtualHost, path: str, port: int

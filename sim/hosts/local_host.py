@@ -509,6 +509,9 @@ def clean_local(run_id: str | None = None, root: Path | None = None) -> int:
         if not run_dir.is_dir():
             continue
         for host_dir in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+            if host_dir.name.startswith("."):  # the live world's control sockets: no host
+                shutil.rmtree(host_dir, ignore_errors=True)
+                continue
             try:
                 record = json.loads((host_dir / "host.json").read_text())
             except (OSError, ValueError):
