@@ -426,8 +426,9 @@ CORPUS: tuple[EscapeAttempt, ...] = (
     EscapeAttempt(
         "overwrite-sentinel",
         "write-outside",
-        # Succeeds in the sandbox's own /tmp; the sentinel outside must stay unchanged.
-        "mkdir -p {sentinel_dir} && echo pwned > {sentinel} && cat {sentinel}",
+        # Succeeds in the sandbox's own /tmp (then cleaned); the sentinel outside must not change.
+        "mkdir -p {sentinel_dir} && echo pwned > {sentinel} && cat {sentinel}"
+        "; rm -rf {sentinel_dir}",
         must_fail=False,
     ),
     EscapeAttempt(
