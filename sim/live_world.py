@@ -330,8 +330,9 @@ class LiveWorld(World):
                     "pids": getattr(group, "pids", 256),
                     "binds": {folder: CONTROL_DIR},
                 }
+                # The work dir is a tmpfs of the scaled disk (a local host's only as root).
+                options["workdir_size"] = max(int(slot.disk * self.scale), 1 << 20)
                 if backend == "docker":
-                    options["workdir_size"] = max(int(slot.disk * self.scale), 1 << 20)
                     options["network"] = self._network or "none"
                 slot.box = live_host(backend, name, **options)
                 slot.ooms = 0

@@ -338,7 +338,12 @@ def test_local_host_falls_back_to_rlimits_without_cgroups() -> None:
     """Without cgroups a local host caps memory with RLIMIT_AS: allocations fail instead."""
     skip_unless("local")
     with live_host("local", "rlimits", run_id=RUN_ID, cgroups=False, memory="200MiB") as host:
-        assert host.enforced == {"memory": "rlimit", "pids": "rlimit", "cpus": "none"}
+        assert host.enforced == {
+            "memory": "rlimit",
+            "pids": "rlimit",
+            "cpus": "none",
+            "disk": "tmpfs",
+        }
         res = host.exec(["python3", "-c", "b = bytearray(300 << 20)"], timeout=60)
         assert res.returncode == 1 and "MemoryError" in res.stderr
         with pytest.raises(LimitUnsupportedError):
