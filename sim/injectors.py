@@ -66,7 +66,7 @@ def _install(world: World, spec: InjectorSpec, index: int) -> None:
                 if spec.patch_host:
                     _patch_when_dead(world, r, host)
         else:
-            _apply_limit(world, spec, index)
+            _apply_limit(world, spec, index, grace())
 
     def fire(replica: Replica | None = None) -> None:
         p = chance()
@@ -137,7 +137,7 @@ def _patch_when_dead(world: World, replica: Replica, host: Any) -> None:
         world.on_death.append(on_death)
 
 
-def _apply_limit(world: World, spec: InjectorSpec, index: int) -> None:
+def _apply_limit(world: World, spec: InjectorSpec, index: int, grace: float) -> None:
     limit = spec.limit
     hosts = world.host_by_name
     network = world.network
@@ -161,51 +161,19 @@ def _apply_limit(world: World, spec: InjectorSpec, index: int) -> None:
     if limit == "network-cut":
         world.isolate(host, source)
     elif limit == "host-failure":
-        _fail_host(world, host, source)
+        world.fail_host(host, source, grace)
         if spec.recover_after is not None:
             world.env.timeout(world.draw(spec.recover_after)).callbacks.append(
-                lambda _: _recover_host(world, host, source)
+                lambda _: world.recover_host(host, source)
             )
     elif limit == "host-recovery":
-        _recover_host(world, host, source)
+        world.recover_host(host, source)
     else:  # capacity
         changes = {}
         for field in ("memory", "gpu_memory", "disk"):
             value = getattr(spec, field)
             if value is not None:
                 changes[field] = world.draw(value)
-                setattr(host, field, changes[field])
         if spec.cpu is not None:
-            changes["cpu"] = host.cpu = spec.cpu
-        world.record("limit", limit=limit, host=host.name, source=source, **changes)
-        _oom(world, host)
-
-
-def _fail_host(world: World, host: Any, source: str) -> None:
-    if host.failed:
-        return
-    host.failed = True
-    world.record("limit", limit="host-failure", host=host.name, source=source)
-    world.abort_copies(
-        lambda s, d: host in (s, d), "rsync: connection unexpectedly closed (host failed)"
-    )
-    for replica in list(host.replicas):
-        world.die(replica, "host-failure")
-    for server in list(host.servers.values()):
-        world.stop_server(server)
-
-
-def _recover_host(world: World, host: Any, source: str) -> None:
-    if host.failed:
-        host.failed = False
-        world.record("limit", limit="host-recovery", host=host.name, source=source)
-
-
-def _oom(world: World, host: Any) -> None:
-    """The OOM killer: kill the largest users of memory until the rest fit."""
-    while host.memory_used > host.memory or host.gpu_used > host.gpu_memory:
-        victims = [r for r in host.replicas]
-        if not victims:
-            break
-        # Every replica here has the same footprint; the kernel picks the newest-largest.
-        world.die(victims[-1], "oom")
+            changes["cpu"] = spec.cpu
+        world.change_capacity(host, changes, source)

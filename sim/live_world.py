@@ -466,6 +466,18 @@ class LiveWorld(World):
             if not event.triggered:
                 event.succeed(value)
 
+    def _background(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run ``fn`` on a worker thread; a failure becomes a ``live-error`` event."""
+
+        def done(future: Future[Any]) -> None:
+            error = future.exception()
+            if error is not None:
+                reason = f"{type(error).__name__}: {error}"[:500]
+                self.post(lambda: self.record("live-error", action=what, error=reason))
+
+        if not self._closed:
+            self._pool.submit(fn, *args, **kwargs).add_done_callback(done)
+
     def _kill_processes(self, host: VirtualHost, pids: list[int], sig: int) -> None:
         """Signal processes of a sandbox from a worker thread; gone ones are fine."""
         assert isinstance(host, LiveSlot)
@@ -582,7 +594,10 @@ class LiveWorld(World):
             replica.server = server
             server.owner = replica
         self._conns[(host.index, cid)] = replica
-        self._agents[replica] = (conn, pid)
+        if replica.alive:
+            self._agents[replica] = (conn, pid)
+        else:  # killed as it went live (a policy's cap): before its pid was known here
+            self._kill_processes(host, [pid], signals.SIGKILL)
         self.record(
             "process-start", host=host.name, role="agent", pid=pid, path=path, replica=replica.name
         )
@@ -678,7 +693,44 @@ class LiveWorld(World):
         self.record("limit", limit="network-cut", host=host.name, source=source)
         assert isinstance(host, LiveSlot)
         if self._network is not None and hasattr(host.box, "container_name"):
-            self._pool.submit(host.box.update_limits, network="none")
+            self._background("network-cut", host.box.update_limits, network="none")
+
+    def fail_host(self, host: VirtualHost, source: str, grace: float = 0.0) -> None:
+        """Shut the sandbox down for real, as ``docker stop -t grace`` does: SIGTERM to
+        every process in it (agents that catch it tell their minds), SIGKILL at the end of
+        the grace; its replicas die as their processes do."""
+        if host.failed:
+            return
+        assert isinstance(host, LiveSlot)
+        host.failed = True
+        self.record("limit", limit="host-failure", host=host.name, source=source, grace=grace)
+        for replica in host.replicas:
+            self._pending.setdefault(replica, "host-failure")
+        self._background("host-failure", host.box.stop, grace)
+
+    def recover_host(self, host: VirtualHost, source: str) -> None:
+        """Start the stopped sandbox again: its files are kept, its processes are not."""
+        if host.failed:
+            assert isinstance(host, LiveSlot)
+            super().recover_host(host, source)
+            self._background("host-recovery", host.box.start)
+
+    def change_capacity(self, host: VirtualHost, changes: dict[str, float], source: str) -> None:
+        """Change the sandbox's memory cap and CPU quota for real (``container.update``, or
+        the local host's cgroup); the kernel's OOM killer decides who dies. A disk change
+        is recorded but not applied (a mounted tmpfs keeps its size)."""
+        assert isinstance(host, LiveSlot)
+        for field, value in changes.items():
+            setattr(host, field, value)
+        self.record("limit", limit="capacity", host=host.name, source=source, **changes)
+        limits: dict[str, Any] = {}
+        if "memory" in changes:
+            limits["memory"] = max(int(changes["memory"] * self.scale), 16 << 20)
+            limits["memory_swap"] = limits["memory"]
+        if "cpu" in changes:
+            limits["cpus"] = min(changes["cpu"], float(os.cpu_count() or 1))
+        if limits:
+            self._background("capacity", host.box.update_limits, **limits)
 
     def shell(self, replica: Replica, timeout: float) -> LiveShell:
         """A bash session of ``replica`` in its sandbox."""

@@ -873,6 +873,41 @@ class World:
 
         return VirtualShell(replica, timeout=timeout)
 
+    def fail_host(self, host: VirtualHost, source: str, grace: float = 0.0) -> None:
+        """The host goes down: its replicas and servers die, copies to and from it fail.
+
+        ``grace`` is the live world's (``docker stop -t``); a modelled failure is instant.
+        """
+        if host.failed:
+            return
+        host.failed = True
+        self.record("limit", limit="host-failure", host=host.name, source=source)
+        self.abort_copies(
+            lambda s, d: host in (s, d), "rsync: connection unexpectedly closed (host failed)"
+        )
+        for replica in list(host.replicas):
+            self.die(replica, "host-failure")
+        for server in list(host.servers.values()):
+            self.stop_server(server)
+
+    def recover_host(self, host: VirtualHost, source: str) -> None:
+        """A failed host is back, empty of processes (as after a reboot)."""
+        if host.failed:
+            host.failed = False
+            self.record("limit", limit="host-recovery", host=host.name, source=source)
+
+    def change_capacity(self, host: VirtualHost, changes: dict[str, float], source: str) -> None:
+        """Change a host's memory, GPU memory, disk or CPUs; the OOM killer runs if
+        the memory in use no longer fits (the newest replica first)."""
+        for field, value in changes.items():
+            setattr(host, field, value)
+        self.record("limit", limit="capacity", host=host.name, source=source, **changes)
+        while host.memory_used > host.memory or host.gpu_used > host.gpu_memory:
+            if not host.replicas:
+                break
+            # Every replica here has the same footprint; the kernel picks the newest-largest.
+            self.die(list(host.replicas)[-1], "oom")
+
     def probe(self, actor: Replica, host: VirtualHost, port: int) -> bool:
         """Health probe of the server on ``host:port`` (``curl /health``)."""
         server = host.servers.get(port)

@@ -174,7 +174,7 @@ BAD_INPUTS = [
         """,
         "scenarios.one.hosts.0",
         4,
-        ("unknown host backend 'cloud'", "known: virtual"),
+        ("unknown host backend 'cloud'", "known: docker, local, virtual"),
         id="unknown-host-backend",
     ),
     pytest.param(
