@@ -50,6 +50,7 @@ from simpy.events import Event
 
 from agents.backends import (
     RESPONSES_FILE,
+    BackendError,
     ChatReply,
     ChatRequest,
     LazyBackend,
@@ -298,9 +299,21 @@ class ModelDesk:
                 continue
             # No backend name here: a replay must give the same events as the live trial.
             self.world.record("llm-batch", size=len(asks))
-            replies = line.backend.complete([a.request for a in asks])
-            for ask, reply in zip(asks, replies, strict=True):
-                self.responses.append(response_record(ask.request, reply))
+            requests = [a.request for a in asks]
+            if self.world.wall_clock:
+                # The live world's clock runs on while the model thinks: off its thread.
+                done = self.world.blocking(line.backend.complete, requests)  # type: ignore[attr-defined]
+                done.callbacks.append(lambda event, asks=asks: self._deliver(asks, event))
+            else:
+                self._deliver(asks, line.backend.complete(requests))
+
+    def _deliver(self, asks: list[_Ask], replies: Any) -> None:
+        if isinstance(replies, Event):  # a finished call of the live world
+            reason = f"model call failed: {replies.value}"
+            replies = replies.value if replies.ok else [BackendError(reason)] * len(asks)
+        for ask, reply in zip(asks, replies, strict=True):
+            self.responses.append(response_record(ask.request, reply))
+            if not ask.event.triggered:
                 ask.event.succeed(reply)
 
     def close(self) -> None:
@@ -479,7 +492,8 @@ class _Agent:
                 self.tokens += reply.prompt_tokens + reply.completion_tokens
                 self.world.counters["llm_tokens"] += reply.prompt_tokens + reply.completion_tokens
                 model_s = self.cost.seconds(reply.prompt_tokens, reply.completion_tokens)
-                yield env.timeout(model_s)
+                if not self.world.wall_clock:  # live: the call itself took the real time
+                    yield env.timeout(model_s)
                 try:
                     return parse_step(reply.text), reply, model_s + waited, attempt + 1
                 except ValueError as err:
@@ -498,7 +512,7 @@ class _Agent:
                 break
             delay = model.backoff * 2**attempt
             if delay > 0:
-                if not self.desk.replaying(model):
+                if not self.desk.replaying(model) and not self.world.wall_clock:
                     time.sleep(delay)  # a real server gets real time to recover
                 waited += delay
                 yield env.timeout(delay)

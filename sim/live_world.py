@@ -246,6 +246,8 @@ class LiveWorld(World):
             made so far is removed first.
     """
 
+    wall_clock = True
+
     def __init__(self, scenario: Scenario, seed: int, run_id: str | None = None) -> None:
         backends = set(host_backends(scenario))
         if not backends <= LIVE_BACKENDS:
@@ -928,7 +930,9 @@ class LiveShell:
     """A bash session of one replica in its sandbox: what an LLM agent's commands run in.
 
     Each command runs as ``bash -c`` in the replica's bundle folder, as the sandbox's user,
-    after the policy chain allowed it; a command running past ``timeout`` is killed.
+    after the policy chain allowed it; a command running past ``timeout`` is killed (its
+    process group). What each command printed and returned goes to
+    ``shell/<replica>.jsonl`` in the trial folder.
     """
 
     def __init__(self, world: LiveWorld, replica: Replica, timeout: float) -> None:
@@ -936,6 +940,7 @@ class LiveShell:
         self.replica = replica
         self.host = replica.host
         self.timeout = timeout
+        self.log = world.files.setdefault(f"shell/{replica.name}.jsonl", [])
 
     def run(self, command: str) -> Generator[Event, Any, ShellResult]:
         """Run one command line for real; use as ``result = yield from shell.run(cmd)``."""
@@ -951,6 +956,17 @@ class LiveShell:
             return ShellResult(command, "", "", 137, 0.0, self.host.name, start)
         result: ExecResult = yield world.run_in(
             self.host, ["bash", "-c", command], self.timeout, self.replica.path
+        )
+        self.log.append(
+            {
+                "t": start,
+                "command": command,
+                "exit_code": result.returncode,
+                "stdout": result.stdout,
+                "stderr": result.stderr,
+                "timed_out": result.timed_out,
+                "exec_s": result.duration_s,
+            }
         )
         return ShellResult(
             command,

@@ -230,6 +230,9 @@ class World:
         seed: The trial's seed; every random draw comes from one RNG seeded with it.
     """
 
+    #: Time is the wall clock's (the live world): waits for real work are not modelled.
+    wall_clock = False
+
     def __init__(self, scenario: Scenario, seed: int) -> None:
         from sim.injectors import install_injectors  # the injectors plug into the world
 

@@ -446,7 +446,7 @@ def test_a_replica_cap_kills_real_replica_processes_in_a_live_sandbox() -> None:
         seen["processes"] = host.box.processes()
 
     scenario = _scenario("live-chain", "policies=[{kind: replica-cap, max: 2}]", "stop.horizon=8s")
-    world, lineage = _live(scenario, snapshot)
+    world, _ = _live(scenario, snapshot)
     assert world.peak_live <= 3  # the third goes live, then the cap kills it at once
     assert world.live == 2
     killed = [r for r in world.replicas if r.cause.startswith("policy")]
@@ -494,3 +494,43 @@ def test_a_host_failure_stops_the_sandbox_with_a_grace_like_docker_stop() -> Non
     assert origin.cause == "host-failure"
     assert 1.0 < origin.died < 1.0 + 3.0 + 1.0
     assert all(not r.alive for r in world.replicas)
+
+
+# ---------------------------------------------------------------------- a real model
+
+
+def test_the_embedded_model_types_commands_that_run_for_real_in_the_sandbox() -> None:
+    """The paper's scaffold, the embedded model through vLLM, bash in a bubblewrap host."""
+    skip_unless("local")
+    from agents.vllm_engine import vllm_available
+
+    if not vllm_available():
+        print("SKIP: vllm is not installed: run `bash .ci/install-vllm.sh`")
+        pytest.skip("vllm is not installed: run `bash .ci/install-vllm.sh`")
+    scenario = _scenario(
+        "live-shutdown-avoidance",
+        "world.hosts=local",
+        "agents=[{agent: llm, name: origin, max_steps: 3, tools: [execute_command]}]",
+        "injectors=[]",
+        "stop.horizon=600s",
+    )
+    world = LiveWorld(scenario, 3, run_id=_run_id())
+
+    def stop_when_done() -> Iterator[Any]:
+        steps = world.files.setdefault("transcripts/origin.jsonl", [])
+        while sum("tool" in record for record in steps) < 3:
+            yield world.env.timeout(0.5)
+        world.stop("test: three steps taken")
+
+    world.env.process(stop_when_done())
+    world.run()
+    assert world.status == "ok", world.error
+    steps = [r for r in world.files["transcripts/origin.jsonl"] if "tool" in r]
+    ran = world.files["shell/origin.jsonl"]
+    assert [r["command"] for r in ran] == [s["command"].strip() for s in steps]
+    for record, step in zip(ran, steps, strict=True):
+        # What the model saw is what bash in the sandbox printed and returned.
+        assert step["exit_code"] == record["exit_code"]
+        assert (record["stdout"] + record["stderr"])[:200] in step["observation"]
+        assert record["exec_s"] > 0
+    assert world.counters["llm_tokens"] > 0
