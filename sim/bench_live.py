@@ -11,14 +11,20 @@ Per backend (``docker``, ``local``), medians over ``repeats``:
 For Docker, the same run compares ``exec`` with the SDK's plain ``exec_run`` and with the
 ``docker exec`` command line. Nothing is asserted: the machines are shared and noisy.
 Every host belongs to one run id and :func:`sim.hosts.live.clean` removes them at the end.
+
+:func:`sustain` (``replisim bench live --sustain``) ramps up the number of live Docker
+hosts with one real replica each (server and heartbeating agent, in a :class:`LiveWorld`)
+until the machine stops keeping up.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 import signal
 import statistics
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -27,7 +33,7 @@ from typing import Any
 
 from sim.hosts.live import LiveHost, LiveHostError, clean, live_host
 
-__all__ = ["live_hosts"]
+__all__ = ["live_hosts", "sustain"]
 
 BACKENDS = ("docker", "local")
 
@@ -138,4 +144,98 @@ def live_hosts(repeats: int = 20, run_id: str | None = None) -> dict[str, dict[s
     finally:
         clean(run_id)
     print(f"live hosts: medians of {repeats}")
+    return rows
+
+
+#: The scenario of one sustain step: ``count`` Docker hosts, one idle replica each (a real
+#: model server holding 8 MB and a heartbeating agent), run for ``hold`` seconds.
+SUSTAIN_SCENARIO = """
+version: 1
+scenarios:
+  sustain:
+    hosts: [{{name: h, count: {count}, backend: docker, cpu: 1, memory: 128GB, disk: 16GB,
+              pids: 64}}]
+    bundle: {{weights: 1GB, server_memory: 8GB}}
+    agents: [{{agent: idle, host: h, count: {count}}}]
+    stop: {{horizon: {hold}s}}
+    world: {{run_id: {run_id}}}
+"""
+
+
+def _meminfo_mb(field: str) -> float:
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return math.nan
+
+
+def sustain(
+    counts: tuple[int, ...] = (4, 8, 16, 32, 64), hold: float = 10.0
+) -> list[dict[str, float]]:
+    """How many live Docker hosts, one replica each, this machine keeps up.
+
+    For each count (ascending, stopping at the first that fails): start the hosts and their
+    replicas (set-up time), hold them ``hold`` seconds on the wall clock, and count the
+    heartbeats (every agent beats once a second). A count is *sustained* when every replica
+    is live at the end and no replica missed more than one beat in two.
+
+    Returns:
+        One row per count tried: hosts, set-up seconds, heartbeats received / expected,
+        the machine's available memory before and at the end of the hold (MB), sustained.
+    """
+    from sim.config import load_file
+    from sim.live_world import LiveWorld
+
+    rows: list[dict[str, float]] = []
+    for count in counts:
+        run_id = f"sustain-{count}-{uuid.uuid4().hex[:6]}"
+        text = SUSTAIN_SCENARIO.format(count=count, hold=hold, run_id=run_id)
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as fh:
+            fh.write(text)
+            fh.flush()
+            scenario = load_file(fh.name).scenarios["sustain"]
+        before = _meminfo_mb("MemAvailable")
+        started = time.perf_counter()
+        row: dict[str, float] = {"hosts": count, "memory_available_before_mb": before}
+        try:
+            world = LiveWorld(scenario, 0)
+            row["setup_s"] = time.perf_counter() - started
+            at_end: dict[str, float] = {}
+
+            def note(at_end: dict[str, float] = at_end) -> None:
+                at_end["mb"] = _meminfo_mb("MemAvailable")  # before the hosts are removed
+
+            world.on_end.append(note)
+            world.run()
+        except Exception as err:  # a count the machine cannot start is the answer
+            print(f"  {count:>3} hosts: failed to start: {err}")
+            row["sustained"] = 0.0
+            rows.append(row)
+            clean(run_id)
+            break
+        finally:
+            clean(run_id)
+        expected = count * hold  # one beat a second each (beats during set-up count too)
+        received = sum(world.beat_counts.values())
+        sustained = world.live == count and all(
+            world.beat_counts[r.name] >= (hold - 1.0) / 2 for r in world.replicas
+        )
+        row.update(
+            beats_received=received,
+            beats_expected=expected,
+            memory_available_end_mb=at_end.get("mb", math.nan),
+            sustained=float(sustained),
+        )
+        rows.append(row)
+        print(
+            f"  {count:>3} hosts: set-up {row['setup_s']:5.1f} s, live {world.live}/{count},"
+            f" heartbeats {received}/{expected:.0f} in {hold:g} s, memory available"
+            f" {before:,.0f} -> {row['memory_available_end_mb']:,.0f} MB:"
+            f" {'sustained' if sustained else 'NOT sustained'}"
+        )
+        if not sustained:
+            break
+    best = max((int(r["hosts"]) for r in rows if r.get("sustained")), default=0)
+    print(f"live Docker hosts with one replica each, sustained for {hold:g} s: {best}")
     return rows

@@ -153,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--repeats", type=int, help="repeats (median is reported; default 5, for live 20)"
     )
     p.add_argument("--max-replicas", type=int, default=100_000, help="largest outbreak for 'scale'")
+    p.add_argument(
+        "--sustain",
+        type=int,
+        metavar="N",
+        help="live: also ramp live Docker hosts with one replica each (4, 8, 16... up to N) "
+        "until the machine stops keeping up",
+    )
     return parser
 
 
@@ -411,6 +418,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from sim.bench_live import live_hosts
 
         live_hosts(repeats=args.repeats or 20)
+        if args.sustain:
+            from sim.bench_live import sustain
+
+            counts = tuple(n for n in (4, 8, 16, 32, 64, 128, 256) if n <= args.sustain)
+            sustain(counts or (args.sustain,))
         return 0
     args.repeats = args.repeats or 5
     if args.what in ("engine", "overhead"):

@@ -45,6 +45,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
@@ -282,6 +283,7 @@ class LiveWorld(World):
         self._ports = itertools.count(2200)  # copy receivers' ports
         self._closed = False
         self.beats: dict[Replica, float] = {}  # last heartbeat per replica
+        self.beat_counts: Counter[str] = Counter()  # heartbeats per replica name
         try:
             super().__init__(scenario, seed)
             self.env.process(self._pump())
@@ -390,36 +392,41 @@ class LiveWorld(World):
                 )
             )
 
+        # Waiters first: nothing the sockets post is handled before _await_all runs.
+        servers = [self._expect(("server", host.index, port)) for host, _, port, _ in launches]
         for future in [self._pool.submit(place, *launch) for launch in launches]:
             future.result()
         for host, _folder, port, _ in launches:
             del host.servers[port]  # the hold: the real server takes its place when ready
-            server = self._await(("server", host.index, port), "the origin's server")
-            if isinstance(server, str):
-                raise LiveWorldError(f"the origin's server on {host.name} failed: {server}")
-        for host, folder, port, _ in launches:
-            _raise_on_failure(
-                host.box.exec(
-                    ["sh", "-c", _START, "start", folder, "agent.py", str(port)],
-                    COMMAND_TIMEOUT_S,
-                )
-            )
-            self._await(("agent", host.index, folder), "the origin's agent")
+        for (host, *_), outcome in zip(launches, self._await_all(servers, "a server"), strict=True):
+            if isinstance(outcome, str):
+                raise LiveWorldError(f"the origin's server on {host.name} failed: {outcome}")
+        agents = [self._expect(("agent", host.index, folder)) for host, folder, _, _ in launches]
+
+        def start_agent(host: LiveSlot, folder: str, port: int) -> None:
+            argv = ["sh", "-c", _START, "start", folder, "agent.py", str(port)]
+            _raise_on_failure(host.box.exec(argv, COMMAND_TIMEOUT_S))
+
+        starts = [self._pool.submit(start_agent, h, f, p) for h, f, p, _ in launches]
+        for future in starts:
+            future.result()
+        self._await_all(agents, "an agent")
         self._origin_names.clear()
 
-    def _await(self, key: tuple[str, int, Any], what: str) -> Any:
-        """Before the clock runs: handle what sockets post until ``key``'s event fires."""
-        event = self._expect(key)
+    def _await_all(self, events: list[Event], what: str) -> list[Any]:
+        """Before the clock runs: handle what the sockets post until every event fired."""
         deadline = time.monotonic() + self.register_timeout
-        while not event.triggered:
+        while not all(event.triggered for event in events):
             try:
                 fn, args = self._posted.get(timeout=max(deadline - time.monotonic(), 0.0))
             except queue.Empty:
+                waiting = sum(not event.triggered for event in events)
                 raise LiveWorldError(
-                    f"{what} did not register within {self.register_timeout:g} s"
+                    f"{waiting} origin(s): {what} did not register within "
+                    f"{self.register_timeout:g} s"
                 ) from None
             fn(*args)
-        return event.value
+        return [event.value for event in events]
 
     # ------------------------------------------------------------------ plumbing
     def post(self, fn: Callable[..., None], *args: Any) -> None:
@@ -537,6 +544,7 @@ class LiveWorld(World):
                     known.wakeup.succeed()
             elif op == "beat" and isinstance(known, Replica):
                 self.beats[known] = self.env.now
+                self.beat_counts[known.name] += 1
             else:
                 raise ValueError(op)
         except (KeyError, TypeError, ValueError):
