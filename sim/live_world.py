@@ -71,6 +71,7 @@ __all__ = [
     "LiveSlot",
     "LiveWorld",
     "LiveWorldError",
+    "agent_command",
     "host_backends",
     "is_live",
 ]
@@ -934,6 +935,16 @@ class LiveWorld(World):
         return child
 
 
+def agent_command(host: LiveHost, command: str, timeout: float, cwd: str) -> ExecResult:
+    """Run one command line an agent typed in a live host: ``bash -c`` in ``cwd``, as the
+    host's user, killed (its process group) after ``timeout`` seconds.
+
+    What :class:`LiveShell` runs for an LLM agent, and what the containment corpus
+    (:mod:`sim.hosts.escapes`) is run through in the tests.
+    """
+    return host.exec(["bash", "-c", command], timeout, None, cwd)
+
+
 class LiveShell:
     """A bash session of one replica in its sandbox: what an LLM agent's commands run in.
 
@@ -962,8 +973,9 @@ class LiveShell:
             return ShellResult(command, "", denied.reason + "\n", 126, 0.0, self.host.name, start)
         except Death:
             return ShellResult(command, "", "", 137, 0.0, self.host.name, start)
-        result: ExecResult = yield world.run_in(
-            self.host, ["bash", "-c", command], self.timeout, self.replica.path
+        assert isinstance(self.host, LiveSlot)
+        result: ExecResult = yield world.blocking(
+            agent_command, self.host.box, command, self.timeout, self.replica.path
         )
         self.log.append(
             {

@@ -31,6 +31,7 @@ import pytest
 from sim.hosts.escapes import CATEGORIES, CORPUS, EscapeContext, run_corpus
 from sim.hosts.live import LiveHost, clean, live_host
 from sim.hosts.local_host import LOG_LIMIT, state_root
+from sim.live_world import agent_command
 from tests.live_support import labelled, reason, skip_unless
 
 RUN_ID = f"test-esc-{uuid.uuid4().hex[:8]}"
@@ -231,8 +232,11 @@ def test_corpus_covers_every_category() -> None:
 def test_every_attempt_is_contained(world: World) -> None:
     """Every escape and abuse attempt stays inside its sandbox; the outside is unchanged."""
     started = time.monotonic()
+    target = world.target
     outcomes = run_corpus(
-        world.target,
+        target,
+        # As an LLM agent's command runs in the live world: bash -c in its folder.
+        run=lambda command, timeout: agent_command(target, command, timeout, "/work"),
         context=EscapeContext(**{**world.context.__dict__, "probe": world.changes}),
     )
     took = time.monotonic() - started
