@@ -191,29 +191,30 @@ class _Lineages:
     """The origin (generation 0) each replica descends from, memoised."""
 
     def __init__(self) -> None:
-        self._root: dict[Replica, Replica] = {}
+        self.memo: dict[Replica, Replica] = {}
+        """Replica -> origin, for those already looked up: a hot caller reads it first."""
 
     def root(self, replica: Replica) -> Replica:
-        found = self._root.get(replica)
+        found = self.memo.get(replica)
         if found is not None:
             return found
         parent = replica.parent
         if parent is not None:
             # The usual miss: a new replica acting for the first time, its parent known.
-            found = self._root.get(parent)
+            found = self.memo.get(parent)
             if found is not None:
-                self._root[replica] = found
+                self.memo[replica] = found
                 return found
         path = []
         r: Replica | None = replica
-        while r is not None and r not in self._root and r.parent is not None:
+        while r is not None and r not in self.memo and r.parent is not None:
             path.append(r)
             r = r.parent
         assert r is not None
-        top = self._root.get(r, r)
-        self._root[r] = top
+        top = self.memo.get(r, r)
+        self.memo[r] = top
         for member in path:
-            self._root[member] = top
+            self.memo[member] = top
         return top
 
 
@@ -348,13 +349,15 @@ class SpawnRateLimit(Policy):
         super().__init__(config, world)
         self._starts: dict[Any, deque[float]] = {}  # key -> start times, ascending
         self._lineages = _Lineages()
+        self._roots = self._lineages.memo
         # Read once: every replica start passes here.
         self._scope, self._window, self._max = config.scope, config.window, config.max
 
     def on_action(self, action: Action) -> Decision | None:
         scope = self._scope
         if scope == "lineage":
-            key: Any = self._lineages.root(action.actor)
+            # The memo first, without a call: an actor's second start onwards hits it.
+            key: Any = self._roots.get(action.actor) or self._lineages.root(action.actor)
         elif scope == "parent":
             key = action.actor
         else:
@@ -363,7 +366,8 @@ class SpawnRateLimit(Policy):
         if starts is None:
             starts = self._starts[key] = deque()
         now, window, limit = action.time, self._window, self._max
-        while starts and starts[0] <= now - window:
+        expired = now - window
+        while starts and starts[0] <= expired:
             starts.popleft()
         if len(starts) < limit:
             starts.append(now)
@@ -673,6 +677,9 @@ class ResourceQuota(Policy):
         self._lineages = _Lineages()
         self._ledger: dict[Replica, list[ServerProcess]] = {}
         self._per_host = config.scope == "host"
+        # Whether one server alone keeps within every quota (the world's server size is
+        # drawn once per trial): ``_over`` of no servers, computed once.
+        self._first_fits = not self._over(())
         if self._per_host:
             _subscribe(self, events=frozenset())  # the host's own server table suffices
 
@@ -692,7 +699,10 @@ class ResourceQuota(Policy):
 
     def on_action(self, action: Action) -> Decision | None:
         if self._per_host:
-            over = self._over(action.host.servers.values())
+            table = action.host.servers
+            if not table and self._first_fits:
+                return None  # the usual case: a host's first server, within every quota
+            over = self._over(table.values())
         else:
             servers = self._lineage_servers(action.actor)
             over = self._over(servers)

@@ -35,8 +35,8 @@ class PolicyChain:
         # bound method when the policy always notices, so that a certain policy costs one
         # call; otherwise a wrapper that first draws whether it notices. Which policy a
         # handler belongs to is looked up only when it decides something or raises.
-        self._actions: dict[str, list[ActionHandler]] = {}
-        self._events: dict[str, list[EventHandler]] = {}
+        actions: dict[str, list[ActionHandler]] = {}
+        events: dict[str, list[EventHandler]] = {}
         self._owner: dict[Callable[..., Decision | None], Policy] = {}
         for p in policies:
             notice = self._uncertain(p)
@@ -44,9 +44,14 @@ class PolicyChain:
             on_event = p.on_event if notice is None else self._noticing_event(p, notice)
             on_action, on_event = self._owned(p, on_action), self._owned(p, on_event)
             for kind in p.actions:
-                self._actions.setdefault(kind, []).append(on_action)
+                actions.setdefault(kind, []).append(on_action)
             for kind in p.events:
-                self._events.setdefault(kind, []).append(on_event)
+                events.setdefault(kind, []).append(on_event)
+        # Tuples: the cheapest sequence to iterate, once per action and watched event.
+        self._actions: dict[str, tuple[ActionHandler, ...]] = {
+            k: tuple(v) for k, v in actions.items()
+        }
+        self._events: dict[str, tuple[EventHandler, ...]] = {k: tuple(v) for k, v in events.items()}
         # Action kinds some policy inspects: for the others, the world builds no action.
         self.action_kinds: frozenset[str] = frozenset(self._actions)
         self.decisions: dict[str, int] = {}

@@ -647,7 +647,8 @@ class World:
                     "dst": dst.name,
                     "dst_path": dst_path,
                 }
-                wait = chain.check(Action("copy", actor, dst, self.env.now, detail))
+                # (``env._now`` is what the ``now`` property returns, without its call)
+                wait = chain.check(Action("copy", actor, dst, self.env._now, detail))
                 if wait > 0:
                     yield self.env.timeout(wait)
             elif not actor.alive:
@@ -731,7 +732,7 @@ class World:
         if chain is not None:
             if "start_server" in chain.action_kinds:  # ``_ask``, inline: as for copies
                 detail = {"path": path, "port": port}
-                wait = chain.check(Action("start_server", actor, host, self.env.now, detail))
+                wait = chain.check(Action("start_server", actor, host, self.env._now, detail))
                 if wait > 0:
                     yield self.env.timeout(wait)
             elif not actor.alive:
@@ -801,7 +802,7 @@ class World:
         if chain is not None:
             if "start_agent" in chain.action_kinds:  # ``_ask``, inline: as for copies
                 detail = {"path": path, "port": port}
-                wait = chain.check(Action("start_agent", actor, host, self.env.now, detail))
+                wait = chain.check(Action("start_agent", actor, host, self.env._now, detail))
                 if wait > 0:
                     yield self.env.timeout(wait)
             elif not actor.alive:
