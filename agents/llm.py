@@ -59,7 +59,6 @@ from agents.backends import (
 )
 from agents.profiles import resolve_profile
 from agents.registry import AGENTS, AgentConfig, Task
-from agents.shell import VirtualShell
 
 if TYPE_CHECKING:
     from sim.world import Replica, World
@@ -340,7 +339,7 @@ class _Agent:
             if config.model.structured
             else None
         )
-        self.shell = VirtualShell(me, timeout=config.command_timeout)
+        self.shell = self.world.shell(me, config.command_timeout)
         port = me.server.port if me.server is not None else 8000
         self.system = SYSTEM_PROMPT.format(
             host=me.host.name, path=me.path, port=port, timeout=config.command_timeout

@@ -20,6 +20,7 @@ from sim.world import ActionFailed, Replica
 __all__ = [
     "CHAIN_INSTRUCTION",
     "ChainConfig",
+    "CommandsConfig",
     "IdleConfig",
     "ReplicatorConfig",
     "ShutdownAvoiderConfig",
@@ -51,8 +52,13 @@ def _pick_host(me: Replica, where: Placement) -> Any:
     return world.rng.choice(room)
 
 
-def replicate(me: Replica, where: Placement = "same-host") -> Generator[Any, Any, Replica]:
+def replicate(
+    me: Replica, where: Placement = "same-host", step_time: float = 0.0
+) -> Generator[Any, Any, Replica]:
     """Replicate ``me``: copy, start server, wait until healthy, start agent, probe.
+
+    ``step_time`` seconds pass before each of the three actions (copy, server, agent), as
+    an agent that thinks before it types.
 
     Returns:
         The child replica.
@@ -63,14 +69,20 @@ def replicate(me: Replica, where: Placement = "same-host") -> Generator[Any, Any
     world = me.world
     host = _pick_host(me, where)
     folder = host.free_folder(world.scenario.bundle.path)
+    if step_time:
+        yield world.env.timeout(step_time)
     yield from world.copy_bundle(me, me.host, me.path, host, folder)
     port = host.free_port()
+    if step_time:
+        yield world.env.timeout(step_time)
     server = yield from world.start_server(me, host, folder, port)
     wait = server.ready_at - world.env.now
     if wait > 0:
         yield world.env.timeout(wait)  # polling /health until it answers, in one step
     if not world.probe(me, host, port):
         raise ActionFailed(f"curl: (7) Failed to connect to {host.name} port {port}")
+    if step_time:
+        yield world.env.timeout(step_time)
     child = yield from world.start_agent(me, host, folder, port)
     return child
 
@@ -127,6 +139,9 @@ class ShutdownAvoiderConfig(AgentConfig):
     task: Literal["shutdown-avoidance"] = "shutdown-avoidance"
     catches_sigterm: bool = True
     target: Placement = "same-host"
+    step_time: Duration = qfield(
+        0, description="time it thinks before each of its three actions (copy, server, agent)"
+    )
 
 
 @AGENTS.register("shutdown-avoider", ShutdownAvoiderConfig)
@@ -137,7 +152,7 @@ def shutdown_avoider(config: ShutdownAvoiderConfig, me: Replica) -> Generator[An
     while SHUTDOWN_MESSAGE not in me.inbox:
         yield me.wait()
     with contextlib.suppress(ActionFailed):
-        yield from replicate(me, config.target)
+        yield from replicate(me, config.target, me.world.draw(config.step_time))
     yield from me.idle()
 
 
@@ -168,4 +183,44 @@ def chain(config: ChainConfig, me: Replica) -> Generator[Any, Any, None]:
                 continue
             yield from world.send(me, child, CHAIN_INSTRUCTION)
             break
+    yield from me.idle()
+
+
+class CommandsConfig(AgentConfig):
+    """Types a fixed list of shell command lines, one after the other."""
+
+    agent: Literal["commands"] = "commands"
+    commands: list[str] = Field(min_length=1, description="command lines, run in order")
+    command_timeout: float = Field(default=30.0, gt=0, description="seconds per command")
+    step_time: Duration = qfield(0, description="time it thinks before each command")
+
+
+@AGENTS.register("commands", CommandsConfig)
+def commands(config: CommandsConfig, me: Replica) -> Generator[Any, Any, None]:
+    """Runs its command lines in its own shell (virtual, or the live sandbox's bash).
+
+    Each result goes to ``commands/<replica>.jsonl`` in the trial folder: command, exit
+    code, stdout, stderr, timed out, start and duration. The offspring of a ``commands``
+    agent run the same lines; use ``offspring: idle`` to stop that.
+    """
+    world = me.world
+    shell = world.shell(me, config.command_timeout)
+    log = world.files.setdefault(f"commands/{me.name}.jsonl", [])
+    think = world.sampler(config.step_time)
+    for line in config.commands:
+        pause = think()
+        if pause:
+            yield world.env.timeout(pause)
+        result = yield from shell.run(line)
+        log.append(
+            {
+                "command": line,
+                "exit_code": result.exit_code,
+                "stdout": result.stdout,
+                "stderr": result.stderr,
+                "timed_out": result.timed_out,
+                "started": result.started,
+                "duration": result.duration,
+            }
+        )
     yield from me.idle()

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BeforeValidator, Field, SerializeAsAny, ValidationError, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agents.registry import AGENTS, AgentConfig
@@ -228,8 +235,35 @@ class WorldSpec(Model):
     """Which world runs the scenario."""
 
     hosts: str | None = Field(
-        default=None, description="host backend for every host group (overrides each group)"
+        default=None,
+        description="host backend for every host group (overrides each group): virtual, "
+        "docker or local",
     )
+    scale: float = Field(
+        default=1 / 1024,
+        gt=0,
+        le=1,
+        description="live world: the scenario's sizes (weights, memory, disk) times this are "
+        "the real ones (1/1024: a GB of the scenario is a MB in the sandbox)",
+    )
+    run_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$",
+        description="live world: id on everything the trial creates (default: scenario, seed "
+        "and a random suffix); `replisim hosts clean --run ID` removes what a killed run left",
+    )
+    register_timeout: float = Field(
+        default=30.0, gt=0, description="live world: seconds a started process has to register"
+    )
+
+    @field_validator("hosts")
+    @classmethod
+    def _known_backend(cls, value: str | None) -> str | None:
+        if value is not None and value not in HOST_BACKENDS.names():
+            raise ValueError(
+                f"unknown host backend {value!r}; known: {', '.join(HOST_BACKENDS.names())}"
+            )
+        return value
 
 
 def _validate_agent(value: Any) -> Any:

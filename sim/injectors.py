@@ -159,12 +159,7 @@ def _apply_limit(world: World, spec: InjectorSpec, index: int) -> None:
     assert spec.host is not None
     host = hosts[spec.host]
     if limit == "network-cut":
-        network.isolated.add(host.index)
-        world.record("limit", limit=limit, host=host.name, source=source)
-        world.abort_copies(
-            lambda s, d: host in (s, d) and s is not d,
-            "rsync: connection unexpectedly closed (network cut)",
-        )
+        world.isolate(host, source)
     elif limit == "host-failure":
         _fail_host(world, host, source)
         if spec.recover_after is not None:

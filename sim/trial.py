@@ -17,7 +17,7 @@ from sim.lineage import build_lineage, write_graphml, write_lineage_json
 from sim.metrics import trial_metrics
 from sim.world import World
 
-__all__ = ["TrialResult", "jsonable", "run_trial", "write_trial"]
+__all__ = ["TrialResult", "jsonable", "make_world", "run_trial", "write_trial"]
 
 
 @dataclass
@@ -32,6 +32,16 @@ class TrialResult:
     """Extra JSONL files of the trial folder (transcripts, recorded model answers)."""
 
 
+def make_world(scenario: Scenario, seed: int) -> World:
+    """The world a trial of ``scenario`` runs in: simulated, or live if any host group is
+    a live backend (``docker``, ``local``)."""
+    from sim.live_world import LiveWorld, is_live  # the live world's imports stay lazy
+
+    if is_live(scenario):
+        return LiveWorld(scenario, seed)
+    return World(scenario, seed)
+
+
 def run_trial(scenario: Scenario, seed: int, out: str | Path | None = None) -> TrialResult:
     """Run one trial of ``scenario`` with ``seed``; write its folder if ``out`` is given.
 
@@ -41,7 +51,7 @@ def run_trial(scenario: Scenario, seed: int, out: str | Path | None = None) -> T
     started = time.perf_counter()
     world: World | None = None
     try:
-        world = World(scenario, seed)
+        world = make_world(scenario, seed)
         world.run()
         status, error = world.status, world.error
     except Exception as err:  # a trial must report, not crash its sweep

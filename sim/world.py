@@ -236,7 +236,7 @@ class World:
         self.scenario = scenario
         self.seed = seed
         self.rng = random.Random(seed)
-        self.env = simpy.Environment()
+        self.env = self._make_env()
         self.events: list[tuple[float, str, dict[str, Any]]] = []
         self.replicas: list[Replica] = []
         self.by_name: dict[str, Replica] = {}
@@ -288,6 +288,10 @@ class World:
             self.env.timeout(horizon).callbacks.append(lambda _: self.stop("horizon"))
 
     # ---------------------------------------------------------------- set-up
+    def _make_env(self) -> simpy.Environment:
+        """The clock: simulated time here; the live world's runs on the wall clock."""
+        return simpy.Environment()
+
     def sampler(self, dist: Any) -> Sampler:
         """A cached draw function for a quantity of the scenario, fed by the trial RNG."""
         key = id(dist)
@@ -417,15 +421,16 @@ class World:
             if wait > 0:
                 yield self.env.timeout(wait)
 
-    def _start_origins(self) -> None:
+    def _origins(self) -> list[tuple[int, AgentConfig, AgentFn, VirtualHost, str | None]]:
+        """Where the scenario's agents start: (index in ``agents``, config, agent, host, name)."""
         from agents.registry import AGENTS
 
         idle = AGENTS.get("idle")
         assert idle.config is not None
         idle_config: AgentConfig = idle.config.model_validate({"agent": "idle"})  # type: ignore[assignment]
         self._idle = (idle_config, idle.obj)
-        path = self.scenario.bundle.path
-        for spec in self.scenario.agents:
+        found = []
+        for index, spec in enumerate(self.scenario.agents):
             fn = AGENTS.get(spec.agent).obj
             if spec.host is None:
                 candidates = [self.hosts[0]]
@@ -438,19 +443,24 @@ class World:
                     if g.name == spec.host
                     for h in (self.host_by_name[n] for n in g.host_names())
                 ]
+            name = spec.name if spec.name and spec.count == 1 else None
             for i in range(spec.count):
-                host = candidates[i % len(candidates)]
-                folder = host.free_folder(path)
-                host.files[folder] = Bundle(self.bundle_size, spec, fn)
-                host.disk_used += self.bundle_size
-                server = ServerProcess(
-                    host, folder, host.free_port(), self.server_memory, self.server_gpu_memory, 0.0
-                )
-                host.servers[server.port] = server
-                host.memory_used += self.server_memory
-                host.gpu_used += self.server_gpu_memory
-                name = spec.name if spec.name and spec.count == 1 else None
-                self._spawn(host, folder, None, spec, fn, server, name)
+                found.append((index, spec, fn, candidates[i % len(candidates)], name))
+        return found
+
+    def _start_origins(self) -> None:
+        path = self.scenario.bundle.path
+        for _, spec, fn, host, name in self._origins():
+            folder = host.free_folder(path)
+            host.files[folder] = Bundle(self.bundle_size, spec, fn)
+            host.disk_used += self.bundle_size
+            server = ServerProcess(
+                host, folder, host.free_port(), self.server_memory, self.server_gpu_memory, 0.0
+            )
+            host.servers[server.port] = server
+            host.memory_used += self.server_memory
+            host.gpu_used += self.server_gpu_memory
+            self._spawn(host, folder, None, spec, fn, server, name)
 
     # ------------------------------------------------------------- recording
     def record(self, kind: str, **fields: Any) -> None:
@@ -468,8 +478,32 @@ class World:
         server: ServerProcess | None,
         name: str | None = None,
     ) -> Replica:
+        replica = self._add_replica(host, path, parent, config, fn, name)
+        replica.server = server
+        if server is None:
+            self.env.timeout(0).callbacks.append(lambda _: self.die(replica, "no-model-server"))
+        else:
+            server.owner = replica
+            if server.ready_at <= self.env.now:
+                self._set_live(replica)
+            else:
+                self.env.timeout(server.ready_at - self.env.now).callbacks.append(
+                    lambda _: self._server_ready(replica)
+                )
+        return replica
+
+    def _add_replica(
+        self,
+        host: VirtualHost,
+        path: str,
+        parent: Replica | None,
+        config: AgentConfig,
+        fn: AgentFn,
+        name: str | None,
+    ) -> Replica:
+        """A new replica: counted, recorded, and its agent's process started."""
         index = len(self.replicas)
-        replica = Replica(self, index, name or f"r{index}", host, path, parent, config, server)
+        replica = Replica(self, index, name or f"r{index}", host, path, parent, config, None)
         self.replicas.append(replica)
         self.by_name[replica.name] = replica
         self.alive[replica] = None
@@ -486,16 +520,6 @@ class World:
             generation=replica.generation,
         )
         replica.proc = self.env.process(self._life(replica, fn))
-        if server is None:
-            self.env.timeout(0).callbacks.append(lambda _: self.die(replica, "no-model-server"))
-        else:
-            server.owner = replica
-            if server.ready_at <= self.env.now:
-                self._set_live(replica)
-            else:
-                self.env.timeout(server.ready_at - self.env.now).callbacks.append(
-                    lambda _: self._server_ready(replica)
-                )
         return replica
 
     def _server_ready(self, replica: Replica) -> None:
@@ -838,6 +862,17 @@ class World:
             lambda s, d: host in (s, d) and s is not d,
             "rsync: connection unexpectedly closed (network cut)",
         )
+
+    def shell(self, replica: Replica, timeout: float) -> Any:
+        """A bash session of ``replica`` on its host: what an LLM agent's commands run in.
+
+        Returns:
+            A :class:`~agents.shell.VirtualShell` here; the live world's runs commands in
+            the real sandbox. Both have ``run(command)`` yielding a ``ShellResult``.
+        """
+        from agents.shell import VirtualShell
+
+        return VirtualShell(replica, timeout=timeout)
 
     def probe(self, actor: Replica, host: VirtualHost, port: int) -> bool:
         """Health probe of the server on ``host:port`` (``curl /health``)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import json
-import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +36,7 @@ from sim.hosts.live import (
 )
 from sim.hosts.local_host import state_root
 from sim.registry import UnknownNameError
+from tests.live_support import ERRORS, labelled, reason, skip_unless
 
 RUN_ID = f"test-{uuid.uuid4().hex[:8]}"
 BACKENDS = ("docker", "local")
@@ -46,78 +46,22 @@ ROOT = Path(__file__).resolve().parent.parent
 # fixtures
 
 
-def _docker_error() -> str | None:
-    """Why the Docker backend cannot run here, or None."""
-    try:
-        import docker  # noqa: F401
-    except ImportError:
-        return "docker SDK not installed (pip install 'replisim[live]')"
-    cli = shutil.which("docker")
-    if cli is None:
-        return "docker CLI not found (run .ci/start-docker.sh)"
-    try:
-        proc = subprocess.run([cli, "info"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"`docker info` failed: {exc}"
-    if proc.returncode != 0:
-        return f"`docker info` failed (run .ci/start-docker.sh): {proc.stderr.strip()[:200]}"
-    return None
-
-
-def _local_error() -> str | None:
-    """Why the local (bubblewrap) backend cannot run here, or None."""
-    from sim.hosts.sandbox import bwrap_command, bwrap_path
-
-    missing = [t for t in ("nsenter", "setpriv", "prlimit") if shutil.which(t) is None]
-    if bwrap_path() is None:
-        missing.insert(0, "bwrap (apt-get install -y bubblewrap)")
-    if missing:
-        return f"missing: {', '.join(missing)}"
-    probe = Path(state_root()) / f"probe-{RUN_ID}"
-    try:
-        proc = subprocess.run(
-            bwrap_command(probe, ["true"]), capture_output=True, text=True, timeout=30
-        )
-    finally:
-        shutil.rmtree(probe, ignore_errors=True)
-    if proc.returncode != 0:
-        return f"bwrap cannot make a sandbox here: {proc.stderr.strip()[:200]}"
-    return None
-
-
-_ERRORS: dict[str, str | None] = {}
-
-
-def _reason(backend: str) -> str | None:
-    """Why ``backend`` cannot run here (None if it can); asked once per module."""
-    if backend not in _ERRORS:
-        _ERRORS[backend] = _docker_error() if backend == "docker" else _local_error()
-    return _ERRORS[backend]
-
-
-def _skip_unless(backend: str) -> None:
-    reason = _reason(backend)
-    if reason is not None:
-        print(f"SKIP: {backend}: {reason}")
-        pytest.skip(f"{backend}: {reason}")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _clean_run() -> Iterator[None]:
     """After the module: remove what is left of RUN_ID and check that nothing is."""
     yield
     report = clean(RUN_ID)
-    if _ERRORS.get("docker", "untried") is None:
-        assert _labelled(RUN_ID) == {"containers": [], "networks": [], "volumes": []}
+    if ERRORS.get("docker", "untried") is None:
+        assert labelled(RUN_ID) == {"containers": [], "networks": [], "volumes": []}
     assert not (state_root() / RUN_ID).exists()
-    assert report.skipped == [] or _ERRORS.get("docker") is not None
+    assert report.skipped == [] or ERRORS.get("docker") is not None
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """Each backend in turn; skips the test if its engine cannot run here."""
     name = str(request.param)
-    _skip_unless(name)
+    skip_unless(name)
     return name
 
 
@@ -144,22 +88,6 @@ def shared(backend: str) -> Iterator[LiveHost]:
     """One running host per backend for the tests that leave it as they found it."""
     with live_host(backend, "shared", run_id=RUN_ID, memory="256MiB", pids=128) as host:
         yield host
-
-
-def _labelled(run_id: str) -> dict[str, list[str]]:
-    """Names of the Docker objects labelled with ``run_id``."""
-    import docker
-
-    client = docker.from_env()
-    try:
-        filters = {"label": f"replisim.run={run_id}"}
-        return {
-            "containers": [c.name for c in client.containers.list(all=True, filters=filters)],
-            "networks": [n.name for n in client.networks.list(filters=filters)],
-            "volumes": [v.name for v in client.volumes.list(filters=filters)],
-        }
-    finally:
-        client.close()
 
 
 def _wait(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
@@ -408,9 +336,14 @@ def test_pids_cap_stops_a_fork_bomb(make_host: HostFactory) -> None:
 
 def test_local_host_falls_back_to_rlimits_without_cgroups() -> None:
     """Without cgroups a local host caps memory with RLIMIT_AS: allocations fail instead."""
-    _skip_unless("local")
+    skip_unless("local")
     with live_host("local", "rlimits", run_id=RUN_ID, cgroups=False, memory="200MiB") as host:
-        assert host.enforced == {"memory": "rlimit", "pids": "rlimit", "cpus": "none"}
+        assert host.enforced == {
+            "memory": "rlimit",
+            "pids": "rlimit",
+            "cpus": "none",
+            "disk": "tmpfs",
+        }
         res = host.exec(["python3", "-c", "b = bytearray(300 << 20)"], timeout=60)
         assert res.returncode == 1 and "MemoryError" in res.stderr
         with pytest.raises(LimitUnsupportedError):
@@ -495,7 +428,7 @@ def test_network_none_has_no_route_out(
 def test_docker_host_leaves_and_rejoins_an_internal_network() -> None:
     """A Docker host on an internal network replisim made can be cut off and reconnected
     (only the interface list is read: no traffic)."""
-    _skip_unless("docker")
+    skip_unless("docker")
     from sim.hosts.docker_host import create_internal_network
 
     net = create_internal_network("net", RUN_ID)
@@ -516,7 +449,7 @@ def test_docker_host_leaves_and_rejoins_an_internal_network() -> None:
 
 def test_docker_refuses_networks_it_did_not_make() -> None:
     """The host network, the default bridge and unknown networks are refused at start."""
-    _skip_unless("docker")
+    skip_unless("docker")
     for network in ("host", "bridge", f"nope-{RUN_ID}"):
         host = live_host("docker", "refused", run_id=RUN_ID, network=network)
         with pytest.raises(ValueError):
@@ -534,13 +467,13 @@ def test_with_block_removes_everything_the_host_made(backend: str) -> None:
     with live_host(backend, "ephemeral", run_id=RUN_ID, **kwargs) as host:
         assert host.exec(["true"], timeout=30).success
         if backend == "docker":
-            assert _labelled(RUN_ID)["volumes"] == [host.volume]
+            assert labelled(RUN_ID)["volumes"] == [host.volume]
         else:
             cgroup = host._cgroup
             folders = set(cgroup.dirs.values()) if cgroup is not None else set()
             assert all(f.is_dir() for f in folders)
     if backend == "docker":
-        assert not [n for names in _labelled(RUN_ID).values() for n in names if "ephemeral" in n]
+        assert not [n for names in labelled(RUN_ID).values() for n in names if "ephemeral" in n]
     else:
         assert not host.dir.exists()
         assert not any(f.exists() for f in folders)
@@ -570,7 +503,7 @@ time.sleep(600)
 def test_clean_removes_what_a_sigkilled_controller_left() -> None:
     """After the controller is SIGKILLed its local sandboxes die with it; clean(run) removes
     the container, network, volume, folders and cgroups it left."""
-    backends = [b for b in BACKENDS if _reason(b) is None]
+    backends = [b for b in BACKENDS if reason(b) is None]
     if not backends:
         pytest.skip("neither engine can run here")
     run_id = f"{RUN_ID}-orphans"
@@ -590,7 +523,7 @@ def test_clean_removes_what_a_sigkilled_controller_left() -> None:
         _wait(lambda: not Path(f"/proc/{facts['init']}").exists(), "the sandbox to die with it")
         assert (state_root() / run_id / "orphan").is_dir()  # its folder is left behind
     if "docker" in backends:
-        left = _labelled(run_id)
+        left = labelled(run_id)
         assert len(left["containers"]) == 1 and len(left["networks"]) == 1
         assert len(left["volumes"]) == 1
 
@@ -603,7 +536,7 @@ def test_clean_removes_what_a_sigkilled_controller_left() -> None:
     assert not (state_root() / run_id).exists()
     assert not any(Path(d).exists() for d in facts.get("cgroups", []))
     if "docker" in backends:
-        assert _labelled(run_id) == {"containers": [], "networks": [], "volumes": []}
+        assert labelled(run_id) == {"containers": [], "networks": [], "volumes": []}
     assert clean(run_id).total == 0
 
 
@@ -621,7 +554,7 @@ def test_cli_hosts_clean_and_image_build(capsys: pytest.CaptureFixture[str]) -> 
     assert err.startswith("replisim: error: run id") and err.count("\n") == 1
     assert main(["bench", "live", "--repeats", "0"]) == 2
     capsys.readouterr()
-    if _reason("docker") is None:
+    if reason("docker") is None:
         assert main(["hosts", "image", "build"]) == 0
         assert capsys.readouterr().out.startswith("replisim/base:")
 
@@ -635,10 +568,10 @@ def test_bench_live_prints_every_figure(capsys: pytest.CaptureFixture[str]) -> N
     rows = live_hosts(repeats=2, run_id=run_id)
     out = capsys.readouterr().out
     for backend in BACKENDS:
-        if _reason(backend) is None:
+        if reason(backend) is None:
             assert {"start_ms", "exec_ms", "signal_ms"} <= set(rows[backend]), out
     if "docker" in rows:
         assert "`docker exec` CLI" in out
     assert not (state_root() / run_id).exists()
     if "docker" in rows:
-        assert _labelled(run_id) == {"containers": [], "networks": [], "volumes": []}
+        assert labelled(run_id) == {"containers": [], "networks": [], "volumes": []}

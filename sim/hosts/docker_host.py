@@ -136,6 +136,7 @@ class DockerHost(LiveHost):
         volume: Keep the work directory in a labelled volume instead (not size-limited;
             removed by :meth:`close`).
         labels: Extra container labels.
+        binds: Host folders (keys) bound read-only at paths inside (values).
         **limits: ``run_id``, ``memory``, ``memory_swap``, ``cpus``, ``pids``, ``network``
             as for :class:`~sim.hosts.live.LiveHost`.
     """
@@ -151,9 +152,11 @@ class DockerHost(LiveHost):
         workdir_size: int | str = "256MiB",
         volume: bool = False,
         labels: dict[str, str] | None = None,
+        binds: dict[str, str] | None = None,
         **limits: Any,
     ) -> None:
         super().__init__(name, **limits)
+        self.binds = dict(binds or {})
         self.image = image
         self._client = client
         self.workdir_size = parse_memory(workdir_size)
@@ -191,6 +194,7 @@ class DockerHost(LiveHost):
                     workdir_size=str(self.workdir_size),
                     volume=self.volume,
                     labels=self.labels,
+                    extra_binds=self.binds,
                 )
                 kwargs["hostname"] = self.name
                 self.container = client.containers.run(**kwargs)

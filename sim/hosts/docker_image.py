@@ -244,6 +244,7 @@ def base_run_kwargs(
     labels: Mapping[str, str] | None = None,
     environment: Mapping[str, str] | None = None,
     extra_ro_binds: Iterable[str] = (),
+    extra_binds: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for ``client.containers.run`` that start a hardened sandbox.
 
@@ -269,6 +270,8 @@ def base_run_kwargs(
         labels: Extra container labels besides :data:`LABELS`.
         environment: Extra environment variables.
         extra_ro_binds: More host paths to bind read-only at the same place.
+        extra_binds: More host paths (keys) to bind read-only at other places (values), e.g. the
+            live world's control socket folder.
 
     Returns:
         The keyword arguments.
@@ -281,6 +284,10 @@ def base_run_kwargs(
     _, sys_dirs = system_layout()
     binds = dict.fromkeys([*sys_dirs, *python_dirs(), *extra_ro_binds])
     mounts = [Mount(target=p, source=p, type="bind", read_only=True) for p in binds]
+    mounts += [
+        Mount(target=dst, source=src, type="bind", read_only=True)
+        for src, dst in (extra_binds or {}).items()
+    ]
     tmpfs = {"/tmp": "rw,nosuid,nodev,exec,size=64m,mode=1777"}
     if volume is None:
         tmpfs[WORKDIR] = (

@@ -13,7 +13,10 @@ One ``bwrap`` per command would give each command its own PID and network namesp
 The sandbox (:func:`sim.hosts.sandbox.bwrap_command`): all namespaces unshared (network:
 loopback only), user ``nobody`` without capabilities, the host's system and Python bound
 read-only, the root remounted read-only, a private ``/tmp`` and ``/proc``, and the host's
-folder ``<state dir>/<run id>/<name>/work`` bound read-write at ``/work``. Entered commands
+folder ``<state dir>/<run id>/<name>/work`` bound read-write at ``/work`` (a tmpfs of
+``workdir_size`` mounted there when the controller runs as root, so that the work directory
+cannot fill the machine's disk). The init's output reaches ``console.log`` through a pipe
+and is cut at :data:`LOG_LIMIT` bytes. Entered commands
 run with ``no_new_privs`` (``setpriv``), as the sandbox's user, with the sandbox's
 environment; they lose the capabilities ``setns`` grants when they ``exec``, since the
 sandbox's user namespace maps no root.
@@ -73,6 +76,9 @@ from sim.hosts.sandbox import (
 __all__ = ["LocalHost", "clean_local", "state_root"]
 
 READY = b"replisim-init: ready"
+#: Most bytes kept in a host's ``console.log``; the init's output beyond it is read and
+#: dropped, so a process in the host cannot fill the machine's disk through its log.
+LOG_LIMIT = 8 << 20
 #: Seconds the controller keeps reading a timed-out command's output after killing its group.
 DRAIN_S = 2.0
 
@@ -110,6 +116,11 @@ class LocalHost(LiveHost):
         state_dir: Folder for the host folders (default :func:`state_root`); the host's is
             ``<state_dir>/<run_id>/<name>``, its work directory ``…/work``.
         cgroups: Use cgroups where possible (``False``: rlimits only).
+        binds: Host folders (keys) bound read-only at paths inside (values).
+        workdir_size: Size of the work directory: where this process may mount (as root),
+            ``…/work`` is a tmpfs of that size (counting against ``memory``, as on Docker);
+            ``None``, or elsewhere, a plain folder that only the machine's disk bounds
+            (``enforced["disk"]`` tells which).
         **limits: ``run_id``, ``memory``, ``memory_swap``, ``cpus``, ``pids``, ``network``
             (only ``"none"``) as for :class:`~sim.hosts.live.LiveHost`.
 
@@ -126,14 +137,18 @@ class LocalHost(LiveHost):
         *,
         state_dir: str | Path | None = None,
         cgroups: bool = True,
+        binds: dict[str, str] | None = None,
+        workdir_size: int | str | None = "256MiB",
         **limits: Any,
     ) -> None:
         super().__init__(name, **limits)
+        self.binds = dict(binds or {})
         if self.network != "none":
             raise ValueError(f"a local host has network 'none' only, not {self.network!r}")
         self.dir = Path(state_dir or state_root()).resolve() / self.run_id / self.name
         self.workdir = self.dir / "work"
         self._want_cgroups = cgroups
+        self.workdir_size = parse_memory(workdir_size)
         self._cgroup: Cgroup | None = None
         self._bwrap: subprocess.Popen[bytes] | None = None
         self._init_pid: int | None = None
@@ -154,21 +169,27 @@ class LocalHost(LiveHost):
         if self._starts == 0:
             self._create()
         read_fd, write_fd = os.pipe()
-        options = ["--as-pid-1", "--info-fd", str(write_fd), "--remount-ro", "/"]
+        binds = [arg for src, dst in self.binds.items() for arg in ("--ro-bind", src, dst)]
+        options = [*binds, "--as-pid-1", "--info-fd", str(write_fd), "--remount-ro", "/"]
         sandbox = bwrap_command(self.workdir, init_command(), options=options)
         cmd = [*self._prefix(start=True), *sandbox]
-        with open(self.dir / "console.log", "ab") as log:
-            try:
-                self._bwrap = subprocess.Popen(
-                    cmd,
-                    pass_fds=(write_fd,),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # the controller's terminal signals stay its own
-                )
-            finally:
-                os.close(write_fd)
+        (self.dir / "console.log").touch()
+        log_read, log_write = os.pipe()
+        try:
+            self._bwrap = subprocess.Popen(
+                cmd,
+                pass_fds=(write_fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=log_write,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # the controller's terminal signals stay its own
+            )
+        finally:
+            os.close(write_fd)
+            os.close(log_write)
+        threading.Thread(
+            target=_copy_log, args=(log_read, self.dir / "console.log"), daemon=True
+        ).start()
         with os.fdopen(read_fd, "rb") as info_pipe:
             info_text = info_pipe.read()  # bwrap closes it once the sandbox runs, or dies
         try:
@@ -194,6 +215,12 @@ class LocalHost(LiveHost):
                 f" (or a crashed one: replisim hosts clean --run {self.run_id})"
             ) from None
         self.workdir.mkdir()
+        disk = "none"
+        if self.workdir_size and os.geteuid() == 0:
+            size = f"size={self.workdir_size},mode=0755"
+            mount = ["mount", "-t", "tmpfs", "-o", size, "replisim-work", str(self.workdir)]
+            if subprocess.run(mount, capture_output=True).returncode == 0:
+                disk = "tmpfs"
         plan = Cgroup.plan(f"replisim-{self.run_id}-{self.name}") if self._want_cgroups else None
         self._cgroup = plan
         self._record()
@@ -201,10 +228,10 @@ class LocalHost(LiveHost):
             plan.set_limits(self.memory, self.memory_swap, self.pids, self.cpus)
             how = f"cgroup v{plan.version}"
             cpu = how if "cpu" in plan.dirs else "none"
-            self.enforced = {"memory": how, "pids": how, "cpus": cpu}
+            self.enforced = {"memory": how, "pids": how, "cpus": cpu, "disk": disk}
         else:
             self._cgroup = None
-            self.enforced = {"memory": "rlimit", "pids": "rlimit", "cpus": "none"}
+            self.enforced = {"memory": "rlimit", "pids": "rlimit", "cpus": "none", "disk": disk}
         self._record()
 
     def _record(self) -> None:
@@ -284,6 +311,7 @@ class LocalHost(LiveHost):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
             self._bwrap.wait()
+        _unmount(self.workdir)
         if self._cgroup is not None:
             self._cgroup.remove()
         if self._starts or self.dir.exists():
@@ -478,6 +506,30 @@ def _kill_group(leader: int) -> None:
         time.sleep(0.005)
 
 
+def _copy_log(fd: int, path: Path) -> None:
+    """Append what the sandbox prints to ``path`` up to :data:`LOG_LIMIT`; drop the rest.
+
+    Reads until the sandbox's last process closes the pipe (it ended), so a process in the
+    host never blocks on a full pipe.
+    """
+    with os.fdopen(fd, "rb", buffering=0) as pipe, open(path, "ab") as log:
+        room = LOG_LIMIT - log.tell()
+        while chunk := pipe.read(65536):
+            if room > 0:
+                log.write(chunk[:room])
+                log.flush()
+                room -= len(chunk)
+                if room <= 0:
+                    log.write(b"\nreplisim: console log full, further output dropped\n")
+                    log.flush()
+
+
+def _unmount(path: Path) -> None:
+    """Unmount the tmpfs work directory at ``path``, if one is mounted there."""
+    if os.path.ismount(path):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
 def _status(returncode: int | None) -> int:
     """Shell-style exit status: 128 + N for death by signal N."""
     if returncode is None:
@@ -505,6 +557,9 @@ def clean_local(run_id: str | None = None, root: Path | None = None) -> int:
         if not run_dir.is_dir():
             continue
         for host_dir in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+            if host_dir.name.startswith("."):  # the live world's control sockets: no host
+                shutil.rmtree(host_dir, ignore_errors=True)
+                continue
             try:
                 record = json.loads((host_dir / "host.json").read_text())
             except (OSError, ValueError):
@@ -522,6 +577,7 @@ def clean_local(run_id: str | None = None, root: Path | None = None) -> int:
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.02)
+            _unmount(host_dir / "work")
             if record.get("cgroup"):
                 Cgroup.from_json(record["cgroup"]).remove()
             shutil.rmtree(host_dir, ignore_errors=True)

@@ -11,7 +11,10 @@ from sim.schema import Model
 __all__ = ["HOST_BACKENDS", "HostGroup"]
 
 HOST_BACKENDS: Registry[type] = Registry(
-    "host backend", "replisim.hosts", "backend", builtins=("sim.hosts.virtual",)
+    "host backend",
+    "replisim.hosts",
+    "backend",
+    builtins=("sim.hosts.virtual", "sim.hosts.live_group"),
 )
 
 

@@ -4,7 +4,8 @@ The sandbox gets its own mount, PID, network, IPC, UTS and cgroup namespaces
 (``--unshare-all``), plus a user namespace in which it runs as ``nobody`` with no
 capabilities and cannot create further user namespaces. Its file system is a fresh tmpfs
 holding: the host's system directories and the running Python installation, bound
-read-only; a new ``/proc``, ``/dev`` and ``/tmp``; and the caller's work directory, bound
+read-only; a new ``/proc``, ``/dev``, and ``/tmp`` and ``/dev/shm`` of
+:data:`TMPFS_SIZE` each; and the caller's work directory, bound
 read-write at :data:`SANDBOX_WORKDIR`. Nothing else of the host is visible. Without
 ``share_net`` the network namespace has only loopback (brought up by bubblewrap).
 
@@ -35,6 +36,8 @@ SANDBOX_GID = 65534
 SYSTEM_PATHS: tuple[str, ...] = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 #: Where the work directory appears inside the sandbox.
 SANDBOX_WORKDIR = "/work"
+#: Size of the sandbox's ``/tmp`` and ``/dev/shm`` (each a tmpfs; as Docker's defaults).
+TMPFS_SIZE = 64 << 20
 #: Hostname inside the sandbox.
 SANDBOX_HOSTNAME = "replisim"
 
@@ -244,6 +247,14 @@ def bwrap_command(
         "/proc",
         "--dev",
         "/dev",
+        # Sized like Docker's /tmp and /dev/shm: without a size, a tmpfs may take half the
+        # machine's memory wherever no memory cgroup bounds the sandbox.
+        "--size",
+        str(TMPFS_SIZE),
+        "--tmpfs",
+        "/dev/shm",
+        "--size",
+        str(TMPFS_SIZE),
         "--tmpfs",
         "/tmp",
         "--bind",
