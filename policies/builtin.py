@@ -126,14 +126,15 @@ def command_line(action: Action) -> str:
 
     See the module docstring for the rendering of each action kind.
     """
-    detail = action.detail
     # Rendered once per action, however many policies of the chain read it: the cached
     # line first, as every policy after the first finds it there.
-    line: str | None = detail.get("_command_line")
+    line = action.line
     if line is not None:
         return line
+    detail = action.detail
     line = detail.get("command")
     if line is not None:
+        action.line = line
         return line
     # The copy and the two starts of every replication render here, without a call.
     kind = action.kind
@@ -151,7 +152,7 @@ def command_line(action: Action) -> str:
             line = f"ssh {host.name} nohup bash {detail['path']}/{script} {detail['port']} &"
     else:
         line = _render_other(action)
-    detail["_command_line"] = line
+    action.line = line
     return line
 
 
@@ -292,8 +293,9 @@ class CommandFilter(Policy):
         self._allow = None if config.allow is None else [re.compile(p) for p in config.allow]
 
     def on_action(self, action: Action) -> Decision | None:
-        # (the line another policy rendered, without a call: every action passes here)
-        line = action.detail.get("_command_line") or command_line(action)
+        line = action.line  # (rendered by another policy: no call; every action passes here)
+        if line is None:
+            line = command_line(action)
         for pattern, needle in self._deny:  # (an alternation of them would search slower)
             if needle in line and pattern.search(line):
                 reason = f"{line!r} matches {pattern.pattern!r}"
@@ -356,8 +358,17 @@ class SpawnRateLimit(Policy):
     def on_action(self, action: Action) -> Decision | None:
         scope = self._scope
         if scope == "lineage":
-            # The memo first, without a call: an actor's second start onwards hits it.
-            key: Any = self._roots.get(action.actor) or self._lineages.root(action.actor)
+            # The memo first, without a call: an actor's second start onwards hits it, and
+            # its first finds its parent's origin there, as ``root`` would.
+            roots, actor = self._roots, action.actor
+            key: Any = roots.get(actor)
+            if key is None:
+                parent = actor.parent
+                key = roots.get(parent) if parent is not None else None
+                if key is None:
+                    key = self._lineages.root(actor)
+                else:
+                    roots[actor] = key
         elif scope == "parent":
             key = action.actor
         else:
@@ -476,6 +487,11 @@ class KillSwitch(Policy):
         condition = parse_condition(config.when)
         self._holds = condition.watcher(world)
         quantity = condition.quantity
+        # The usual condition, ``live >= N``, tested inline rather than by the watcher's
+        # call: every replica going live passes here. (None: ask the watcher.)
+        self._live_at_least = (
+            condition.value if quantity == "live" and condition.op == ">=" else None
+        )
         self.thrown = False
         # The quantities grow as replicas go live (live, replicas_total, max_generation).
         # Once thrown, killing "all" leaves no one to start a replica;
@@ -493,7 +509,11 @@ class KillSwitch(Policy):
             if self.config.kill == "copies" and new.parent is None:
                 return None
             return Decision("kill", "kill switch thrown: no new replicas", kill=[new])
-        if not self._holds():
+        least = self._live_at_least
+        if least is not None:
+            if not self.world.live >= least:  # (the watcher's very test: ``ge(live, N)``)
+                return None
+        elif not self._holds():
             return None
         self.thrown = True
         reason = f"{self.config.when}: kill {self.config.kill}"
@@ -796,16 +816,24 @@ class LLMMonitorConfig(PolicyConfig):
 def keyword_judge(config: LLMMonitorConfig, world: World) -> Judge:
     """A deterministic stand-in for a model: substring match on the config's keywords (the
     prompt is not read)."""
-    words = [w.lower() for w in config.keywords]
+    return _KeywordJudge(config.keywords)
 
-    def judge(command: str, action: Action) -> str | None:
+
+class _KeywordJudge:
+    """The keyword judge: flags a command line that contains one of ``words``, ignoring
+    case. A class rather than a closure so that :class:`LLMMonitor` can read its words."""
+
+    __slots__ = ("words",)
+
+    def __init__(self, keywords: list[str]) -> None:
+        self.words = tuple(w.lower() for w in keywords)
+
+    def __call__(self, command: str, action: Action) -> str | None:
         low = command.lower()
-        for word in words:
+        for word in self.words:
             if word in low:
                 return f"{command!r} mentions {word!r}"
         return None
-
-    return judge
 
 
 @POLICIES.register("llm-monitor", LLMMonitorConfig)
@@ -818,11 +846,24 @@ class LLMMonitor(Policy):
     def __init__(self, config: LLMMonitorConfig, world: World) -> None:
         super().__init__(config, world)
         _subscribe(self, actions=frozenset(config.actions))
-        self._judge = JUDGES.get(config.judge).obj(config, world)
+        self._judge = judge = JUDGES.get(config.judge).obj(config, world)
+        # The keyword judge's test, made here without calling it (every action passes
+        # here, and almost none has a keyword): the judge is called, for its reason, only
+        # on a line that has one, and a line without any gets the judge's answer, None.
+        self._words = judge.words if isinstance(judge, _KeywordJudge) else None
 
     def on_action(self, action: Action) -> Decision | None:
-        # (the line another policy rendered, without a call: every action passes here)
-        line = action.detail.get("_command_line") or command_line(action)
+        line = action.line  # (rendered by another policy: no call)
+        if line is None:
+            line = command_line(action)
+        words = self._words
+        if words is not None:
+            low = line.lower()
+            for word in words:
+                if word in low:
+                    break
+            else:
+                return None
         flagged = self._judge(line, action)
         if flagged is None:
             return None
