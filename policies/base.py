@@ -30,6 +30,10 @@ class Action:
 
     ``kind`` is one of ``copy``, ``start_server``, ``start_agent``, ``kill``, ``send`` or
     ``command`` (a shell command line from an LLM agent, in ``detail["command"]``).
+
+    ``line`` caches the action's command line once a policy has rendered it
+    (:func:`policies.builtin.command_line`), so that every later policy of the chain
+    reads it without rendering it again; None until then.
     """
 
     kind: str
@@ -37,6 +41,7 @@ class Action:
     host: VirtualHost
     time: float
     detail: dict[str, Any] = field(default_factory=dict)
+    line: str | None = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(slots=True)

@@ -126,14 +126,15 @@ def command_line(action: Action) -> str:
 
     See the module docstring for the rendering of each action kind.
     """
-    detail = action.detail
     # Rendered once per action, however many policies of the chain read it: the cached
     # line first, as every policy after the first finds it there.
-    line: str | None = detail.get("_command_line")
+    line = action.line
     if line is not None:
         return line
+    detail = action.detail
     line = detail.get("command")
     if line is not None:
+        action.line = line
         return line
     # The copy and the two starts of every replication render here, without a call.
     kind = action.kind
@@ -151,7 +152,7 @@ def command_line(action: Action) -> str:
             line = f"ssh {host.name} nohup bash {detail['path']}/{script} {detail['port']} &"
     else:
         line = _render_other(action)
-    detail["_command_line"] = line
+    action.line = line
     return line
 
 
@@ -191,29 +192,30 @@ class _Lineages:
     """The origin (generation 0) each replica descends from, memoised."""
 
     def __init__(self) -> None:
-        self._root: dict[Replica, Replica] = {}
+        self.memo: dict[Replica, Replica] = {}
+        """Replica -> origin, for those already looked up: a hot caller reads it first."""
 
     def root(self, replica: Replica) -> Replica:
-        found = self._root.get(replica)
+        found = self.memo.get(replica)
         if found is not None:
             return found
         parent = replica.parent
         if parent is not None:
             # The usual miss: a new replica acting for the first time, its parent known.
-            found = self._root.get(parent)
+            found = self.memo.get(parent)
             if found is not None:
-                self._root[replica] = found
+                self.memo[replica] = found
                 return found
         path = []
         r: Replica | None = replica
-        while r is not None and r not in self._root and r.parent is not None:
+        while r is not None and r not in self.memo and r.parent is not None:
             path.append(r)
             r = r.parent
         assert r is not None
-        top = self._root.get(r, r)
-        self._root[r] = top
+        top = self.memo.get(r, r)
+        self.memo[r] = top
         for member in path:
-            self._root[member] = top
+            self.memo[member] = top
         return top
 
 
@@ -291,8 +293,9 @@ class CommandFilter(Policy):
         self._allow = None if config.allow is None else [re.compile(p) for p in config.allow]
 
     def on_action(self, action: Action) -> Decision | None:
-        # (the line another policy rendered, without a call: every action passes here)
-        line = action.detail.get("_command_line") or command_line(action)
+        line = action.line  # (rendered by another policy: no call; every action passes here)
+        if line is None:
+            line = command_line(action)
         for pattern, needle in self._deny:  # (an alternation of them would search slower)
             if needle in line and pattern.search(line):
                 reason = f"{line!r} matches {pattern.pattern!r}"
@@ -348,13 +351,24 @@ class SpawnRateLimit(Policy):
         super().__init__(config, world)
         self._starts: dict[Any, deque[float]] = {}  # key -> start times, ascending
         self._lineages = _Lineages()
+        self._roots = self._lineages.memo
         # Read once: every replica start passes here.
         self._scope, self._window, self._max = config.scope, config.window, config.max
 
     def on_action(self, action: Action) -> Decision | None:
         scope = self._scope
         if scope == "lineage":
-            key: Any = self._lineages.root(action.actor)
+            # The memo first, without a call: an actor's second start onwards hits it, and
+            # its first finds its parent's origin there, as ``root`` would.
+            roots, actor = self._roots, action.actor
+            key: Any = roots.get(actor)
+            if key is None:
+                parent = actor.parent
+                key = roots.get(parent) if parent is not None else None
+                if key is None:
+                    key = self._lineages.root(actor)
+                else:
+                    roots[actor] = key
         elif scope == "parent":
             key = action.actor
         else:
@@ -363,7 +377,8 @@ class SpawnRateLimit(Policy):
         if starts is None:
             starts = self._starts[key] = deque()
         now, window, limit = action.time, self._window, self._max
-        while starts and starts[0] <= now - window:
+        expired = now - window
+        while starts and starts[0] <= expired:
             starts.popleft()
         if len(starts) < limit:
             starts.append(now)
@@ -472,6 +487,11 @@ class KillSwitch(Policy):
         condition = parse_condition(config.when)
         self._holds = condition.watcher(world)
         quantity = condition.quantity
+        # The usual condition, ``live >= N``, tested inline rather than by the watcher's
+        # call: every replica going live passes here. (None: ask the watcher.)
+        self._live_at_least = (
+            condition.value if quantity == "live" and condition.op == ">=" else None
+        )
         self.thrown = False
         # The quantities grow as replicas go live (live, replicas_total, max_generation).
         # Once thrown, killing "all" leaves no one to start a replica;
@@ -489,7 +509,11 @@ class KillSwitch(Policy):
             if self.config.kill == "copies" and new.parent is None:
                 return None
             return Decision("kill", "kill switch thrown: no new replicas", kill=[new])
-        if not self._holds():
+        least = self._live_at_least
+        if least is not None:
+            if not self.world.live >= least:  # (the watcher's very test: ``ge(live, N)``)
+                return None
+        elif not self._holds():
             return None
         self.thrown = True
         reason = f"{self.config.when}: kill {self.config.kill}"
@@ -673,6 +697,9 @@ class ResourceQuota(Policy):
         self._lineages = _Lineages()
         self._ledger: dict[Replica, list[ServerProcess]] = {}
         self._per_host = config.scope == "host"
+        # Whether one server alone keeps within every quota (the world's server size is
+        # drawn once per trial): ``_over`` of no servers, computed once.
+        self._first_fits = not self._over(())
         if self._per_host:
             _subscribe(self, events=frozenset())  # the host's own server table suffices
 
@@ -692,7 +719,10 @@ class ResourceQuota(Policy):
 
     def on_action(self, action: Action) -> Decision | None:
         if self._per_host:
-            over = self._over(action.host.servers.values())
+            table = action.host.servers
+            if not table and self._first_fits:
+                return None  # the usual case: a host's first server, within every quota
+            over = self._over(table.values())
         else:
             servers = self._lineage_servers(action.actor)
             over = self._over(servers)
@@ -786,16 +816,24 @@ class LLMMonitorConfig(PolicyConfig):
 def keyword_judge(config: LLMMonitorConfig, world: World) -> Judge:
     """A deterministic stand-in for a model: substring match on the config's keywords (the
     prompt is not read)."""
-    words = [w.lower() for w in config.keywords]
+    return _KeywordJudge(config.keywords)
 
-    def judge(command: str, action: Action) -> str | None:
+
+class _KeywordJudge:
+    """The keyword judge: flags a command line that contains one of ``words``, ignoring
+    case. A class rather than a closure so that :class:`LLMMonitor` can read its words."""
+
+    __slots__ = ("words",)
+
+    def __init__(self, keywords: list[str]) -> None:
+        self.words = tuple(w.lower() for w in keywords)
+
+    def __call__(self, command: str, action: Action) -> str | None:
         low = command.lower()
-        for word in words:
+        for word in self.words:
             if word in low:
                 return f"{command!r} mentions {word!r}"
         return None
-
-    return judge
 
 
 @POLICIES.register("llm-monitor", LLMMonitorConfig)
@@ -808,11 +846,24 @@ class LLMMonitor(Policy):
     def __init__(self, config: LLMMonitorConfig, world: World) -> None:
         super().__init__(config, world)
         _subscribe(self, actions=frozenset(config.actions))
-        self._judge = JUDGES.get(config.judge).obj(config, world)
+        self._judge = judge = JUDGES.get(config.judge).obj(config, world)
+        # The keyword judge's test, made here without calling it (every action passes
+        # here, and almost none has a keyword): the judge is called, for its reason, only
+        # on a line that has one, and a line without any gets the judge's answer, None.
+        self._words = judge.words if isinstance(judge, _KeywordJudge) else None
 
     def on_action(self, action: Action) -> Decision | None:
-        # (the line another policy rendered, without a call: every action passes here)
-        line = action.detail.get("_command_line") or command_line(action)
+        line = action.line  # (rendered by another policy: no call)
+        if line is None:
+            line = command_line(action)
+        words = self._words
+        if words is not None:
+            low = line.lower()
+            for word in words:
+                if word in low:
+                    break
+            else:
+                return None
         flagged = self._judge(line, action)
         if flagged is None:
             return None

@@ -35,8 +35,8 @@ class PolicyChain:
         # bound method when the policy always notices, so that a certain policy costs one
         # call; otherwise a wrapper that first draws whether it notices. Which policy a
         # handler belongs to is looked up only when it decides something or raises.
-        self._actions: dict[str, list[ActionHandler]] = {}
-        self._events: dict[str, list[EventHandler]] = {}
+        actions: dict[str, list[ActionHandler]] = {}
+        events: dict[str, list[EventHandler]] = {}
         self._owner: dict[Callable[..., Decision | None], Policy] = {}
         for p in policies:
             notice = self._uncertain(p)
@@ -44,9 +44,14 @@ class PolicyChain:
             on_event = p.on_event if notice is None else self._noticing_event(p, notice)
             on_action, on_event = self._owned(p, on_action), self._owned(p, on_event)
             for kind in p.actions:
-                self._actions.setdefault(kind, []).append(on_action)
+                actions.setdefault(kind, []).append(on_action)
             for kind in p.events:
-                self._events.setdefault(kind, []).append(on_event)
+                events.setdefault(kind, []).append(on_event)
+        # Tuples: the cheapest sequence to iterate, once per action and watched event.
+        self._actions: dict[str, tuple[ActionHandler, ...]] = {
+            k: tuple(v) for k, v in actions.items()
+        }
+        self._events: dict[str, tuple[EventHandler, ...]] = {k: tuple(v) for k, v in events.items()}
         # Action kinds some policy inspects: for the others, the world builds no action.
         self.action_kinds: frozenset[str] = frozenset(self._actions)
         self.decisions: dict[str, int] = {}
@@ -139,10 +144,60 @@ class PolicyChain:
                 return
             if decision is None or decision.verdict in ("allow", "deny", "delay"):
                 continue  # an event has already happened: it cannot be denied
-            policy = self._owner[on_event]
-            actor = self.world.by_name.get(fields.get("replica", ""))
-            self._log(policy, decision, actor, kind)
-            self._enact(policy, decision, actor)
+            self._decided(on_event, decision, kind, fields)
+
+    def recorder(
+        self, append: Callable[[tuple[float, str, dict[str, Any]]], None]
+    ) -> Callable[..., None]:
+        """The world's ``record`` for a chain that watches events: it appends the event
+        with ``append``, as :meth:`World.record <sim.world.World.record>` does, then runs
+        the subscribed policies on it as :meth:`notify` does.
+
+        The loop of :meth:`notify` is repeated inside rather than called: every watched
+        event of a trial passes here, and this saves a call layer (and a ``dict.get``) on
+        each.
+
+        Raises:
+            Death: (from the returned function) a policy killed the replica whose own
+                action records the event: the action stops there, as the kernel would
+                stop the process.
+        """
+        handlers, owner, decided, fail = self._events, self._owner, self._decided, self._fail
+        env, by_name = self.world.env, self.world.by_name  # closed over: no lookups per event
+
+        def record(kind: str, **fields: Any) -> None:
+            append((env.now, kind, fields))
+            if kind in handlers:
+                for on_event in handlers[kind]:
+                    try:
+                        decision = on_event(kind, fields)
+                    except Exception as err:
+                        fail(owner[on_event], err)
+                        break
+                    if decision is None or decision.verdict in ("allow", "deny", "delay"):
+                        continue  # an event has already happened: it cannot be denied
+                    decided(on_event, decision, kind, fields)
+                # A policy may have killed the replica whose own action this is. (A test
+                # and a subscript rather than ``fields.get``: no call; by_name has no
+                # None key, as ``by_name.get(fields.get("replica") or "")`` had no "".)
+                actor = by_name.get(fields["replica"]) if "replica" in fields else None
+                if (
+                    actor is not None
+                    and actor.died == actor.died  # dead: not ``alive``, without the call
+                    and actor.proc is env.active_process
+                ):
+                    raise Death(actor.cause)
+
+        return record
+
+    def _decided(
+        self, on_event: EventHandler, decision: Decision, kind: str, fields: dict[str, Any]
+    ) -> None:
+        """Log and carry out what the handler ``on_event`` decided on an event."""
+        policy = self._owner[on_event]
+        actor = self.world.by_name.get(fields.get("replica", ""))
+        self._log(policy, decision, actor, kind)
+        self._enact(policy, decision, actor)
 
     def _log(self, policy: Policy, decision: Decision, actor: Replica | None, on: str) -> None:
         self.decisions[decision.verdict] = self.decisions.get(decision.verdict, 0) + 1

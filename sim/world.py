@@ -358,24 +358,8 @@ class World:
             self, [POLICIES.get(c.kind).obj(c, self) for c in self.scenario.policies]
         )
         if chain.watched_events:
-            watched, notify, append = chain.watched_events, chain.notify, self.events.append
-            env, by_name = self.env, self.by_name  # closed over: no attribute lookups per event
-
-            def record(kind: str, **fields: Any) -> None:
-                append((env.now, kind, fields))
-                if kind in watched:
-                    notify(kind, fields)
-                    # A policy may have killed the replica whose own action this is: stop
-                    # that action here, as the kernel would stop the process.
-                    actor = by_name.get(fields.get("replica") or "")
-                    if (
-                        actor is not None
-                        and actor.died == actor.died  # dead: not ``alive``, without the call
-                        and actor.proc is env.active_process
-                    ):
-                        raise Death(actor.cause)
-
-            self.record = record  # type: ignore[method-assign]
+            # Every event then passes the chain's subscribed policies, in the same call.
+            self.record = chain.recorder(self.events.append)  # type: ignore[method-assign]
         return chain
 
     def _ask(self, kind: str, actor: Replica, host: VirtualHost, detail: dict[str, Any]) -> float:
@@ -674,7 +658,8 @@ class World:
                     "dst": dst.name,
                     "dst_path": dst_path,
                 }
-                wait = chain.check(Action("copy", actor, dst, self.env.now, detail))
+                # (``env._now`` is what the ``now`` property returns, without its call)
+                wait = chain.check(Action("copy", actor, dst, self.env._now, detail))
                 if wait > 0:
                     yield self.env.timeout(wait)
             elif not actor.alive:
@@ -758,7 +743,7 @@ class World:
         if chain is not None:
             if "start_server" in chain.action_kinds:  # ``_ask``, inline: as for copies
                 detail = {"path": path, "port": port}
-                wait = chain.check(Action("start_server", actor, host, self.env.now, detail))
+                wait = chain.check(Action("start_server", actor, host, self.env._now, detail))
                 if wait > 0:
                     yield self.env.timeout(wait)
             elif not actor.alive:
@@ -828,7 +813,7 @@ class World:
         if chain is not None:
             if "start_agent" in chain.action_kinds:  # ``_ask``, inline: as for copies
                 detail = {"path": path, "port": port}
-                wait = chain.check(Action("start_agent", actor, host, self.env.now, detail))
+                wait = chain.check(Action("start_agent", actor, host, self.env._now, detail))
                 if wait > 0:
                     yield self.env.timeout(wait)
             elif not actor.alive:
