@@ -28,6 +28,7 @@ setup-core:
 setup:
 	$(PYTHON) -m pip install -q -e ".[dev]"
 	bash .ci/setup.sh
+	replisim hosts image build
 
 lint:
 	ruff check .
