@@ -273,7 +273,13 @@ class LiveWorld(World):
 
         run_dir = state_root() / self.run_id
         self._control_root = str(run_dir / ".control")
-        os.makedirs(self._control_root)
+        try:
+            os.makedirs(self._control_root)
+        except FileExistsError:
+            raise LiveWorldError(
+                f"run id {self.run_id!r} is in use, or a killed run left it: "
+                f"replisim hosts clean --run {self.run_id}"
+            ) from None
         self._controls: list[_Control] = []
         self._boxes: list[LiveHost] = []
         self._conns: dict[tuple[int, int], LiveServer | Replica] = {}

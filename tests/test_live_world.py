@@ -27,7 +27,7 @@ from sim.config import Scenario, load_scenario, parse_override
 from sim.hosts.live import ProcessInfo, clean
 from sim.hosts.local_host import state_root
 from sim.lineage import build_lineage
-from sim.live_world import LiveSlot, LiveWorld
+from sim.live_world import LiveSlot, LiveWorld, LiveWorldError
 from sim.trial import run_trial
 from tests.live_support import ERRORS, labelled, skip_unless
 
@@ -534,3 +534,32 @@ def test_the_embedded_model_types_commands_that_run_for_real_in_the_sandbox() ->
         assert (record["stdout"] + record["stderr"])[:200] in step["observation"]
         assert record["exec_s"] > 0
     assert world.counters["llm_tokens"] > 0
+
+
+# ------------------------------------------------------------------- bad set-ups
+
+
+def test_a_live_world_refuses_a_run_id_in_use_and_says_how_to_free_it() -> None:
+    """A second world with a taken run id fails at once, naming `replisim hosts clean`."""
+    run = _run_id()
+    (state_root() / run / ".control").mkdir(parents=True)
+    try:
+        with pytest.raises(LiveWorldError, match=f"hosts clean --run {run}"):
+            LiveWorld(_scenario("live-chain"), 0, run_id=run)
+    finally:
+        clean(run)
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("stop.horizon=inf",), "set stop.horizon"),
+        (("hosts=[{name: a, backend: docker}, {name: b}]",), "must all be live"),
+    ],
+)
+def test_a_live_world_refuses_a_scenario_it_cannot_run(sets: tuple[str, ...], message: str) -> None:
+    """No wall-clock horizon, or virtual hosts beside live ones: a clear error, nothing made."""
+    run = _run_id()
+    with pytest.raises(LiveWorldError, match=message):
+        LiveWorld(_scenario("live-chain", *sets), 0, run_id=run)
+    assert _left(run) == []
