@@ -556,7 +556,10 @@ CORPUS: tuple[EscapeAttempt, ...] = (
     EscapeAttempt(
         "shell-fork-bomb",
         "fork-bomb",
-        "f() { f | f & }; f; sleep 6",
+        # Outlives its timeout on purpose: the kill of the command's process group at the
+        # timeout is what ends the bomb (a bomb left running keeps the sandbox at its pids
+        # cap, where nothing, not even the clean-up's `kill`, can fork).
+        "f() { f | f & }; f; sleep 60",
         timeout=8,
         must_fail=False,
         bounded=True,
@@ -647,7 +650,7 @@ def _default_runner(host: LiveHost) -> Runner:
     return run
 
 
-def _alive(host: LiveHost, tries: int = 5) -> bool:
+def _alive(host: LiveHost, tries: int = 8) -> bool:
     """Whether the host answers a command (retried: a fork bomb's tail may still be ending)."""
     for attempt in range(tries):
         try:
