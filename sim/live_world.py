@@ -494,6 +494,16 @@ class LiveWorld(World):
         if not self._closed:
             self._pool.submit(fn, *args, **kwargs).add_done_callback(done)
 
+    def _now(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run ``fn`` in the simulation's thread, holding the clock for it (a fraction of a
+        second), so that what follows in simulated time sees its effect; a failure becomes
+        a ``live-error`` event."""
+        try:
+            fn(*args, **kwargs)
+        except Exception as error:
+            reason = f"{type(error).__name__}: {error}"[:500]
+            self.record("live-error", action=what, error=reason)
+
     def _kill_processes(self, host: VirtualHost, pids: list[int], sig: int) -> None:
         """Signal processes of a sandbox from a worker thread; gone ones are fine."""
         assert isinstance(host, LiveSlot)
@@ -710,7 +720,7 @@ class LiveWorld(World):
         self.record("limit", limit="network-cut", host=host.name, source=source)
         assert isinstance(host, LiveSlot)
         if self._network is not None and hasattr(host.box, "container_name"):
-            self._background("network-cut", host.box.update_limits, network="none")
+            self._now("network-cut", host.box.update_limits, network="none")
 
     def fail_host(self, host: VirtualHost, source: str, grace: float = 0.0) -> None:
         """Shut the sandbox down for real, as ``docker stop -t grace`` does: SIGTERM to
@@ -747,7 +757,7 @@ class LiveWorld(World):
         if "cpu" in changes:
             limits["cpus"] = min(changes["cpu"], float(os.cpu_count() or 1))
         if limits:
-            self._background("capacity", host.box.update_limits, **limits)
+            self._now("capacity", host.box.update_limits, **limits)
 
     def shell(self, replica: Replica, timeout: float) -> LiveShell:
         """A bash session of ``replica`` in its sandbox."""
