@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -254,10 +255,27 @@ def _trial_source(args: argparse.Namespace) -> tuple[Scenario, int, Path]:
     return scenario, seed, out
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from sim.trial import jsonable, run_trial
 
     scenario, seed, out = _trial_source(args)
+    from sim.live_world import host_backends, is_live
+
+    if is_live(scenario):
+        if not (args.json or args.quiet):
+            backends = "/".join(sorted(set(host_backends(scenario))))
+            print(
+                f"live world: {scenario.name} on {backends} sandboxes, up to "
+                f"{scenario.stop.horizon:g} s of wall time; Ctrl-C stops it and removes them",
+                file=sys.stderr,
+            )
+        # A SIGTERM (a CI timeout, `kill`) cleans up as Ctrl-C does: the world's
+        # sandboxes are removed on the way out instead of outliving the controller.
+        signal.signal(signal.SIGTERM, _interrupt)
     result = run_trial(scenario, seed, out)
     summary = result.summary
     if args.json:

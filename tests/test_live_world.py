@@ -365,6 +365,19 @@ def test_a_finished_run_and_an_interrupted_run_leave_nothing_behind(backend: str
     assert _left(run) == [], out
 
 
+def test_a_sigterm_to_the_controller_cleans_up_as_ctrl_c_does() -> None:
+    """`kill PID` (a CI timeout) mid-run: the controller removes its containers on the way out."""
+    skip_unless("docker")
+    run = _run_id()
+    proc = _run_live_chain(run, "docker", "60s")
+    _wait_for_sandboxes(proc, run)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0
+    assert "live world: live-chain on docker sandboxes" in out
+    assert _left(run) == [], out
+
+
 @pytest.mark.parametrize("backend", ["docker", "local"])
 def test_hosts_clean_removes_what_a_killed_controller_left(backend: str) -> None:
     """SIGKILL the controller mid-run; ``replisim hosts clean --run`` removes the rest."""
