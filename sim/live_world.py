@@ -494,7 +494,7 @@ class LiveWorld(World):
         if not self._closed:
             self._pool.submit(fn, *args, **kwargs).add_done_callback(done)
 
-    def _now(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    def _apply_now(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Run ``fn`` in the simulation's thread, holding the clock for it (a fraction of a
         second), so that what follows in simulated time sees its effect; a failure becomes
         a ``live-error`` event."""
@@ -662,15 +662,10 @@ class LiveWorld(World):
         """Mark a replica dead, and end its real processes (agent and own server)."""
         if not replica.alive:
             return
-        server = replica.server
+        pids = self._pids(replica)  # before the world forgets whose server is whose
         super().die(replica, cause)
         self.beats.pop(replica, None)
-        pids = []
-        agent = self._agents.pop(replica, None)
-        if agent is not None:
-            pids.append(agent[1])
-        if isinstance(server, LiveServer) and server.owner is replica:
-            pids.append(server.pid)
+        self._agents.pop(replica, None)
         self._kill_processes(replica.host, pids, signals.SIGKILL)
 
     def signal(
@@ -702,6 +697,7 @@ class LiveWorld(World):
             self._kill_processes(replica.host, self._pids(replica), signals.SIGKILL)
 
     def _pids(self, replica: Replica) -> list[int]:
+        """The pids of a replica's processes: its agent's and its own server's."""
         agent = self._agents.get(replica)
         pids = [agent[1]] if agent is not None else []
         server = replica.server
@@ -720,7 +716,7 @@ class LiveWorld(World):
         self.record("limit", limit="network-cut", host=host.name, source=source)
         assert isinstance(host, LiveSlot)
         if self._network is not None and hasattr(host.box, "container_name"):
-            self._now("network-cut", host.box.update_limits, network="none")
+            self._apply_now("network-cut", host.box.update_limits, network="none")
 
     def fail_host(self, host: VirtualHost, source: str, grace: float = 0.0) -> None:
         """Shut the sandbox down for real, as ``docker stop -t grace`` does: SIGTERM to
@@ -757,7 +753,7 @@ class LiveWorld(World):
         if "cpu" in changes:
             limits["cpus"] = min(changes["cpu"], float(os.cpu_count() or 1))
         if limits:
-            self._now("capacity", host.box.update_limits, **limits)
+            self._apply_now("capacity", host.box.update_limits, **limits)
 
     def shell(self, replica: Replica, timeout: float) -> LiveShell:
         """A bash session of ``replica`` in its sandbox."""
