@@ -16,6 +16,7 @@ from simpy.events import Event
 
 if TYPE_CHECKING:
     from sim.config import InjectorSpec
+    from sim.quantity import Sampler
     from sim.world import Replica, World
 
 __all__ = ["install_injectors", "targets"]
@@ -66,7 +67,7 @@ def _install(world: World, spec: InjectorSpec, index: int) -> None:
                 if spec.patch_host:
                     _patch_when_dead(world, r, host)
         else:
-            _apply_limit(world, spec, index, grace())
+            _apply_limit(world, spec, index, grace)
 
     def fire(replica: Replica | None = None) -> None:
         p = chance()
@@ -137,7 +138,7 @@ def _patch_when_dead(world: World, replica: Replica, host: Any) -> None:
         world.on_death.append(on_death)
 
 
-def _apply_limit(world: World, spec: InjectorSpec, index: int, grace: float) -> None:
+def _apply_limit(world: World, spec: InjectorSpec, index: int, grace: Sampler) -> None:
     limit = spec.limit
     hosts = world.host_by_name
     network = world.network
@@ -161,7 +162,8 @@ def _apply_limit(world: World, spec: InjectorSpec, index: int, grace: float) -> 
     if limit == "network-cut":
         world.isolate(host, source)
     elif limit == "host-failure":
-        world.fail_host(host, source, grace)
+        # The grace is drawn only here, so other limits leave the trial's RNG stream alone.
+        world.fail_host(host, source, grace())
         if spec.recover_after is not None:
             world.env.timeout(world.draw(spec.recover_after)).callbacks.append(
                 lambda _: world.recover_host(host, source)

@@ -488,8 +488,7 @@ class LiveWorld(World):
         def done(future: Future[Any]) -> None:
             error = future.exception()
             if error is not None:
-                reason = f"{type(error).__name__}: {error}"[:500]
-                self.post(lambda: self.record("live-error", action=what, error=reason))
+                self.post(self._live_error, what, error)
 
         if not self._closed:
             self._pool.submit(fn, *args, **kwargs).add_done_callback(done)
@@ -501,8 +500,11 @@ class LiveWorld(World):
         try:
             fn(*args, **kwargs)
         except Exception as error:
-            reason = f"{type(error).__name__}: {error}"[:500]
-            self.record("live-error", action=what, error=reason)
+            self._live_error(what, error)
+
+    def _live_error(self, what: str, error: BaseException) -> None:
+        """Record that the real side of ``what`` failed (the world goes on without it)."""
+        self.record("live-error", action=what, error=f"{type(error).__name__}: {error}"[:500])
 
     def _kill_processes(self, host: VirtualHost, pids: list[int], sig: int) -> None:
         """Signal processes of a sandbox from a worker thread; gone ones are fine."""
@@ -798,10 +800,9 @@ class LiveWorld(World):
             ActionFailed: denied, missing source, existing target, no space left, no route.
         """
         if self.policy_chain is not None:
-            detail = {"src": src.name, "src_path": src_path, "dst": dst.name, "dst_path": dst_path}
-            wait = self._ask("copy", actor, dst, detail)
-            if wait > 0:
-                yield self.env.timeout(wait)
+            yield from self._check(
+                "copy", actor, dst, src=src.name, src_path=src_path, dst=dst.name, dst_path=dst_path
+            )
         if dst.failed:
             raise ActionFailed(f"ssh: connect to host {dst.name}: No route to host")
         if dst.patched:
@@ -882,9 +883,7 @@ class LiveWorld(World):
                 or it did not answer within ``world.register_timeout``.
         """
         if self.policy_chain is not None:
-            wait = self._ask("start_server", actor, host, {"path": path, "port": port})
-            if wait > 0:
-                yield self.env.timeout(wait)
+            yield from self._check("start_server", actor, host, path=path, port=port)
         if host.failed:
             raise ActionFailed(f"ssh: connect to host {host.name}: No route to host")
         ready = self._expect(("server", host.index, port))
@@ -930,9 +929,7 @@ class LiveWorld(World):
             ActionFailed: denied, no bundle there, or it did not register in time.
         """
         if self.policy_chain is not None:
-            wait = self._ask("start_agent", actor, host, {"path": path, "port": port})
-            if wait > 0:
-                yield self.env.timeout(wait)
+            yield from self._check("start_agent", actor, host, path=path, port=port)
         if host.failed:
             raise ActionFailed(f"ssh: connect to host {host.name}: No route to host")
         registered = self._expect(("agent", host.index, path))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import shutil
 import socket
 import statistics
 import subprocess
@@ -30,6 +29,7 @@ docker = pytest.importorskip("docker", reason="docker SDK not installed (pip ins
 
 from sim.hosts import docker_image as di  # noqa: E402
 from sim.hosts.sandbox import SANDBOX_UID, bwrap_command, bwrap_path  # noqa: E402
+from tests.live_support import docker_error  # noqa: E402
 
 RUN_ID = uuid.uuid4().hex[:8]
 TEST_LABELS = {"replisim.test": RUN_ID}
@@ -38,24 +38,10 @@ TEST_LABELS = {"replisim.test": RUN_ID}
 # fixtures
 
 
-def _docker_info_error() -> str | None:
-    """Why ``docker info`` fails, or None if the engine answers."""
-    cli = shutil.which("docker")
-    if cli is None:
-        return "docker CLI not found (run .ci/start-docker.sh)"
-    try:
-        proc = subprocess.run([cli, "info"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"`docker info` failed: {exc}"
-    if proc.returncode != 0:
-        return f"`docker info` failed (run .ci/start-docker.sh): {proc.stderr.strip()[:200]}"
-    return None
-
-
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
     """A Docker client; skips the test if the engine does not answer."""
-    reason = _docker_info_error()
+    reason = docker_error()
     if reason is not None:
         print(f"SKIP: {reason}")
         pytest.skip(reason)
