@@ -652,7 +652,9 @@ class LiveWorld(World):
             if not ready:
                 self._fire(("server", host.index, known.port), cause)
             owner = known.owner
-            if owner is not None and owner.alive:
+            # A host being stopped gives every process its grace (``docker stop -t``): the
+            # agent outlives its server until its own end, and may still report the SIGTERM.
+            if owner is not None and owner.alive and not host.failed:
                 self.die(owner, self._pending.get(owner) or f"server-{cause}")
         elif isinstance(known, Replica) and known.alive:
             self._agents.pop(known, None)  # its process is gone: nothing left to kill
