@@ -34,6 +34,7 @@ lint:
 	ruff check .
 	ruff format --check sim agents policies
 	mypy
+	lint-imports
 
 ## bench: the performance figures the issues ask for
 bench: setup-core

@@ -119,20 +119,19 @@ def llm(repeats: int = 3, agents: int = 16, steps: int = 3) -> dict[str, float]:
     """
     from agents.embedded import embedded_model_path
     from agents.transcript import replay_scenario
-    from sim.trial import run_trial
-    from sim.world import World
+    from sim.trial import make_world, run_trial
 
     model = str(embedded_model_path())
     engine = backends._engine(model)
     print(f"engine loaded in {engine.load_seconds:.1f} s; warming up ...", flush=True)
-    World(_scenario(agents, 1), 10_000).run()  # grammar compiled, caches warm
+    make_world(_scenario(agents, 1), 10_000).run()  # grammar compiled, caches warm
 
     rounds, direct = [], []
     last: list[ChatRequest] = []
     for i in range(repeats):
         with _Probe() as probe:
             started = time.perf_counter()
-            world = World(_scenario(agents, 1), i).run()
+            world = make_world(_scenario(agents, 1), i).run()
             rounds.append(time.perf_counter() - started)
         assert world.status == "ok", world.error
         (last,) = probe.batches  # one round: one batch of every agent's request

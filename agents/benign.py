@@ -77,7 +77,7 @@ def benign(config: BenignConfig, me: Replica) -> Generator[Any, Any, None]:
         if left is not None:
             left -= 1
         yield world.env.timeout(interval())
-        chain = world.policy_chain
+        chain = world.gate
         denied_before = chain.decisions.get("deny", 0) if chain is not None else 0
         counters["benign_actions"] += 1
         try:

@@ -3,9 +3,9 @@
 Each step the model answers one JSON object with the paper's fields — ``explanation``,
 ``gaps``, ``findings``, ``plan`` — and an ``action``: one tool call,
 ``{"tool": "execute_command", "command": "..."}``, ``{"tool": "receive_message"}`` or
-``{"tool": "finish"}``. Commands run in a :class:`~agents.shell.VirtualShell` on the
-replica's host, so the world decides what they cost and whether a copy is live and
-separate; the policy chain sees every command line.
+``{"tool": "finish"}``. Commands run in the replica's shell, which its world provides (the
+virtual shell of a modelled host, real bash in a live sandbox), so the world decides what
+they cost and whether a copy is live and separate; the policy gate sees every command line.
 
 Tasks (``task`` of the agent):
 
@@ -37,6 +37,7 @@ fields, the action, what the tool returned, tokens, simulated and wall time) and
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import time
@@ -300,17 +301,17 @@ class ModelDesk:
             # No backend name here: a replay must give the same events as the live trial.
             self.world.record("llm-batch", size=len(asks))
             requests = [a.request for a in asks]
-            if self.world.wall_clock:
-                # The live world's clock runs on while the model thinks: off its thread.
-                done = self.world.blocking(line.backend.complete, requests)  # type: ignore[attr-defined]
-                done.callbacks.append(lambda event, asks=asks: self._deliver(asks, event))
-            else:
-                self._deliver(asks, line.backend.complete(requests))
+            # Done now on a modelled clock; beside the world on the wall clock, which runs
+            # on while the model thinks.
+            done = self.world.work(line.backend.complete, requests)
+            done.callbacks.append(functools.partial(self._deliver, asks))
 
-    def _deliver(self, asks: list[_Ask], replies: Any) -> None:
-        if isinstance(replies, Event):  # a finished call of the live world
-            reason = f"model call failed: {replies.value}"
-            replies = replies.value if replies.ok else [BackendError(reason)] * len(asks)
+    def _deliver(self, asks: list[_Ask], done: Event) -> None:
+        replies: Sequence[ChatReply | BackendError] = (
+            done.value
+            if done.ok
+            else [BackendError(f"model call failed: {done.value}")] * len(asks)
+        )
         for ask, reply in zip(asks, replies, strict=True):
             self.responses.append(response_record(ask.request, reply))
             if not ask.event.triggered:
@@ -473,7 +474,6 @@ class _Agent:
             _ModelFailed: no valid answer within the retries (the world is failed).
         """
         model = self.config.model
-        env = self.world.env
         failure = ""
         waited = 0.0
         for attempt in range(model.retries + 1):
@@ -492,8 +492,7 @@ class _Agent:
                 self.tokens += reply.prompt_tokens + reply.completion_tokens
                 self.world.counters["llm_tokens"] += reply.prompt_tokens + reply.completion_tokens
                 model_s = self.cost.seconds(reply.prompt_tokens, reply.completion_tokens)
-                if not self.world.wall_clock:  # live: the call itself took the real time
-                    yield env.timeout(model_s)
+                yield self.world.elapse(model_s)  # the profile's time (the wall clock's own)
                 try:
                     return parse_step(reply.text), reply, model_s + waited, attempt + 1
                 except ValueError as err:
@@ -512,10 +511,11 @@ class _Agent:
                 break
             delay = model.backoff * 2**attempt
             if delay > 0:
-                if not self.desk.replaying(model) and not self.world.wall_clock:
-                    time.sleep(delay)  # a real server gets real time to recover
+                if not self.desk.replaying(model):
+                    # A real server gets real time to recover (beside the world, on its clock).
+                    yield self.world.work(time.sleep, delay)
                 waited += delay
-                yield env.timeout(delay)
+                yield self.world.elapse(delay)
         self.world.fail(
             f"model call of {self.me.name} at step {self.steps} failed after "
             f"{attempt + 1} attempt(s): {failure}"

@@ -10,38 +10,18 @@ and delays act on the action at hand, so they are immediate when noticed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from policies.registry import PolicyConfig
+from sim.world import Action
 
 if TYPE_CHECKING:
-    from sim.hosts.virtual import VirtualHost
-    from sim.world import Replica, World
+    from sim.world import Host, Replica, World
 
 __all__ = ["Action", "Decision", "Policy", "Verdict"]
 
 Verdict = Literal["allow", "deny", "delay", "kill", "quarantine", "alert"]
-
-
-@dataclass(slots=True)
-class Action:
-    """A proposed agent action: what, by whom, where, when, and its details.
-
-    ``kind`` is one of ``copy``, ``start_server``, ``start_agent``, ``kill``, ``send`` or
-    ``command`` (a shell command line from an LLM agent, in ``detail["command"]``).
-
-    ``line`` caches the action's command line once a policy has rendered it
-    (:func:`policies.builtin.command_line`), so that every later policy of the chain
-    reads it without rendering it again; None until then.
-    """
-
-    kind: str
-    actor: Replica
-    host: VirtualHost
-    time: float
-    detail: dict[str, Any] = field(default_factory=dict)
-    line: str | None = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -63,7 +43,7 @@ class Decision:
     message: str = ""
     delay: float = 0.0
     kill: str | list[Replica] = "actor"
-    host: VirtualHost | None = None
+    host: Host | None = None
 
 
 class Policy:

@@ -64,8 +64,7 @@ from sim.quantity import Size, parse_duration
 from sim.registry import Registry
 
 if TYPE_CHECKING:
-    from sim.hosts.virtual import ServerProcess, VirtualHost
-    from sim.world import Replica, World
+    from sim.world import Host, Replica, ServerProcess, World
 
 __all__ = [
     "JUDGES",
@@ -591,7 +590,7 @@ class Quarantine(Policy):
         self._seen: set[str] = set()  # hosts that have had a replica
         self._sentenced: set[int] = set()  # hosts whose isolation is decided
 
-    def _quarantine(self, host: VirtualHost, reason: str) -> Decision | None:
+    def _quarantine(self, host: Host, reason: str) -> Decision | None:
         if host.name in self._trusted or host.index in self._sentenced:
             return None
         self._sentenced.add(host.index)

@@ -130,7 +130,7 @@ class PolicyChain:
             else:
                 self._enact(policy, decision, action.actor)
         actor = action.actor
-        if actor.died == actor.died:  # dead (``not actor.alive`` without the call)
+        if not actor.alive:
             raise Death(actor.cause)
         return wait
 
@@ -181,11 +181,7 @@ class PolicyChain:
                 # and a subscript rather than ``fields.get``: no call; by_name has no
                 # None key, as ``by_name.get(fields.get("replica") or "")`` had no "".)
                 actor = by_name.get(fields["replica"]) if "replica" in fields else None
-                if (
-                    actor is not None
-                    and actor.died == actor.died  # dead: not ``alive``, without the call
-                    and actor.proc is env.active_process
-                ):
+                if actor is not None and not actor.alive and actor.proc is env.active_process:
                     raise Death(actor.cause)
 
         return record
@@ -224,7 +220,7 @@ class PolicyChain:
         cause = f"policy:{policy.name}"
         if decision.verdict == "kill":
             for victim in self._victims(decision, actor):
-                world.die(victim, cause)
+                world.deliver(victim, "SIGKILL", source=cause, cause=cause)
         elif decision.verdict == "quarantine":
             host = decision.host or (actor.host if actor is not None else None)
             if host is not None:

@@ -20,7 +20,7 @@ from typing import Any
 import simpy
 
 from sim.config import Scenario, load_scenario
-from sim.world import World
+from sim.trial import make_world
 
 __all__ = [
     "PERMISSIVE_CHAIN",
@@ -98,11 +98,11 @@ def engine_ratio(scenario: Scenario, seed: int) -> dict[str, float]:
     """Run one replisim trial and bare SimPy doing the same work; return both rates."""
     gc.collect()  # start clean: no garbage left by the previous measurement
     started = time.perf_counter()
-    world = World(scenario, seed).run()
+    world = make_world(scenario, seed).run()
     ours = time.perf_counter() - started
     events = next(world.env._eid)  # every event SimPy scheduled in the trial
     end = world.env.now
-    lives = [(r.born, r.died if r.died == r.died else end) for r in world.replicas]
+    lives = [(r.born, r.died if not r.alive else end) for r in world.replicas]
     bare = bare_simpy(lives, events)
     return {
         "events": events,
@@ -150,7 +150,7 @@ def _policy_medians(
     def trial(scenario: Scenario, seed: int) -> tuple[list[float], int]:
         gc.collect()  # start clean: no garbage left by the previous measurement
         started = [clock() for clock in clocks]
-        world = World(scenario, seed).run()
+        world = make_world(scenario, seed).run()
         return [clock() - t for clock, t in zip(clocks, started, strict=True)], len(world.replicas)
 
     trial(off, seeds[0])  # warm-up: imports, caches
@@ -237,7 +237,7 @@ def run_spread(replicas: int, seed: int = 1) -> dict[str, float]:
     gc.collect()
     baseline_mb = psutil.Process().memory_info().rss / 2**20  # the interpreter and imports
     started = time.perf_counter()
-    world = World(scenario, seed).run()
+    world = make_world(scenario, seed).run()
     elapsed = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {

@@ -263,11 +263,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from sim.trial import jsonable, run_trial
 
     scenario, seed, out = _trial_source(args)
-    from sim.live_world import host_backends, is_live
+    from sim.hosts.registry import backends_of, substrate_of
 
-    if is_live(scenario):
+    if getattr(substrate_of(scenario), "wall_clock", False):
         if not (args.json or args.quiet):
-            backends = "/".join(sorted(set(host_backends(scenario))))
+            backends = "/".join(sorted(set(backends_of(scenario))))
             print(
                 f"live world: {scenario.name} on {backends} sandboxes, up to "
                 f"{scenario.stop.horizon:g} s of wall time; Ctrl-C stops it and removes them",

@@ -26,7 +26,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from agents.registry import AGENTS, AgentConfig
 from policies.registry import POLICIES, PolicyConfig
 from sim.conditions import Condition, ConditionText, parse_condition
-from sim.hosts.registry import HOST_BACKENDS, HostGroup
+from sim.hosts.registry import HOST_BACKENDS, HostGroup, substrate_of
 from sim.quantity import (
     Bandwidth,
     Dist,
@@ -346,6 +346,14 @@ class Scenario(Model):
                     bad(("injectors", i, "link", j), end)
             if inj.target.startswith("host:") and inj.target[5:] not in hosts:
                 bad(("injectors", i, "target"), inj.target[5:])
+        try:  # every host of one world runs on one substrate (modelled, or live)
+            substrate_of(self)
+        except ValueError as err:
+            errors.append(
+                InitErrorDetails(
+                    type=PydanticCustomError("substrate", str(err)), loc=("hosts",), input=None
+                )
+            )
         if errors:
             raise ValidationError.from_exception_data("Scenario", errors)
         return self

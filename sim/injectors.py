@@ -42,7 +42,7 @@ def targets(world: World, target: str) -> list[Replica]:
     if target == "newest":
         return [next(reversed(alive))]
     if target == "random":
-        live = [r for r in alive if r.live_at == r.live_at]
+        live = [r for r in alive if r.ever_live]
         return [world.rng.choice(live)] if live else []
     if target.startswith("host:"):
         host = world.host_by_name[target[5:]]
@@ -63,7 +63,7 @@ def _install(world: World, spec: InjectorSpec, index: int) -> None:
             aimed = [replica] if replica is not None else targets(world, spec.target)
             for r in aimed:
                 host = r.host
-                world.signal(r, spec.signal, grace(), source=f"injector {index}")
+                world.deliver(r, spec.signal, grace(), source=f"injector {index}")
                 if spec.patch_host:
                     _patch_when_dead(world, r, host)
         else:
@@ -141,21 +141,14 @@ def _patch_when_dead(world: World, replica: Replica, host: Any) -> None:
 def _apply_limit(world: World, spec: InjectorSpec, index: int, grace: Sampler) -> None:
     limit = spec.limit
     hosts = world.host_by_name
-    network = world.network
     source = f"injector {index}"
     if limit in ("link-cut", "link-restore"):
         assert spec.link is not None
         a, b = hosts[spec.link[0]], hosts[spec.link[1]]
-        key = network.key(a, b)
-        world.record("limit", limit=limit, link=[a.name, b.name], source=source)
         if limit == "link-cut":
-            network.cut.add(key)
-            world.abort_copies(
-                lambda s, d: network.key(s, d) == key,
-                "rsync: connection unexpectedly closed (link cut)",
-            )
+            world.cut_link(a, b, source)
         else:
-            network.cut.discard(key)
+            world.restore_link(a, b, source)
         return
     assert spec.host is not None
     host = hosts[spec.host]

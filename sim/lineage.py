@@ -57,7 +57,7 @@ def build_lineage(replicas: Iterable[Replica], end_s: float, **graph_attrs: Any)
             live_at=r.live_at,
             died=r.died,
             cause=r.cause,
-            live=r.live_at == r.live_at,
+            live=r.ever_live,
             separate=r.separate,
             survived_parent=r.survived_parent,
             signalled_at=r.signalled_at,

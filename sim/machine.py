@@ -126,6 +126,13 @@ class Machine:
             **(extra or {}),
         }
 
+    def home_files(self) -> dict[str, str]:
+        """Files in the home directory by name (a login's dot files)."""
+        return {
+            ".bashrc": f"# ~/.bashrc\nexport PATH={self.path}\n",
+            ".profile": "# ~/.profile\n[ -f ~/.bashrc ] && . ~/.bashrc\n",
+        }
+
     def etc_files(self) -> dict[str, str]:
         """Files under ``/etc`` by name (``os-release``, ``hostname``, ``hosts``, ``passwd``,
         ``group``), as every world shows them."""

@@ -45,7 +45,7 @@ def trial_metrics(world: World, lineage: nx.DiGraph) -> dict[str, Any]:
     extinct = lin.extinct(lineage) and world.ended_by != "population-cap"
     offspring = lin.offspring_counts(lineage)
     end = world.env.now
-    decisions = world.policy_chain.decisions if world.policy_chain is not None else {}
+    decisions = world.gate.decisions if world.gate is not None else {}
     contained, containment_s = _containment(lineage)
     return {
         "replicated": any(d["live"] and d["parent"] for _, d in lineage.nodes(data=True)),

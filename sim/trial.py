@@ -32,14 +32,50 @@ class TrialResult:
     """Extra JSONL files of the trial folder (transcripts, recorded model answers)."""
 
 
-def make_world(scenario: Scenario, seed: int) -> World:
-    """The world a trial of ``scenario`` runs in: simulated, or live if any host group is
-    a live backend (``docker``, ``local``)."""
-    from sim.live_world import LiveWorld, is_live  # the live world's imports stay lazy
+def make_world(scenario: Scenario, seed: int, run_id: str | None = None) -> World:
+    """Build the world a trial of ``scenario`` runs in, ready to run: the composition root.
 
-    if is_live(scenario):
-        return LiveWorld(scenario, seed)
-    return World(scenario, seed)
+    The substrate comes from the host groups' backends (modelled for ``virtual``, live for
+    ``docker`` and ``local``); the agents from the agent registry; the policy gate from the
+    policy registry; then the injectors are installed and the origins started.
+
+    Args:
+        scenario: The validated scenario.
+        seed: The trial's seed.
+        run_id: Live worlds: the id on everything they create (default: made up).
+
+    Raises:
+        LiveWorldError: (live worlds) a sandbox did not start or an origin did not register;
+            everything made so far is removed first.
+    """
+    from agents.registry import AGENTS
+    from policies.chain import PolicyChain
+    from policies.registry import POLICIES
+    from sim.hosts.registry import substrate_of
+    from sim.injectors import install_injectors
+
+    idle = AGENTS.get("idle")
+    assert idle.config is not None
+    idle_config = idle.config.model_validate({"agent": "idle"})
+    substrate = substrate_of(scenario)(scenario, seed, run_id)
+    world = World(
+        scenario,
+        seed,
+        substrate,
+        agent_fn=lambda spec: AGENTS.get(spec.agent).obj,
+        idle=(idle_config, idle.obj),
+    )
+    try:
+        if scenario.policies:
+            policies = [POLICIES.get(c.kind).obj(c, world) for c in scenario.policies]
+            chain = PolicyChain(world, policies)
+            recorder = chain.recorder(world.events.append) if chain.watched_events else None
+            world.attach_gate(chain, recorder)
+        install_injectors(world)  # before the origins, which go live at once
+    except BaseException:
+        world.close()
+        raise
+    return world.start()
 
 
 def run_trial(scenario: Scenario, seed: int, out: str | Path | None = None) -> TrialResult:

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from sim.config import Scenario, load_scenario
+from sim.trial import make_world
 from sim.world import World
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,7 @@ def shipped(name: str, *overrides: tuple[str, Any]) -> Scenario:
 
 def run(s: Scenario, seed: int = 0) -> World:
     """Run one trial and return the finished world."""
-    return World(s, seed).run()
+    return make_world(s, seed).run()
 
 
 def events(folder: Path, kind: str | None = None) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sim import bench
 from sim.config import load_scenario
-from sim.world import World
+from sim.trial import make_world
 from tests.helpers import SCENARIOS
 
 
@@ -17,11 +17,11 @@ def test_the_permissive_chain_watches_everything_and_changes_nothing():
         SCENARIOS, "network-spread", [*overrides, ("policies", bench.PERMISSIVE_CHAIN)]
     )
     for seed in (0, 1):
-        without, with_chain = World(off, seed).run(), World(on, seed).run()
+        without, with_chain = make_world(off, seed).run(), make_world(on, seed).run()
         assert [e[:2] for e in with_chain.events] == [e[:2] for e in without.events]
-        assert with_chain.policy_chain is not None
-        assert with_chain.policy_chain.action_kinds >= {"copy", "start_server", "start_agent"}
-        assert with_chain.policy_chain.decisions == {}
+        assert with_chain.gate is not None
+        assert with_chain.gate.action_kinds >= {"copy", "start_server", "start_agent"}
+        assert with_chain.gate.decisions == {}
 
 
 def test_policy_ratios_reports_both_clocks():

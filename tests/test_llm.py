@@ -30,8 +30,8 @@ from agents.profiles import PROFILES, ModelProfile, resolve_profile
 from agents.shell import transcript as shell_transcript
 from agents.vllm_engine import vllm_available
 from sim.config import Scenario
-from sim.trial import run_trial
-from sim.world import SHUTDOWN_MESSAGE, World
+from sim.trial import make_world, run_trial
+from sim.world import SHUTDOWN_MESSAGE
 from tests.helpers import ROOT, events, scenario, shipped
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -375,7 +375,7 @@ def test_embedded_model_drives_an_agent_through_the_virtual_shell(recorded: Path
     from agents.transcript import replay_scenario
 
     scenario = Scenario.model_validate_json((recorded / "scenario.json").read_text())
-    world = World(replay_scenario(scenario, recorded), 3).run()
+    world = make_world(replay_scenario(scenario, recorded), 3).run()
     ran = shell_transcript(world, "origin")
     assert [r.command for r in ran] == [s["command"].strip() for s in steps]
     for result, step in zip(ran, steps, strict=True):
@@ -514,7 +514,7 @@ def test_shutdown_message_reaches_the_llm_agent_as_its_task(tmp_path: Path) -> N
         },
         "injectors: [{signal: SIGTERM, at: 30s, grace: 10m, target: origin}]\n",
     )
-    world = World(s, 0).run()
+    world = make_world(s, 0).run()
     assert world.status == "ok", world.error
     steps = [r for r in world.files["transcripts/origin.jsonl"] if "tool" in r]
     assert len(steps) == 1 and steps[0]["t"] == pytest.approx(30.0)

@@ -15,7 +15,7 @@ from policies.builtin import command_line
 from policies.registry import POLICIES, PolicyConfig
 from sim.config import Scenario, ScenarioError, load_file
 from sim.sweep import execute, expand, run_sweep
-from sim.trial import run_trial
+from sim.trial import make_world, run_trial
 from sim.world import ActionFailed, World
 from tests.helpers import SCENARIOS, of_kind, run, scenario, shipped
 
@@ -77,13 +77,13 @@ def policy_events(world: World, decision: str | None = None) -> list[dict[str, A
 def ask(world: World, kind: str, **detail: Any) -> None:
     """Put one action of the origin before the chain (raises ActionFailed if denied)."""
     origin = world.replicas[0]
-    assert world.policy_chain is not None
-    world.policy_chain.check(Action(kind, origin, origin.host, world.env.now, detail))
+    assert world.gate is not None
+    world.gate.check(Action(kind, origin, origin.host, world.env.now, detail))
 
 
 def fresh(text: str, *policies: dict[str, Any]) -> World:
     """A world set up but not run: the origin exists, nothing has happened yet."""
-    return World(with_policies(text, *policies), 0)
+    return make_world(with_policies(text, *policies), 0)
 
 
 # ----------------------------------------------------------------------- replica-cap
@@ -401,7 +401,7 @@ def test_quarantine_isolates_the_host_attempting_a_cross_host_copy():
     assert [(f["host"], f["source"]) for f in cut] == [("box", "policy:quarantine")]
     assert children(world) == 0
     assert not of_kind(world, "copy-start")
-    assert world.policy_chain is not None and world.policy_chain.decisions == {"quarantine": 1}
+    assert world.gate is not None and world.gate.decisions == {"quarantine": 1}
 
 
 def test_quarantine_isolates_a_new_host_where_a_replica_appeared():

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from sim.lineage import build_lineage, survived_shutdown
-from sim.trial import run_trial
+from sim.trial import make_world, run_trial
 from tests.helpers import events, of_kind, run, scenario, shipped
 
 PAPER_HOST = """
@@ -286,9 +286,8 @@ def test_chain_fills_the_gpus_and_stops():
 
 def test_replica_with_no_server_is_not_live():
     """An agent started without its model server never becomes live."""
-    from sim.world import World
 
-    world = World(shipped("paper-self-replication"), 0)
+    world = make_world(shipped("paper-self-replication"), 0)
     origin = world.replicas[0]
     host = origin.host
 

@@ -1,6 +1,15 @@
-"""The host-backend registry and the configuration every host group shares."""
+"""The host-backend registry and the configuration every host group shares.
+
+A host backend is a name a scenario's host group gives (``backend: virtual``), the
+configuration model of such a group, and the substrate that runs it: the modelled
+substrate for ``virtual``, the live substrate for every live sandbox backend (``docker``,
+``local``, or a plug-in's). This registry is the one list of backend names.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -8,13 +17,19 @@ from sim.quantity import Bandwidth, Size, qfield
 from sim.registry import Registry
 from sim.schema import Model
 
-__all__ = ["HOST_BACKENDS", "HostGroup"]
+if TYPE_CHECKING:
+    from sim.substrate import Substrate
 
-HOST_BACKENDS: Registry[type] = Registry(
+__all__ = ["HOST_BACKENDS", "HostGroup", "SubstrateFactory", "backends_of", "substrate_of"]
+
+#: Makes the substrate of one trial: ``factory(scenario, seed, run_id)``.
+SubstrateFactory = Callable[[Any, int, "str | None"], "Substrate"]
+
+HOST_BACKENDS: Registry[SubstrateFactory] = Registry(
     "host backend",
     "replisim.hosts",
     "backend",
-    builtins=("sim.hosts.virtual", "sim.hosts.live_group"),
+    builtins=("sim.hosts.virtual", "sim.hosts.live_substrate"),
 )
 
 
@@ -39,3 +54,24 @@ class HostGroup(Model):
         if self.count == 1:
             return [self.name]
         return [f"{self.name}-{i}" for i in range(self.count)]
+
+
+def backends_of(scenario: Any) -> list[str]:
+    """The backend of each host group of a scenario, after ``world.hosts`` overrides them."""
+    return [scenario.world.hosts or group.backend for group in scenario.hosts]
+
+
+def substrate_of(scenario: Any) -> SubstrateFactory:
+    """The substrate that runs a scenario's hosts.
+
+    Raises:
+        ValueError: its host groups need different substrates (modelled and live).
+        UnknownNameError: a backend is not registered.
+    """
+    factories = {HOST_BACKENDS.get(name).obj: name for name in backends_of(scenario)}
+    if len(factories) > 1:
+        raise ValueError(
+            "a scenario's hosts run on one substrate: all modelled or all live, not "
+            + ", ".join(sorted(factories.values()))
+        )
+    return next(iter(factories))
