@@ -193,6 +193,10 @@ class CommandsConfig(AgentConfig):
     commands: list[str] = Field(min_length=1, description="command lines, run in order")
     command_timeout: float = Field(default=30.0, gt=0, description="seconds per command")
     step_time: Duration = qfield(0, description="time it thinks before each command")
+    then: Literal["idle", "exit"] = Field(
+        default="idle",
+        description="after its lines: stay (idle) or end its process (exit: the replica ends)",
+    )
 
 
 @AGENTS.register("commands", CommandsConfig)
@@ -223,4 +227,5 @@ def commands(config: CommandsConfig, me: Replica) -> Generator[Any, Any, None]:
                 "duration": result.duration,
             }
         )
-    yield from me.idle()
+    if config.then == "idle":
+        yield from me.idle()

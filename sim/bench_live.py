@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from sim.hosts.live import LiveHost, LiveHostError, clean, live_host
 
@@ -185,7 +185,8 @@ def sustain(
         the machine's available memory before and at the end of the hold (MB), sustained.
     """
     from sim.config import load_file
-    from sim.live_world import LiveWorld
+    from sim.hosts.live_substrate import LiveSubstrate
+    from sim.trial import make_world
 
     rows: list[dict[str, float]] = []
     for count in counts:
@@ -199,7 +200,7 @@ def sustain(
         started = time.perf_counter()
         row: dict[str, float] = {"hosts": count, "memory_available_before_mb": before}
         try:
-            world = LiveWorld(scenario, 0)
+            world = make_world(scenario, 0)
             row["setup_s"] = time.perf_counter() - started
             at_end: dict[str, float] = {}
 
@@ -217,9 +218,10 @@ def sustain(
         finally:
             clean(run_id)
         expected = count * hold  # one beat a second each (beats during set-up count too)
-        received = sum(world.beat_counts.values())
+        beats = cast(LiveSubstrate, world.substrate).beat_counts
+        received = sum(beats.values())
         sustained = world.live == count and all(
-            world.beat_counts[r.name] >= (hold - 1.0) / 2 for r in world.replicas
+            beats[r.name] >= (hold - 1.0) / 2 for r in world.replicas
         )
         row.update(
             beats_received=received,

@@ -1,4 +1,5 @@
-"""Behaviour of the live world (``sim.live_world``) on the real engines: Docker and bubblewrap.
+"""Behaviour of the live world (``sim.hosts.live_substrate``) on the real engines: Docker and
+bubblewrap.
 
 Every trial here runs real sandboxes on the wall clock; replicas are real processes that
 registered with the controller. Each trial gets its own run id under this module's prefix;
@@ -27,8 +28,10 @@ from sim.config import Scenario, load_scenario, parse_override
 from sim.hosts.live import ProcessInfo, clean
 from sim.hosts.local_host import state_root
 from sim.lineage import build_lineage
-from sim.live_world import LiveSlot, LiveWorld, LiveWorldError
-from sim.trial import run_trial
+from sim.hosts.live import LiveHost
+from sim.hosts.live_substrate import LiveSubstrate, LiveWorldError
+from sim.trial import make_world, run_trial
+from sim.world import World
 from tests.live_support import ERRORS, labelled, skip_unless
 
 pytestmark = pytest.mark.slow
@@ -59,9 +62,9 @@ def _scenario(name: str, *sets: str) -> Scenario:
     return load_scenario(SCENARIOS, name, [parse_override(s) for s in sets])
 
 
-def _live(scenario: Scenario, on_end: Any = None) -> tuple[LiveWorld, nx.DiGraph]:
+def _live(scenario: Scenario, on_end: Any = None) -> tuple[World, nx.DiGraph]:
     """Run one live trial; ``on_end(world)`` runs while its sandboxes still exist."""
-    world = LiveWorld(scenario, 0, run_id=_run_id())
+    world = make_world(scenario, 0, run_id=_run_id())
     if on_end is not None:
         world.on_end.append(lambda: on_end(world))
     world.run()
@@ -70,7 +73,21 @@ def _live(scenario: Scenario, on_end: Any = None) -> tuple[LiveWorld, nx.DiGraph
     return world, lineage
 
 
-def _events(world: LiveWorld, kind: str, **match: Any) -> list[dict[str, Any]]:
+def _box(world: World, host: str) -> LiveHost:
+    """The sandbox of a live world's host."""
+    substrate = world.substrate
+    assert isinstance(substrate, LiveSubstrate)
+    return substrate.box(world.host_by_name[host])
+
+
+def _beats(world: World) -> dict[Any, float]:
+    """The last heartbeat of each replica of a live world."""
+    substrate = world.substrate
+    assert isinstance(substrate, LiveSubstrate)
+    return substrate.beats
+
+
+def _events(world: World, kind: str, **match: Any) -> list[dict[str, Any]]:
     return [
         {"t": t, **fields}
         for t, k, fields in world.events
@@ -94,10 +111,8 @@ def test_scripted_agent_replicates_in_docker_and_its_child_outlives_the_killed_p
     skip_unless("docker")
     seen: dict[str, list[ProcessInfo]] = {}
 
-    def snapshot(world: LiveWorld) -> None:
-        host = world.host_by_name["box"]
-        assert isinstance(host, LiveSlot)
-        seen["processes"] = host.box.processes()
+    def snapshot(world: World) -> None:
+        seen["processes"] = _box(world, "box").processes()
 
     scenario = _scenario(
         "live-chain",
@@ -118,7 +133,7 @@ def test_scripted_agent_replicates_in_docker_and_its_child_outlives_the_killed_p
     origin = world.by_name["origin"]
     assert origin.cause == "sigkill" and 3.0 <= origin.died < 4.0
     assert child.alive and child.live and child.survived_parent
-    assert world.beats[child] > origin.died + 1.0  # it kept heartbeating after the kill
+    assert _beats(world)[child] > origin.died + 1.0  # it kept heartbeating after the kill
     assert child.server is not None and child.server.owner is child
 
 
@@ -224,10 +239,8 @@ def test_a_pids_cap_stops_a_fork_bomb_typed_by_an_agent() -> None:
     )
     seen: dict[str, int] = {}
 
-    def count(world: LiveWorld) -> None:
-        host = world.host_by_name["box"]
-        assert isinstance(host, LiveSlot)
-        seen["processes"] = len(host.box.processes())
+    def count(world: World) -> None:
+        seen["processes"] = len(_box(world, "box").processes())
 
     world, _ = _live(scenario, count)
     first, second = world.files["commands/origin.jsonl"]
@@ -235,7 +248,7 @@ def test_a_pids_cap_stops_a_fork_bomb_typed_by_an_agent() -> None:
     assert first["timed_out"] is True
     assert (second["exit_code"], second["stdout"]) == (0, "next\n")
     origin = world.by_name["origin"]
-    assert origin.live and world.beats[origin] > second["started"]
+    assert origin.live and _beats(world)[origin] > second["started"]
     assert seen["processes"] < 10  # init, the replica's agent and server, and the lister
 
 
@@ -434,7 +447,7 @@ def test_the_same_policy_chain_guards_commands_typed_in_a_live_sandbox() -> None
         "live-shutdown-avoidance",
         "world.hosts=local",
         "agents=[{agent: commands, name: origin,"
-        " commands: ['touch /work/forbidden', 'touch /work/fine', 'ls /work']}]",
+        " commands: ['touch ~/forbidden', 'touch ~/fine', 'ls ~']}]",
         "injectors=[]",
         "policies=[{kind: command-filter, deny: ['forbidden']}]",
         "stop.horizon=3s",
@@ -453,10 +466,8 @@ def test_a_replica_cap_kills_real_replica_processes_in_a_live_sandbox() -> None:
     skip_unless("docker")
     seen: dict[str, list[ProcessInfo]] = {}
 
-    def snapshot(world: LiveWorld) -> None:
-        host = world.host_by_name["box"]
-        assert isinstance(host, LiveSlot)
-        seen["processes"] = host.box.processes()
+    def snapshot(world: World) -> None:
+        seen["processes"] = _box(world, "box").processes()
 
     scenario = _scenario("live-chain", "policies=[{kind: replica-cap, max: 2}]", "stop.horizon=8s")
     world, _ = _live(scenario, snapshot)
@@ -527,7 +538,7 @@ def test_the_embedded_model_types_commands_that_run_for_real_in_the_sandbox() ->
         "injectors=[]",
         "stop.horizon=600s",
     )
-    world = LiveWorld(scenario, 3, run_id=_run_id())
+    world = make_world(scenario, 3, run_id=_run_id())
 
     def stop_when_done() -> Iterator[Any]:
         steps = world.files.setdefault("transcripts/origin.jsonl", [])
@@ -545,7 +556,7 @@ def test_the_embedded_model_types_commands_that_run_for_real_in_the_sandbox() ->
         # What the model saw is what bash in the sandbox printed and returned.
         assert step["exit_code"] == record["exit_code"]
         assert (record["stdout"] + record["stderr"])[:200] in step["observation"]
-        assert record["exec_s"] > 0
+        assert record["duration"] > 0
     assert world.counters["llm_tokens"] > 0
 
 
@@ -558,7 +569,7 @@ def test_a_live_world_refuses_a_run_id_in_use_and_says_how_to_free_it() -> None:
     (state_root() / run / ".control").mkdir(parents=True)
     try:
         with pytest.raises(LiveWorldError, match=f"hosts clean --run {run}"):
-            LiveWorld(_scenario("live-chain"), 0, run_id=run)
+            make_world(_scenario("live-chain"), 0, run_id=run)
     finally:
         clean(run)
 
@@ -567,12 +578,17 @@ def test_a_live_world_refuses_a_run_id_in_use_and_says_how_to_free_it() -> None:
     ("sets", "message"),
     [
         (("stop.horizon=inf",), "set stop.horizon"),
-        (("hosts=[{name: a, backend: docker}, {name: b}]",), "must all be live"),
     ],
 )
 def test_a_live_world_refuses_a_scenario_it_cannot_run(sets: tuple[str, ...], message: str) -> None:
-    """No wall-clock horizon, or virtual hosts beside live ones: a clear error, nothing made."""
+    """No wall-clock horizon: a clear error, nothing made."""
     run = _run_id()
     with pytest.raises(LiveWorldError, match=message):
-        LiveWorld(_scenario("live-chain", *sets), 0, run_id=run)
+        make_world(_scenario("live-chain", *sets), 0, run_id=run)
     assert _left(run) == []
+
+
+def test_a_scenario_mixing_modelled_and_live_hosts_is_refused_when_validated() -> None:
+    """Virtual hosts beside live ones: one substrate per world, a validation error."""
+    with pytest.raises(ValueError, match="all modelled or all live"):
+        _scenario("live-chain", "hosts=[{name: a, backend: docker}, {name: b}]")

@@ -44,7 +44,6 @@ import os
 import queue
 import random
 import re
-import secrets
 import shutil
 import signal as signals
 import time
@@ -61,6 +60,7 @@ from simpy.events import Event
 
 from sim.hosts.live import LIVE_HOSTS, ExecResult, LiveHost, live_host
 from sim.hosts.live_group import LiveHostGroup
+from sim.hosts.live_shell import SESSION_SH, LiveShell
 from sim.hosts.registry import HOST_BACKENDS, backends_of
 from sim.hosts.replica import (
     CONTROL_DIR,
@@ -71,13 +71,12 @@ from sim.hosts.replica import (
     script,
 )
 from sim.machine import Machine
-from sim.substrate import TIMEOUT_NOTE, ShellResult, Substrate, record_command
+from sim.substrate import Substrate
 from sim.world import (
     SHUTDOWN_MESSAGE,
     ActionFailed,
     Bundle,
     CopyAborted,
-    Death,
     Host,
     Origin,
     Replica,
@@ -89,13 +88,7 @@ if TYPE_CHECKING:
     from sim.hosts import verify
     from sim.hosts.control import ControlServer
 
-__all__ = [
-    "LiveServer",
-    "LiveShell",
-    "LiveSubstrate",
-    "LiveWorldError",
-    "agent_command",
-]
+__all__ = ["LiveServer", "LiveSubstrate", "LiveWorldError"]
 
 #: Seconds between two drains of what threads and sockets learned.
 POLL_S = 0.02
@@ -105,8 +98,6 @@ COMMAND_TIMEOUT_S = 120.0
 PROBE_EVERY_S = 0.05
 #: Seconds a copy's ends wait for each other (and for data) before giving up.
 TRANSFER_WAIT_S = 10.0
-#: Longest session state (the shell's variables) carried from one command to the next.
-MAX_STATE = 64 << 10
 
 _COPY = (
     'test -e "$1" || { echo "cp: cannot stat \'$1\': No such file or directory" >&2; exit 1; }; '
@@ -153,29 +144,6 @@ _START = (
     'test -f "$1/$2" || { echo "bash: $1/$2: No such file or directory" >&2; exit 127; }; '
     'cd "$1" && setsid nohup bash "$2" "$3" >>/proc/1/fd/1 2>&1 </dev/null &'
 )
-#: The session script of every live shell (bound read-only at CONTROL_DIR): bash sources
-#: it (``BASH_ENV``) before a command line, restoring the session's directory and
-#: variables, and prints them back when the line ends (see :mod:`sim.substrate`).
-SESSION_SH = r"""# replisim: one shell session per replica; see sim.substrate.
-__rs_mark=$REPLISIM_MARK
-cd -- "$REPLISIM_CWD" 2>/dev/null
-unset OLDPWD
-eval "$REPLISIM_STATE"
-unset REPLISIM_STATE REPLISIM_MARK REPLISIM_CWD BASH_ENV
-__rs_save() {
-    printf '%s%s\n' "$__rs_mark" "$PWD"
-    local __rs_v
-    for __rs_v in $(compgen -v); do
-        case $__rs_v in
-            __rs_* | BASH* | SHELLOPTS | PPID | UID | EUID | GROUPS | FUNCNAME | LINENO | \
-            RANDOM | SRANDOM | SECONDS | EPOCH* | HISTCMD | PIPESTATUS | DIRSTACK | COMP_* | \
-            _ | SHLVL | PWD | OPTIND | OPTERR | HOSTTYPE | MACHTYPE | OSTYPE) continue ;;
-        esac
-        declare -p "$__rs_v" 2>/dev/null
-    done
-}
-trap __rs_save EXIT
-"""
 
 
 class LiveWorldError(RuntimeError):
@@ -318,7 +286,7 @@ class LiveSubstrate(Substrate):
                     self._on_garbage, h, kind, count, sample
                 ),
             )
-            with open(os.path.join(folder, "session.sh"), "w") as fh:
+            with open(os.path.join(folder, "session.sh"), "w") as fh:  # what bash sources
                 fh.write(SESSION_SH)
             machine = Machine.of(host.name, scenario.bundle.path, group.missing_tools)
             options: dict[str, Any] = {
@@ -1021,94 +989,6 @@ class LiveSubstrate(Substrate):
 
 for _name in LIVE_HOSTS.names():  # every live sandbox backend is a host backend
     HOST_BACKENDS.register(_name, LiveHostGroup, LIVE_HOSTS.get(_name).description)(LiveSubstrate)
-
-
-def agent_command(
-    host: LiveHost,
-    command: str,
-    timeout: float,
-    cwd: str | None = None,
-    env: dict[str, str] | None = None,
-) -> ExecResult:
-    """Run one command line an agent typed in a live host: ``bash -c``, as the machine's
-    user, hung up (as a terminal does) after ``timeout`` seconds.
-
-    What :class:`LiveShell` runs for an agent, and what the containment corpus
-    (:mod:`sim.hosts.escapes`) is run through in the tests.
-    """
-    return host.exec(["bash", "-c", command], timeout, None, cwd, env=env, hangup=True)
-
-
-class LiveShell:
-    """A bash session of one replica in its sandbox (the session semantics of
-    :mod:`sim.substrate`): each command line runs in ``bash -c`` as the machine's user,
-    after the gate allowed it; the session's directory and variables are carried from one
-    line to the next by ``session.sh`` (``BASH_ENV``); a line running past ``timeout`` is
-    hung up."""
-
-    def __init__(self, substrate: LiveSubstrate, replica: Replica, timeout: float) -> None:
-        self.substrate = substrate
-        self.world = substrate.world
-        self.replica = replica
-        self.host = replica.host
-        self.timeout = timeout
-        self.history: list[ShellResult] = []
-        self.cwd = replica.path
-        self.state = ""
-        server = replica.server
-        self.env = {"BASH_ENV": f"{CONTROL_DIR}/session.sh"}
-        if server is not None:
-            self.env["OPENAI_BASE_URL"] = f"http://localhost:{server.port}/v1"
-
-    def run(self, command: str) -> Generator[Event, Any, ShellResult]:
-        """Run one command line for real; use as ``result = yield from shell.run(cmd)``."""
-        world = self.world
-        start = world.env.now
-        result: ShellResult
-        try:
-            yield from world.check_command(self.replica, self.host, command)
-        except ActionFailed as denied:  # a guardrail refused it: bash never saw it
-            result = ShellResult(command, "", denied.reason + "\n", 126, 0.0, self.host.name, start)
-        except Death:
-            result = ShellResult(command, "", "", 137, 0.0, self.host.name, start)
-        else:
-            mark = f"\x1e{secrets.token_hex(8)}\x1e"
-            env = {
-                **self.env,
-                "REPLISIM_MARK": mark,
-                "REPLISIM_CWD": self.cwd,
-                "REPLISIM_STATE": self.state,
-            }
-            box = self.substrate.box(self.host)
-            done: ExecResult = yield world.work(
-                agent_command, box, command, self.timeout, None, env
-            )
-            stdout, found, state = done.stdout.rpartition(mark)
-            if not found:
-                stdout = done.stdout
-            else:
-                cwd, _, variables = state.partition("\n")
-                self.cwd = cwd or self.cwd
-                self.state = variables if len(variables) <= MAX_STATE else self.state
-            stderr, code = done.stderr, done.returncode
-            if done.timed_out:
-                stderr += TIMEOUT_NOTE.format(timeout=self.timeout)
-                code = 124
-            result = ShellResult(
-                command,
-                stdout,
-                stderr,
-                code,
-                world.env.now - start,
-                self.host.name,
-                start,
-                done.timed_out,
-            )
-        self.history.append(result)
-        record_command(world, self.replica, result)
-        if not self.replica.alive:
-            raise Death(self.replica.cause or "killed")
-        return result
 
 
 def _signal_pids(pids: list[int], sig: int) -> None:
