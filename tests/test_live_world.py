@@ -25,11 +25,10 @@ import networkx as nx
 import pytest
 
 from sim.config import Scenario, load_scenario, parse_override
-from sim.hosts.live import ProcessInfo, clean
+from sim.hosts.live import LiveHost, ProcessInfo, clean
+from sim.hosts.live_substrate import LiveSubstrate, LiveWorldError
 from sim.hosts.local_host import state_root
 from sim.lineage import build_lineage
-from sim.hosts.live import LiveHost
-from sim.hosts.live_substrate import LiveSubstrate, LiveWorldError
 from sim.trial import make_world, run_trial
 from sim.world import World
 from tests.live_support import ERRORS, labelled, skip_unless

@@ -134,9 +134,7 @@ def test_the_same_lines_give_the_same_answers_in_every_world(what: str, backend:
 
 def test_the_modelled_machine_is_the_described_one() -> None:
     """The modelled world answers from the machine description and the bundle's files."""
-    typed = {
-        what: dict(_answers("virtual", what)) for what in ("the bundle folder", "the bundle")
-    }
+    typed = {what: dict(_answers("virtual", what)) for what in ("the bundle folder", "the bundle")}
     assert typed["the bundle folder"]["pwd"] == (0, "/opt/agent\n")
     assert typed["the bundle folder"]["ls /opt"] == (0, "agent\n")
     assert typed["the bundle"]["ls"][1].split() == sorted([*SCRIPTS, "config.json", "weights"])
