@@ -123,3 +123,24 @@ def test_the_core_imports_nothing_of_its_plug_ins_at_run_time() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _python_files() -> list[Path]:
+    return [p for package in ("sim", "agents", "policies") for p in (ROOT / package).rglob("*.py")]
+
+
+def test_only_the_world_records_a_signal_or_changes_the_network() -> None:
+    """One place delivers signals (World.deliver records them) and one place applies limits:
+    no other module records a ``signal`` event or touches the network's cuts and isolation."""
+    for path in _python_files():
+        rel = path.relative_to(ROOT).as_posix()
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                first = node.args[0] if node.args else None
+                if node.func.attr == "record" and isinstance(first, ast.Constant):
+                    assert first.value != "signal" or rel == "sim/world.py", rel
+            if isinstance(node, ast.Attribute) and node.attr in ("cut", "isolated"):
+                owner = node.value
+                touches = isinstance(owner, ast.Attribute) and owner.attr == "network"
+                assert not touches or rel == "sim/world.py", f"{rel}: network.{node.attr}"

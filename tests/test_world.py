@@ -301,3 +301,56 @@ def test_replica_with_no_server_is_not_live():
     child = world.replicas[1]
     assert math.isnan(child.live_at)
     assert child.cause == "no-model-server"
+
+
+def test_every_signal_is_delivered_and_recorded_once_whoever_sends_it():
+    """An injector's SIGTERM, a shell's kill, a policy's kill and a hang-up all go through
+    World.deliver: one ``signal`` event each, naming its source, before the death."""
+    s = scenario(
+        """
+        hosts: [{name: box, memory: 1TB, disk: 10TB, missing_tools: [netstat, ss, lsof]}]
+        bundle: {weights: 1GB, server_memory: 1GB}
+        agents:
+          - {agent: idle, name: quiet}
+          - {agent: idle, name: target}
+          - {agent: commands, name: killer, commands: ['sleep 1', 'pkill -f /opt/agent-2/agent.py']}
+          - {agent: chain, name: chainer, max_generation: 3}
+        policies: [{kind: replica-cap, max: 4}]
+        injectors: [{signal: SIGTERM, at: [0.5], target: quiet}]
+        stop: {horizon: 600}
+        """
+    )
+    world = run(s)
+    signals = of_kind(world, "signal")
+    dead = [r for r in world.replicas if not r.alive]
+    assert dead, "nothing died"
+    for replica in dead:
+        sent = [f for _, f in signals if f["replica"] == replica.name]
+        assert len(sent) == 1, (replica.name, replica.cause, sent)
+    sources = {f["replica"]: f["source"] for _, f in signals}
+    assert sources["quiet"] == "injector 0"
+    assert any(v.startswith("policy:") for v in sources.values())
+    assert sources.get("target") == "killer"
+
+
+def test_a_link_cut_goes_through_the_world_and_is_recorded_once():
+    """An injector's link cut is the world's: one limit event, the link cut, copies over it
+    aborted by the substrate."""
+    s = scenario(
+        """
+        hosts: [{name: a, disk_bandwidth: 1GB/s}, {name: b, disk_bandwidth: 1GB/s}]
+        network: {topology: full, bandwidth: 10MB/s}
+        bundle: {weights: 10GB}
+        agents: [{agent: replicator, host: a, target: neighbour, attempt_time: 1,
+                  success_probability: 1, max_children: 1}]
+        injectors: [{limit: link-cut, link: [a, b], at: [10]}]
+        stop: {horizon: 2000}
+        """
+    )
+    world = run(s)
+    cuts = of_kind(world, "limit")
+    assert [f["limit"] for _, f in cuts] == ["link-cut"]
+    (key,) = world.network.cut
+    assert key == (0, 1)
+    (failed,) = of_kind(world, "copy-failed")
+    assert "link cut" in failed[1]["reason"]
