@@ -14,7 +14,10 @@ Anything in the sandbox can connect and write anything, so the server assumes th
   bytes wait.
 * **Bounded memory**: a line longer than ``max_line`` is dropped up to its newline, never
   held; at most ``max_connections`` connections, at most ``max_per_process`` per process
-  (excess ones are refused at once); so the server's memory is bounded whatever is sent.
+  (excess ones are refused at once; at the overall cap a newcomer takes the place of the
+  newest connection of the process holding the most, if it holds several, so hoarding
+  connections cannot lock a replica out); so the server's memory is bounded whatever is
+  sent.
 * **Bounded work**: each connection has a budget of lines per second (``rate``, bursts of
   ``burst``) and of bytes per second (``byte_rate``). Lines past the line budget are
   dropped unparsed and counted; a connection out of budget is not read until its budget
@@ -77,6 +80,7 @@ GARBAGE_KINDS = (
     "rate",  # a line over the connection's line budget (dropped unparsed)
     "silent",  # no valid message within hello_timeout: hung up on
     "unread",  # too many reply bytes waiting for the peer to read: hung up on
+    "evicted",  # hung up on to make room (its process held the most connections)
     "refused",  # a connection over the caps (reported with conn_id None)
 )
 #: Longest sample of a garbage line handed to ``on_garbage``.
@@ -226,7 +230,7 @@ class ControlServer:
         validate: Shape check of a decoded object (None: any object goes); default
             :func:`check_message`.
         max_line: Longest line, newline excluded, in bytes.
-        max_connections: Most connections at once.
+        max_connections: Most connections at once (at the cap: see the module docstring).
         max_per_process: Most connections at once from one process (by kernel pid).
         rate: Lines per second per connection, after a first ``burst``.
         burst: Lines a connection may send at once.
@@ -473,11 +477,27 @@ class ControlServer:
             except OSError:
                 sock.close()
                 continue
-            full = len(self._conns) >= self.max_connections
-            if full or self._per_pid[pid] >= self.max_per_process:
+            if self._per_pid[pid] >= self.max_per_process or (
+                len(self._conns) >= self.max_connections and not self._evict_for(pid)
+            ):
                 self._refuse(sock, pid)
                 continue
             self._admit(sock, pid)
+
+    def _evict_for(self, pid: int) -> bool:
+        """Make room for a connection of ``pid`` at the cap, if a process holds more.
+
+        The newest connection of the process holding the most goes, if that process holds
+        at least two and more than ``pid`` does: a replica's processes hold one each, so a
+        process hoarding connections can never lock them out.
+        """
+        top_pid, top = max(self._per_pid.items(), key=lambda item: item[1])
+        if top < 2 or top <= self._per_pid[pid]:
+            return False
+        victim = max(cid for cid, conn in self._conns.items() if conn.pid == top_pid)
+        self._garbage(self._conns[victim], "evicted", f"pid {top_pid}".encode())
+        self._drop(victim)
+        return True
 
     def _set_accepting(self, on: bool) -> None:
         with contextlib.suppress(KeyError, ValueError):
