@@ -424,7 +424,8 @@ _docker_lock = threading.Lock()
 def init_pid(box: Any) -> int:
     """The pid of a live host's init (its PID 1), as the controller numbers it.
 
-    A local host keeps it (``LocalHost._init_pid``); a Docker host's comes from the engine
+    A local host keeps it (``LocalHost._init_pid``, checked against the PID namespace it
+    recorded, ``_pidns``); a Docker host's comes from the engine
     (``State.Pid`` after a reload, remembered while that process lives) and is checked to
     be this machine's process of that container.
 
@@ -440,8 +441,14 @@ def init_pid(box: Any) -> int:
     """
     pid = getattr(box, "_init_pid", None)
     if pid is not None:
-        if start_ticks(pid) is None:
-            raise VerifyError(f"{box!r} is not running")
+        # The host's PID namespace, as bwrap reported it: a pid reused since the host
+        # stopped is in another one.
+        wanted = getattr(box, "_pidns", None)
+        try:
+            if start_ticks(pid) is None or (wanted and sandbox_of(pid).ino != wanted):
+                raise VerifyError(f"{box!r} is not running")
+        except ProcessLookupError:
+            raise VerifyError(f"{box!r} is not running") from None
         return int(pid)
     container = getattr(box, "container", None)
     if container is None:
