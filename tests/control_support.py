@@ -225,6 +225,24 @@ class Rig:
         bundle = self.place(folder, port or self.port(), **place)
         return self.spawn_agent(self.serve(bundle))
 
+    def restart_server(self, **server: Any) -> ControlServer:
+        """Replace the control server by a new one with these options; forget the events.
+
+        The host binds the folder, not the socket, so it sees the new socket at once.
+        """
+        self.server.close()
+        with self.changed:
+            self.events.clear()
+            self._taken.clear()
+        self.server = ControlServer(
+            self.folder,
+            self._on_message,
+            self._on_closed,
+            on_garbage=self._on_garbage,
+            **server,
+        )
+        return self.server
+
     def close(self) -> None:
         """Close the host, then the server."""
         self.box.close()
