@@ -123,9 +123,8 @@ def _closed_by_server(client: socket.socket, timeout: float = 5.0) -> bool:
     """Whether the server hung up on ``client`` (EOF or reset) within ``timeout``."""
     client.settimeout(timeout)
     try:
-        while data := client.recv(4096):
-            if not data.startswith(b'{"error"'):
-                continue
+        while client.recv(4096):  # a refusal's line first, or nothing
+            pass
         return True
     except ConnectionResetError:
         return True
@@ -410,6 +409,41 @@ def test_the_peer_process_is_held_by_a_pidfd_on_demand(serve: Any) -> None:
         child.wait()
     rec.wait(lambda: rec.closed == [cid], "the hang-up")
     assert server.process(cid) is None
+
+
+_HAND_OFF = """\
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+child = os.fork()
+if child == 0:  # keeps the socket open, silently
+    os.close(1)
+    os.close(2)
+    time.sleep(60)
+    os._exit(0)
+print(child, flush=True)
+s.sendall(b'{"op": "sigterm"}\\n')
+"""
+
+
+@pytest.mark.parametrize("watch", [True, False])
+def test_watching_exits_ends_a_connection_when_its_process_exits(serve: Any, watch: bool) -> None:
+    """With watch_exits the connection ends when the process that connected exits, after its
+    last line, though a child still holds the socket; without it the socket alone decides."""
+    server, rec = serve(watch_exits=watch)
+    proc = subprocess.run([PY, "-c", _HAND_OFF, server.path], capture_output=True, text=True)
+    holder = int(proc.stdout)
+    try:
+        rec.wait(lambda: len(rec.messages) == 1, "the last line")
+        assert rec.messages[0][2] == {"op": "sigterm"} and rec.messages[0][1] != holder
+        if watch:
+            rec.wait(lambda: rec.closed == [0], "the hang-up")
+        else:
+            time.sleep(0.5)
+            assert rec.closed == []
+        os.kill(holder, 0)  # the child lives on, holding the socket
+    finally:
+        os.kill(holder, 9)
 
 
 # --------------------------------------------------------------------------------------------

@@ -122,7 +122,7 @@ def _forge(
     return rig.hello(fields.get("path", folder))
 
 
-def _check(rig: Rig, pid: int, bundle: Bundle, **kwargs: object) -> verify.Verdict:
+def _check(rig: Rig, pid: int | PeerProcess, bundle: Bundle, **kwargs: object) -> verify.Verdict:
     """verify_agent for ``pid`` registering ``bundle`` of ``rig``."""
     options: dict = {
         "folder": bundle.folder,
@@ -299,12 +299,27 @@ def test_listener_pid_is_the_sandbox_process_holding_the_port(
 
 
 def test_probe_http_asks_the_server_inside_the_sandbox(rig: Rig, genuine: Bundle) -> None:
-    """The controller's probe reaches 127.0.0.1 of the sandbox; a free port refuses."""
+    """The controller's probe reaches 127.0.0.1 of the sandbox; a free port refuses, a mute
+    listener times out."""
+    if rig.box.backend == "docker":
+        rig.box.container.reload()
+        assert rig.box.container.attrs["HostConfig"]["NetworkMode"] == "none"
     status, body = probe_http(init_pid(rig.box), genuine.port, timeout=5)
     assert (status, json.loads(body)) == (200, {"status": "ok"})
     assert probe_http(init_pid(rig.box), genuine.port, "/nope", timeout=5)[0] == 404
     with pytest.raises(ProbeError, match="connection refused"):
         probe_http(init_pid(rig.box), genuine.port + 500, timeout=5)
+    mute = rig.port()
+    listen = f"import socket, time; s = socket.create_server(('127.0.0.1', {mute})); time.sleep(99)"
+    rig.background("/work", ["python3", "-c", listen], log="/work/mute.log")
+    deadline = time.monotonic() + 30
+    while listener_pid(rig.box, mute) is None:
+        assert time.monotonic() < deadline, "the mute listener did not listen"
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    with pytest.raises(ProbeError, match=r"timed out after 0\.5 s"):
+        probe_http(init_pid(rig.box), mute, timeout=0.5)
+    assert time.monotonic() - t0 < 1.5
 
 
 def test_probe_http_leaves_the_calling_thread_on_the_controllers_network(
@@ -486,9 +501,9 @@ def test_an_agent_that_exited_is_refused(rig: Rig) -> None:
     bundle = rig.replica("/work/gone")
     assert bundle.agent_conn is not None and bundle.agent_pid is not None
     held = rig.server.process(bundle.agent_conn)
-    assert held is not None
+    assert held is not None, f"the agent's process {bundle.agent_pid} could not be held"
     rig.box.signal(ns_pid(bundle.agent_pid), "KILL")
-    assert held.exited(timeout=10)
+    assert held.exited(timeout=10), f"pid {bundle.agent_pid} still runs after SIGKILL"
     assert _check(rig, held, bundle).reason == f"pid {bundle.agent_pid} has exited"
     rig.wait_for(lambda e: e == ("closed", bundle.agent_conn), "the agent's hang-up")
     verdict = _check(rig, bundle.agent_pid, bundle)

@@ -29,6 +29,9 @@ Anything in the sandbox can connect and write anything, so the server assumes th
   ``on_garbage(conn_id, kind, count, sample)`` reports the counts at most once per
   ``garbage_interval`` per connection and kind (and once more when the connection ends),
   so a flood cannot grow the event record either.
+* **Liveness from the kernel**: a socket stays open as long as *any* process holds it (a
+  child that inherited it, say); with ``watch_exits`` the server holds each peer by a
+  pidfd and ends the connection when the process that connected exits.
 * **Callbacks cannot stop it**: an exception in a callback is logged and the server goes
   on. Callbacks run on the I/O thread and must be quick (post to a queue).
 
@@ -88,6 +91,7 @@ SAMPLE_CHARS = 80
 _RECV = 65536
 _ACCEPTS_PER_WAKE = 64
 _SUN_PATH_MAX = 107
+_LAST_READS = 16  # reads of an exited peer's socket at most (its buffer holds less)
 _SWEEP_S = 0.25  # longest wait between two sweeps (silent connections, garbage reports)
 
 #: ``reply(message) -> bool``: send one JSON object to the peer (False: it is gone).
@@ -239,6 +243,10 @@ class ControlServer:
             limit).
         garbage_interval: Seconds between two garbage reports of one connection and kind.
         max_unsent: Reply bytes that may wait for a peer to read them.
+        watch_exits: Hold each peer by a pidfd from the accept on, and hang up (then
+            ``on_closed``) as soon as the process exits, even if another process it shared
+            the socket with keeps it open; a peer that exited before its accept is not
+            admitted (counted as ``gone``). Costs a second descriptor per connection.
         name: Name of the I/O thread.
 
     Attributes:
@@ -262,6 +270,7 @@ class ControlServer:
         hello_timeout: float | None = 10.0,
         garbage_interval: float = 1.0,
         max_unsent: int = 65536,
+        watch_exits: bool = False,
         name: str = "control",
     ) -> None:
         if max_line < 1 or max_connections < 1 or max_per_process < 1:
@@ -283,6 +292,7 @@ class ControlServer:
         self.hello_timeout = hello_timeout
         self.garbage_interval = garbage_interval
         self.max_unsent = max_unsent
+        self.watch_exits = watch_exits
         self._conns: dict[int, _Conn] = {}
         self._per_pid: Counter[int] = Counter()
         self._next_id = 0
@@ -376,8 +386,8 @@ class ControlServer:
             return None
 
     def stats(self) -> dict[str, int]:
-        """Counters so far: ``accepted``, ``open``, ``messages``, ``closed`` and one per
-        garbage kind (``garbage.<kind>``)."""
+        """Counters so far: ``accepted``, ``open``, ``messages``, ``closed``, ``gone`` (see
+        ``watch_exits``) and one per garbage kind (``garbage.<kind>``)."""
         snapshot = dict(self._stats)
         snapshot["open"] = len(self._conns)
         return snapshot
@@ -431,6 +441,8 @@ class ControlServer:
             with contextlib.suppress(OSError):
                 while self._wake_r.recv(4096):
                     pass
+        elif isinstance(key.fileobj, PeerProcess):  # a watched peer's pidfd: it exited
+            self._last_words(key.data)
         else:
             conn: _Conn = key.data
             try:
@@ -517,8 +529,16 @@ class ControlServer:
     def _admit(self, sock: socket.socket, pid: int) -> None:
         sock.setblocking(False)
         cid = self._next_id
-        self._next_id += 1
         conn = _Conn(cid, sock, pid, time.monotonic(), self.burst)
+        if self.watch_exits:
+            try:
+                conn.process = peer_process(sock, conn.boot_accepted_at)
+            except (ProcessLookupError, OSError):  # gone already: nothing to hear from
+                sock.close()
+                self._stats["gone"] += 1
+                return
+            self._sel.register(conn.process, selectors.EVENT_READ, cid)
+        self._next_id += 1
         conn.byte_tokens = self.byte_rate
         conn.reply = functools.partial(self.send, cid)
         self._conns[cid] = conn
@@ -575,6 +595,23 @@ class ControlServer:
             conn.paused_until = now + wait
             self._paused[conn.cid] = conn.paused_until
             self._update_events(conn, now)
+
+    def _last_words(self, conn_id: int) -> None:
+        """Read what an exited peer wrote before it went (bounded), then hang up."""
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            return
+        for _ in range(_LAST_READS):
+            try:
+                data = conn.sock.recv(_RECV)
+            except OSError:  # nothing more (EAGAIN), or reset
+                break
+            if not data:
+                break
+            self._feed(conn, data)
+            if conn_id not in self._conns:
+                return
+        self._drop(conn_id)
 
     def _feed(self, conn: _Conn, data: bytes) -> bool:
         """Split ``data`` into lines and handle each; return whether any was over the rate."""
@@ -750,6 +787,8 @@ class ControlServer:
             conn.events = 0
         conn.sock.close()
         if conn.process is not None:
+            if self.watch_exits:
+                self._sel.unregister(conn.process)
             conn.process.close()
         self._stats["closed"] += 1
         if self._stopping:
