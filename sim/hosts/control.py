@@ -425,10 +425,10 @@ class ControlServer:
                 now = time.monotonic()
                 events = self._sel.select(self._next_timeout(now))
                 for key, mask in events:
-                    self._dispatch(key, mask)
+                    self._safely(functools.partial(self._dispatch, key, mask))
                 while self._commands and not self._stopping:
                     self._safely(self._commands.popleft())
-                self._housekeeping(time.monotonic())
+                self._safely(functools.partial(self._housekeeping, time.monotonic()))
         except Exception:  # a bug here: log it, and still release everything below
             log.exception("control server %s stopped on an error", self.path)
         finally:
@@ -442,7 +442,10 @@ class ControlServer:
                 while self._wake_r.recv(4096):
                     pass
         elif isinstance(key.fileobj, PeerProcess):  # a watched peer's pidfd: it exited
-            self._last_words(key.data)
+            try:
+                self._last_words(key.data)
+            finally:
+                self._drop(key.data)
         else:
             conn: _Conn = key.data
             try:
@@ -451,14 +454,15 @@ class ControlServer:
                 if mask & selectors.EVENT_READ and conn.cid in self._conns:
                     self._read(conn)
             except Exception:
-                log.exception("control %s: connection %d dropped on an error", self.path, conn.cid)
-                self._drop(conn.cid)
+                self._drop(conn.cid)  # whatever went wrong, this connection is done
+                raise
 
     def _safely(self, call: Callable[[], None]) -> None:
+        """Run one step of the loop; a failure (a bug) is logged, and the loop goes on."""
         try:
             call()
         except Exception:
-            log.exception("control %s: a command failed", self.path)
+            log.exception("control %s: a step failed", self.path)
 
     def _next_timeout(self, now: float) -> float:
         wake = self._next_sweep
@@ -597,7 +601,7 @@ class ControlServer:
             self._update_events(conn, now)
 
     def _last_words(self, conn_id: int) -> None:
-        """Read what an exited peer wrote before it went (bounded), then hang up."""
+        """Read what an exited peer wrote before it went (bounded); the caller hangs up."""
         conn = self._conns.get(conn_id)
         if conn is None:
             return
@@ -611,7 +615,6 @@ class ControlServer:
             self._feed(conn, data)
             if conn_id not in self._conns:
                 return
-        self._drop(conn_id)
 
     def _feed(self, conn: _Conn, data: bytes) -> bool:
         """Split ``data`` into lines and handle each; return whether any was over the rate."""
