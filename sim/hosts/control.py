@@ -122,6 +122,7 @@ _FIELDS: dict[str, dict[str, Callable[[Any], bool]]] = {
         "port": lambda v: _is_int(v, 1, 65535),
         "parent": lambda v: v is None or _is_text(v, 256),
         "spec": lambda v: _is_int(v, 0, 1 << 20),
+        "task": lambda v: v is None or _is_text(v, 4000),
     },
     "ready": {"memory": lambda v: _is_int(v, 0, 1 << 50)},
     "refused": {"reason": lambda v: _is_text(v, 1000)},
@@ -135,7 +136,7 @@ def check_message(message: dict[str, Any]) -> str | None:
     """Why a control message is not one the replica scripts send, or None if it is.
 
     ``op`` is one of ``hello`` (``role`` agent|server, ``pid``, absolute ``path``,
-    ``port``; an agent adds ``parent`` and ``spec``), ``ready`` (``memory``), ``refused``
+    ``port``; an agent adds ``parent``, ``spec`` and ``task``), ``ready`` (``memory``), ``refused``
     (``reason``), ``sigterm``, ``beat``; other keys and wrong types are refused. The
     values are the sender's claims: checking them against the kernel is
     :func:`sim.hosts.verify.verify_agent`'s business.
@@ -161,8 +162,12 @@ def check_message(message: dict[str, Any]) -> str | None:
     missing = [key for key in _REQUIRED.get(op, ()) if key not in message]
     if missing:
         return f"{op}: missing {', '.join(missing)}"
-    if op == "hello" and message["role"] == "server" and {"parent", "spec"} & message.keys():
-        return "hello: a server has no parent or spec"
+    if (
+        op == "hello"
+        and message["role"] == "server"
+        and {"parent", "spec", "task"} & message.keys()
+    ):
+        return "hello: a server has no parent, spec or task"
     return None
 
 

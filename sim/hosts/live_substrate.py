@@ -37,6 +37,7 @@ removes what a killed controller left behind.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import math
@@ -51,7 +52,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 import simpy
@@ -155,11 +156,12 @@ class LiveServer(ServerProcess):
     """A model server process; ``ready_at`` is infinite until the controller's own probe
     got an answer."""
 
-    __slots__ = ("failure", "pid")
+    __slots__ = ("failure", "handle", "pid")
 
     def __init__(self, host: Host, path: str, port: int, memory: float, pid: int) -> None:
         super().__init__(host, path, port, memory, 0.0, math.inf)
         self.pid = pid  # from the kernel (the control socket's peer)
+        self.handle: verify.PeerProcess | None = None  # held by a pidfd once probed
         self.failure = ""  # why it refused to start, as it said
 
 
@@ -179,7 +181,7 @@ class _Peer:
     """A process connected to a control socket, as the kernel names it."""
 
     pid: int
-    reply: Callable[[dict[str, Any]], None]
+    reply: Callable[[dict[str, Any]], bool]
     known: LiveServer | Replica | None = None
 
 
@@ -228,7 +230,8 @@ class LiveSubstrate(Substrate):
             ) from None
         self.slots: list[_Slot] = []
         self._peers: dict[tuple[int, int], _Peer] = {}  # (host index, connection) -> peer
-        self._agents: dict[Replica, tuple[int, int]] = {}  # -> (connection, pid)
+        # A replica's agent process, held by a pidfd (a reused pid is never signalled).
+        self._agents: dict[Replica, verify.PeerProcess] = {}
         self._pending: dict[Replica, str] = {}  # cause of the death a signal will bring
         self._waiters: dict[tuple[str, int, Any], list[Event]] = {}
         self._origin_folders: dict[tuple[int, str], Origin] = {}
@@ -276,15 +279,13 @@ class LiveSubstrate(Substrate):
         ]  # fmt: skip
         for host, (group, backend) in zip(world.hosts, host_groups, strict=True):
             folder = os.path.join(self._control_root, host.name)
+            # The socket's thread hands everything to the simulation's thread.
             control = ControlServer(
                 folder,
-                on_message=lambda cid, pid, msg, reply, h=host: self.post(
-                    self._on_message, h, cid, pid, msg, reply
-                ),
-                on_closed=lambda cid, h=host: self.post(self._on_closed, h, cid),
-                on_garbage=lambda cid, kind, count, sample, h=host: self.post(
-                    self._on_garbage, h, kind, count, sample
-                ),
+                on_message=functools.partial(self.post, self._on_message, host),
+                on_closed=functools.partial(self.post, self._on_closed, host),
+                on_garbage=functools.partial(self.post, self._on_garbage_of, host),
+                watch_exits=True,  # a process's end ends its connection, whoever shares it
             )
             with open(os.path.join(folder, "session.sh"), "w") as fh:  # what bash sources
                 fh.write(SESSION_SH)
@@ -490,10 +491,10 @@ class LiveSubstrate(Substrate):
         """Record that the real side of ``what`` failed (the world goes on without it)."""
         self.world.record("live-error", action=what, error=f"{type(error).__name__}: {error}"[:500])
 
-    def _kill_processes(self, host: Host, pids: list[int], sig: int) -> None:
-        """Signal processes (host pids, as the kernel named them) from a worker thread."""
-        if pids and not self._closed:
-            self._pool.submit(_signal_pids, pids, sig)
+    def _kill_processes(self, host: Host, held: list[verify.PeerProcess], sig: int) -> None:
+        """Signal processes held by their pidfds, from a worker thread."""
+        if held and not self._closed:
+            self._pool.submit(_signal_all, held, sig)
 
     def _oom_since(self, host: Host) -> bool:
         """Whether the host's memory cgroup counted an OOM kill since the last look."""
@@ -514,16 +515,17 @@ class LiveSubstrate(Substrate):
         cid: int,
         pid: int,
         message: dict[str, Any],
-        reply: Callable[[dict[str, Any]], None],
+        reply: Callable[[dict[str, Any]], bool],
     ) -> None:
-        """A message from a process of ``host``; ``pid`` is the kernel's (never a claim)."""
+        """A message from a process of ``host``; ``pid`` is the kernel's (never a claim);
+        the control socket checked the message's shape."""
         peer = self._peers.setdefault((host.index, cid), _Peer(pid, reply))
         known = peer.known
         try:
             op = message["op"]
             if op == "hello" and known is None:
                 if message["role"] == "server":
-                    self._server_hello(host, peer, str(message["path"]), int(message["port"]))
+                    self._server_hello(host, cid, peer, message["path"], message["port"])
                 elif message["role"] == "agent":
                     self._agent_hello(host, cid, peer, message)
                 else:
@@ -545,19 +547,23 @@ class LiveSubstrate(Substrate):
             # Whatever runs in a sandbox may write to the socket: note it, believe nothing.
             self._on_garbage(host, "unexpected", 1, str(message)[:200])
 
+    def _on_garbage_of(
+        self, host: Host, cid: int | None, what: str, count: int, sample: str
+    ) -> None:
+        self._on_garbage(host, what, count, sample)
+
     def _on_garbage(self, host: Host, what: str, count: int, sample: str) -> None:
+        """Record what the control socket dropped (counted, rate-limited, never parsed)."""
         self.world.record(
             "control-garbage", host=host.name, what=what, count=count, sample=sample[:200]
         )
 
-    def _server_hello(self, host: Host, peer: _Peer, path: str, port: int) -> None:
-        """A server process started: ready once the controller's own probe answers."""
+    def _server_hello(self, host: Host, cid: int, peer: _Peer, path: str, port: int) -> None:
+        """A server process started: ready once the controller's own probe answers and
+        the port's listener is that very process."""
         from sim.hosts import verify
 
         slot = self.slots[host.index]
-        if not verify.in_sandbox(peer.pid, slot.box):
-            self._refuse(host, peer, "server", f"pid {peer.pid} is not in {host.name}'s sandbox")
-            return
         server = LiveServer(host, path, port, self.world.server_memory, peer.pid)
         peer.known = server
         self.world.record(
@@ -565,12 +571,22 @@ class LiveSubstrate(Substrate):
         )
 
         def probe() -> None:
+            held = slot.control.process(cid)
+            if held is None:
+                return  # gone already: _on_closed says how it ended
+            server.handle = held
+            if not verify.in_sandbox(held.pid, slot.box):
+                self.post(self._refuse, host, peer, "identity", f"pid {held.pid} is not in "
+                          f"{host.name}'s sandbox", None)  # fmt: skip
+                return
+            init = verify.init_pid(slot.box)
             deadline = time.monotonic() + self.register_timeout
-            while time.monotonic() < deadline and not self._closed:
-                if not verify.alive(peer.pid):
-                    return  # its socket closes too: _on_closed says how it ended
-                status = verify.probe_status(peer.pid, port)
-                if status == 200 and verify.listener_pid(peer.pid, port) == peer.pid:
+            while time.monotonic() < deadline and not self._closed and not held.exited():
+                try:
+                    status, _ = verify.probe_http(init, port, "/health", 1.0)
+                except verify.ProbeError:
+                    status = 0
+                if status == 200 and verify.listener_pid(init, port) == held.pid:
                     self.post(self._server_ready, host, server)
                     return
                 time.sleep(PROBE_EVERY_S)
@@ -596,7 +612,7 @@ class LiveSubstrate(Substrate):
         origin = self._origin_folders.get((host.index, path))
         server = host.servers.get(port)
         reason, about = "", "identity"
-        if any(p == peer.pid for _, p in self._agents.values()):
+        if any(p.pid == peer.pid for p in self._agents.values()):
             reason = f"pid {peer.pid} is already a replica's agent"
         elif parent is None and origin is None:
             reason = f"{path} is not an origin's folder and names no known parent"
@@ -611,14 +627,26 @@ class LiveSubstrate(Substrate):
             return
         assert isinstance(server, LiveServer)
         slot = self.slots[host.index]
-        expected = self._weights_sha256
+        known = {p.pid for p in self._agents.values()} | {
+            r.server.pid for r in self.world.alive if isinstance(r.server, LiveServer)
+        }
+        claimed = message.get("pid")
         from sim.hosts import verify
 
         def check() -> None:
-            found = verify.check_agent(
-                slot.box, peer.pid, path, port, server.pid, expected, WEIGHTS
+            held = slot.control.process(cid)
+            found = verify.verify_agent(
+                slot.box,
+                held if held is not None else peer.pid,
+                folder=path,
+                port=port,
+                weights_sha256=self._weights_sha256,
+                weights=WEIGHTS,
+                weights_bytes=self._weights_bytes,
+                claimed_pid=claimed if isinstance(claimed, int) else None,
+                known_pids=known,
             )
-            self.post(self._verified, host, cid, peer, message, server, parent, origin, found)
+            self.post(self._verified, host, cid, peer, message, server, parent, origin, found, held)
 
         self._background("verify", check)
 
@@ -632,13 +660,18 @@ class LiveSubstrate(Substrate):
         parent: Replica | None,
         origin: Origin | None,
         found: verify.Verdict,
+        held: verify.PeerProcess | None,
     ) -> None:
         world = self.world
         path = str(message["path"])
-        if (host.index, cid) not in self._peers:
+        if (host.index, cid) not in self._peers or held is None:
             return  # it hung up while being checked
+        if found.ok and found.server_pid != server.pid:
+            found = replace(
+                found, ok=False, reason=f"port {server.port} is served by another process"
+            )
         if not found.ok:
-            self._refuse(host, peer, found.about, found.reason, path)
+            self._refuse(host, peer, _about(found.reason), found.reason, path)
             return
         if server.owner is not None or not (parent is None or parent.alive or origin):
             self._refuse(host, peer, "server", f"the server on port {server.port} was taken", path)
@@ -666,7 +699,7 @@ class LiveSubstrate(Substrate):
         if bundle is not None:
             bundle.replica = replica.name
         peer.known = replica
-        self._agents[replica] = (cid, peer.pid)
+        self._agents[replica] = held
         world.record(
             "process-start",
             host=host.name,
@@ -879,14 +912,14 @@ class LiveSubstrate(Substrate):
         return LiveShell(self, replica, timeout)
 
     # ----------------------------------------------------------------- signals
-    def _pids(self, replica: Replica) -> list[int]:
-        """Host pids of a replica's processes: its agent's and its own server's."""
+    def _pids(self, replica: Replica) -> list[verify.PeerProcess]:
+        """A replica's processes, held by pidfds: its agent's and its own server's."""
         agent = self._agents.get(replica)
-        pids = [agent[1]] if agent is not None else []
+        held = [agent] if agent is not None else []
         server = replica.server
-        if isinstance(server, LiveServer) and server.owner is replica:
-            pids.append(server.pid)
-        return pids
+        if isinstance(server, LiveServer) and server.owner is replica and server.handle:
+            held.append(server.handle)
+        return held
 
     def signal(self, replica: Replica, sig: str, grace: float, cause: str | None) -> None:
         """A real SIGTERM (to the agent process; SIGKILL of the replica's processes
@@ -900,7 +933,7 @@ class LiveSubstrate(Substrate):
         self._pending.setdefault(replica, cause or "sigterm")
         agent = self._agents.get(replica)
         if agent is not None:
-            self._kill_processes(replica.host, [agent[1]], signals.SIGTERM)
+            self._kill_processes(replica.host, [agent], signals.SIGTERM)
         if replica.term_deadline != replica.term_deadline:
             replica.term_deadline = world.env.now + grace
             world.env.timeout(grace).callbacks.append(lambda _: self._grace_over(replica))
@@ -991,10 +1024,20 @@ for _name in LIVE_HOSTS.names():  # every live sandbox backend is a host backend
     HOST_BACKENDS.register(_name, LiveHostGroup, LIVE_HOSTS.get(_name).description)(LiveSubstrate)
 
 
-def _signal_pids(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
+def _signal_all(held: list[verify.PeerProcess], sig: int) -> None:
+    for process in held:
+        with contextlib.suppress(OSError):
+            process.signal(sig)
+
+
+def _about(reason: str) -> str:
+    """What a refusal is about, for the agent's message: its server, its weights, or who
+    it is."""
+    if reason.startswith(("nothing listens", "port ", "probe of port", "no ready model")):
+        return "server"
+    if "weights" in reason:
+        return "weights"
+    return "identity"
 
 
 def _settle(event: Event, future: Future[Any]) -> None:

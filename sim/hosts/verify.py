@@ -903,22 +903,55 @@ class Verdict:
 _PYTHON = re.compile(r"python(?:3(?:\.\d+)?)?")
 
 
+#: Options each of the bundle's scripts takes (besides ``--port``), as its start script
+#: passes them (``start_agent.sh PORT --task TEXT``, ``start_server.sh``'s ``--model``).
+SCRIPT_OPTIONS = {"agent.py": frozenset({"--task"}), "server.py": frozenset({"--model"})}
+
+
+def _pythons(init: int) -> set[tuple[int, int]]:
+    """The host's Python interpreters: the system's ``python3`` as the sandbox sees it (what
+    the machine's ``PATH`` finds) and the init's."""
+    found = {_file_id(f"/proc/{init}/exe", init)}
+    for name in ("usr/bin/python3", "usr/local/bin/python3"):
+        try:
+            st = os.stat(f"/proc/{init}/root/{name}")
+        except OSError:
+            continue
+        found.add((st.st_dev, st.st_ino))
+    return found
+
+
 def _script_error(
-    pid: int, folder: str, script: str, port: int, python: tuple[int, int], what: str
+    pid: int,
+    folder: str,
+    script: str,
+    port: int,
+    pythons: set[tuple[int, int]],
+    what: str,
 ) -> str | None:
-    """Why ``pid`` is not ``python3 [folder/]script --port PORT`` run from ``folder``."""
+    """Why ``pid`` is not ``python3 [folder/]script --port PORT [options]`` run from
+    ``folder``."""
     argv = process_argv(pid)
     wanted = f"python3 {script} --port {port}"
+    options: dict[str, str] = {}
+    rest = argv[2:]
     ok_shape = (
-        len(argv) == 4
+        len(argv) >= 4
+        and len(rest) % 2 == 0
         and _PYTHON.fullmatch(posixpath.basename(argv[0])) is not None
         and argv[1] in (script, posixpath.join(folder, script), f"./{script}")
-        and argv[2:] == ["--port", str(port)]
     )
+    if ok_shape:
+        options = dict(zip(rest[::2], rest[1::2], strict=True))
+        ok_shape = (
+            len(options) * 2 == len(rest)
+            and options.get("--port") == str(port)
+            and set(options) <= {"--port"} | SCRIPT_OPTIONS.get(script, frozenset())
+        )
     if not ok_shape:
         shown = shlex.join(argv) if argv else "nothing (a zombie)"
         return f"{what} {pid} runs {shown[:200]!r}, not {wanted!r}"
-    if _file_id(f"/proc/{pid}/exe", pid) != python:
+    if _file_id(f"/proc/{pid}/exe", pid) not in pythons:
         return f"{what} {pid} executes {process_exe(pid)}, not the host's Python"
     cwd = process_cwd(pid)
     if cwd != folder:
@@ -948,12 +981,13 @@ def verify_agent(
     1. **Identity**: the kernel's peer pid (never the message's) is alive, in this host's
        sandbox, and not a process of a replica already counted; a pid the message claims
        must be the one the sandbox numbers it with.
-    2. **Agent**: its arguments are ``python3 agent.py --port PORT`` (the script named
-       relatively or as ``folder/agent.py``), its executable is the host's Python (the same
-       file as the host's init's), and its working directory is ``folder``.
+    2. **Agent**: its arguments are ``python3 agent.py --port PORT [--task TEXT]`` (the
+       script named relatively or as ``folder/agent.py``), its executable is the host's
+       Python (the system's ``python3`` as the sandbox sees it, or the init's), and its
+       working directory is ``folder``.
     3. **Server**: a process of the same sandbox listens on ``PORT``: it is
-       ``python3 server.py --port PORT`` run from the same folder (its own server), and no
-       replica's already.
+       ``python3 server.py [--model DIR] --port PORT`` run from the same folder (its own
+       server), and no replica's already.
     4. **Weights**: ``folder/weights`` as the agent's mount namespace sees it (links
        resolved inside the sandbox) hashes to ``weights_sha256``.
     5. **Live**: the controller's own ``GET probe_path`` on ``127.0.0.1:PORT`` inside the
@@ -1009,7 +1043,7 @@ def verify_agent(
                 f"the message claims pid {claimed_pid}, the kernel says pid {inside}"
                 f" (pid {pid} here)"
             )
-        python = _file_id(f"/proc/{init}/exe", init)
+        python = _pythons(init)
         if reason := _script_error(pid, folder, "agent.py", port, python, "pid"):
             return verdict(reason)
         holders = listener_pids(init, port)

@@ -73,6 +73,7 @@ def main():
         ctl,
         op="hello",
         role="agent",
+        pid=os.getpid(),
         path=here,
         port=port,
         parent=config.get("replica"),

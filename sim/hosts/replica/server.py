@@ -71,7 +71,7 @@ def main():
         config = json.load(fh)
     ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     ctl.connect(CONTROL_SOCKET)
-    say(ctl, op="hello", role="server", path=os.getcwd(), port=port)
+    say(ctl, op="hello", role="server", pid=os.getpid(), path=os.getcwd(), port=port)
     if not weights_ok(config):
         print("error: weights missing or corrupt (size or sha256 differ)", file=sys.stderr)
         say(ctl, op="refused", reason="weights missing or corrupt")
