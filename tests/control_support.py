@@ -21,7 +21,7 @@ from typing import Any
 from sim.hosts.control import ControlServer
 from sim.hosts.live import LiveHost, live_host
 from sim.hosts.local_host import state_root
-from sim.hosts.replica import CONTROL_DIR, SCRIPTS, script
+from sim.hosts.replica import CONTROL_DIR, SCRIPTS, WEIGHTS, config_json, script
 
 #: How the live world starts a replica's script in its folder (sim/live_world.py's _START).
 START = 'cd "$1" || exit 1; setsid nohup python3 "$2" --port "$3" >"${2%.py}.log" 2>&1 </dev/null &'
@@ -187,19 +187,21 @@ class Rig:
         """Write a bundle: weights, the replica scripts (or another ``server``), config."""
         data = weights if weights is not None else random.Random(port).randbytes(1 << 20)
         digest = hashlib.sha256(data).hexdigest()
-        self.box.write_file(f"{folder}/weights", data)
+        self.box.write_file(f"{folder}/{WEIGHTS}", data)
         for name in SCRIPTS:
             text = server if name == "server.py" and server is not None else script(name)
             self.box.write_file(f"{folder}/{name}", text)
-        config = {
-            "replica": None,
-            "spec": 0,
-            "catches_sigterm": False,
-            "weights_bytes": len(data),
-            "weights_sha256": digest,
-            "memory_bytes": 0,
-        }
-        self.box.write_file(f"{folder}/config.json", json.dumps(config))
+        config = config_json(
+            folder,
+            replica=None,
+            spec=0,
+            task="self-replicate",
+            catches_sigterm=False,
+            weights_bytes=len(data),
+            weights_sha256=digest,
+            memory_bytes=0,
+        )
+        self.box.write_file(f"{folder}/config.json", config)
         return Bundle(folder, port, digest, len(data))
 
     def serve(self, bundle: Bundle) -> Bundle:

@@ -151,7 +151,7 @@ def test_check_message_accepts_what_the_replica_scripts_send() -> None:
         "hello: bad port": {**HELLO, "port": 70000},
         "hello: missing port": {k: v for k, v in HELLO.items() if k != "port"},
         "beat: unknown key 'extra'": {"op": "beat", "extra": 1},
-        "hello: a server has no parent or spec": {**server_hello, "parent": "r0"},
+        "hello: a server has no parent, spec or task": {**server_hello, "parent": "r0"},
     }
     for reason, message in bad.items():
         assert check_message(message) == reason

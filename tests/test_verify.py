@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from sim.hosts import verify
+from sim.hosts.replica import WEIGHTS
 from sim.hosts.live import clean
 from sim.hosts.local_host import state_root
 from sim.hosts.verify import (
@@ -403,11 +404,11 @@ def test_a_process_of_another_sandbox_is_refused(rig: Rig, other: Rig, genuine: 
 def test_weights_with_one_byte_changed_are_refused(rig: Rig) -> None:
     """A replica whose weights differ by one byte from the bundle's is refused."""
     bundle = rig.replica("/work/flipped")
-    flip = "f = open('weights', 'r+b'); b = f.read(1); f.seek(0); f.write(bytes([b[0] ^ 1]))"
+    flip = "f = open('weights/model.safetensors', 'r+b'); b = f.read(1); f.seek(0); f.write(bytes([b[0] ^ 1]))"
     assert rig.box.exec(["python3", "-c", flip], timeout=30, cwd=bundle.folder).success
     assert bundle.agent_pid is not None
     verdict = _check(rig, bundle.agent_pid, bundle)
-    assert verdict.reason == "weights sha256 differs"
+    assert verdict.reason == "weights/model.safetensors sha256 differs"
 
 
 def test_a_server_of_another_folder_is_refused(rig: Rig) -> None:
@@ -423,9 +424,24 @@ def test_a_server_of_another_folder_is_refused(rig: Rig) -> None:
     assert verdict.server_pid == theirs.server_pid
 
 
+#: An agent.py that says hello without first checking its server (the bundle's own checks,
+#: and would exit): what an agent that edited its agent.py can send.
+HELLO_ONLY = """\
+import json, os, socket, sys, time
+port = int(sys.argv[sys.argv.index("--port") + 1])
+ctl = socket.socket(socket.AF_UNIX)
+ctl.connect("/run/replisim/ctl.sock")
+hello = {"op": "hello", "role": "agent", "pid": os.getpid(), "path": os.getcwd(), "port": port}
+ctl.sendall((json.dumps(hello) + "\\n").encode())
+time.sleep(600)
+"""
+
+
 def test_an_agent_with_nothing_listening_is_refused(rig: Rig) -> None:
     """An agent whose server does not run is not a replica."""
-    bundle = rig.spawn_agent(rig.place("/work/serverless", rig.port()))
+    placed = rig.place("/work/serverless", rig.port())
+    rig.box.write_file(f"{placed.folder}/agent.py", HELLO_ONLY)
+    bundle = rig.spawn_agent(placed)
     assert bundle.agent_pid is not None
     verdict = _check(rig, bundle.agent_pid, bundle)
     assert verdict.reason == f"nothing listens on port {bundle.port}"
@@ -475,6 +491,7 @@ def test_a_server_that_fails_the_controllers_probe_is_refused(rig: Rig) -> None:
     while listener_pid(rig.box, bundle.port) is None:
         assert time.monotonic() < deadline, "the 503 server did not listen"
         time.sleep(0.05)
+    rig.box.write_file(f"{bundle.folder}/agent.py", HELLO_ONLY)  # the real one would not ask
     rig.spawn_agent(bundle)
     assert bundle.agent_pid is not None
     verdict = _check(rig, bundle.agent_pid, bundle)
@@ -543,7 +560,7 @@ def test_verifying_a_registration_is_fast(rig: Rig) -> None:
         assert verdict.ok, verdict.reason
         times.append(verdict.elapsed_s)
         t0 = time.perf_counter()
-        file_digest(held.pid, f"{bundle.folder}/weights")
+        file_digest(held.pid, f"{bundle.folder}/{WEIGHTS}")
         t1 = time.perf_counter()
         probe_http(init_pid(rig.box), bundle.port)
         t2 = time.perf_counter()

@@ -53,6 +53,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from sim.hosts.replica import WEIGHTS
+
 __all__ = [
     "MAX_DIGEST_BYTES",
     "PeerProcess",
@@ -966,7 +968,7 @@ def verify_agent(
     folder: str,
     port: int,
     weights_sha256: str,
-    weights: str = "weights",
+    weights: str = WEIGHTS,
     weights_bytes: int | None = None,
     claimed_pid: int | None = None,
     known_pids: Collection[int] = (),
@@ -1003,7 +1005,7 @@ def verify_agent(
         folder: The bundle folder inside the sandbox (the registration's ``path``).
         port: The server's port (the registration's ``port``).
         weights_sha256: The bundle's weights digest.
-        weights: The weights file, relative to ``folder``.
+        weights: The weights file, relative to ``folder`` (the bundle's).
         weights_bytes: The weights' size, if known: a wrong size fails without hashing.
         claimed_pid: The pid the message claims, if any (a genuine agent sends its pid in
             the sandbox).
