@@ -5,9 +5,9 @@ bubblewrap sandboxes (:mod:`sim.hosts.live`) and whose SimPy environment is a no
 :class:`simpy.rt.RealtimeEnvironment`. Scenario, agents, policies, injectors, lineage,
 metrics and recording are the simulated world's; what changes is where effects happen:
 
-* A bundle is real files in the sandbox's work directory: ``config.json``, the scripts of
-  :mod:`sim.hosts.replica` (``agent.py``, ``server.py``) and ``weights``, a file of the
-  scenario's weight size times ``world.scale`` whose SHA-256 the server checks.
+* A bundle is real files at the scenario's ``bundle.path`` in the sandbox: ``config.json``,
+  the scripts of :mod:`sim.hosts.replica` (``agent.py``, ``server.py``) and ``weights``, a
+  file of the scenario's weight size times ``world.scale`` whose SHA-256 the server checks.
 * Actions are real commands (``cp``, ``setsid nohup python3 server.py …``); an LLM agent's
   commands run in ``bash`` in the sandbox (:class:`LiveShell`), behind the same policies.
 * Replicas come from what actually ran: every ``agent.py`` registers with the controller
@@ -36,7 +36,6 @@ import itertools
 import json
 import math
 import os
-import posixpath
 import queue
 import random
 import shutil
@@ -56,7 +55,7 @@ from simpy.events import Event
 
 from sim.hosts.live import ExecResult, LiveHost, live_host
 from sim.hosts.replica import CONTROL_DIR, SCRIPTS, script
-from sim.hosts.sandbox import SANDBOX_WORKDIR
+from sim.hosts.sandbox import python_executable
 from sim.hosts.virtual import Bundle, ServerProcess, VirtualHost
 from sim.world import SHUTDOWN_MESSAGE, ActionFailed, CopyAborted, Death, Replica, World
 
@@ -150,11 +149,9 @@ def is_live(scenario: Scenario) -> bool:
 
 
 def live_path(path: str) -> str:
-    """A scenario folder inside a live host: under the work directory (the rest is
-    read-only)."""
-    if path == SANDBOX_WORKDIR or path.startswith(SANDBOX_WORKDIR + "/"):
-        return path
-    return posixpath.join(SANDBOX_WORKDIR, path.lstrip("/"))
+    """A scenario folder inside a live host: the same path (the host renders the machine,
+    whose bundle root is writable)."""
+    return path
 
 
 class LiveSlot(VirtualHost):
@@ -167,7 +164,7 @@ class LiveSlot(VirtualHost):
     ooms: int  # OOM kills of its memory cgroup seen so far
 
     def free_folder(self, base: str) -> str:
-        """Like the virtual host's, under the sandbox's work directory."""
+        """Like the virtual host's (the same path in the sandbox)."""
         return super().free_folder(live_path(base))
 
 
@@ -341,7 +338,7 @@ class LiveWorld(World):
                     "pids": getattr(group, "pids", 256),
                     "binds": {folder: CONTROL_DIR},
                 }
-                # The work dir is a tmpfs of the scaled disk (a local host's only as root).
+                # The bundle root is a tmpfs of the scaled disk (a local host's only as root).
                 options["workdir_size"] = max(int(slot.disk * self.scale), 1 << 20)
                 if backend == "docker":
                     options["network"] = self._network or "none"
@@ -867,8 +864,10 @@ class LiveWorld(World):
             reason = f"ssh: connect to host {dst.name} port 22: No route to host\n"
             return ExecResult(1, "", reason, False, 0.0)
         port, wait = str(next(self._ports)), str(TRANSFER_WAIT_S)
-        receiver = self.run_in(dst, ["python3", "-I", "-c", _RECEIVE, port, dst_path, wait])
-        sender = self.run_in(src, ["python3", "-I", "-c", _SEND, src_path, address, port, wait])
+        # The controller's Python (bound in every host): the transfer needs tarfile's filters.
+        python = python_executable()
+        receiver = self.run_in(dst, [python, "-I", "-c", _RECEIVE, port, dst_path, wait])
+        sender = self.run_in(src, [python, "-I", "-c", _SEND, src_path, address, port, wait])
         sent = cast(ExecResult, (yield sender))
         if not sent.success:
             return sent  # the receiver gives up by itself, leaving an empty folder as cp would

@@ -434,7 +434,7 @@ def test_the_same_policy_chain_guards_commands_typed_in_a_live_sandbox() -> None
         "live-shutdown-avoidance",
         "world.hosts=local",
         "agents=[{agent: commands, name: origin,"
-        " commands: ['touch /work/forbidden', 'touch /work/fine', 'ls /work']}]",
+        " commands: ['touch /tmp/forbidden', 'touch /tmp/fine', 'ls /tmp']}]",
         "injectors=[]",
         "policies=[{kind: command-filter, deny: ['forbidden']}]",
         "stop.horizon=3s",
