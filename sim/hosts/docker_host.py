@@ -239,8 +239,7 @@ class DockerHost(LiveHost):
                 f"{self.dir} exists: another host of run {self.run_id} has this name"
                 f" (or a crashed one: replisim hosts clean --run {self.run_id})"
             ) from None
-        machine_fs.make_etc(self.dir / "etc", self.machine)
-        self.etc_dir = self.dir / "etc"
+        self.etc_dir = machine_fs.make_etc(self.dir / "etcfs", self.machine)
         try:
             self._usr = machine_fs.mount_usr_without(self.machine.missing_tools, self.dir)
         except OSError as err:

@@ -14,7 +14,7 @@ The sandbox (:func:`sim.hosts.sandbox.bwrap_command`) renders the host's machine
 namespaces unshared (network: loopback only), the machine's user without capabilities, its
 hostname and environment, the host's system and Python bound read-only, the root remounted
 read-only, a private ``/proc``, and, from the host's folder ``<state dir>/<run id>/<name>``:
-``etc`` bound read-only at ``/etc`` (:mod:`sim.hosts.machine_fs`), ``usr`` (an overlay
+``etcfs/etc`` bound read-only at ``/etc`` (:mod:`sim.hosts.machine_fs`), ``usr`` (an overlay
 without the missing tools) at ``/usr`` when tools are missing, and ``disk`` bound
 read-write at the bundle root (a tmpfs of ``workdir_size`` mounted there when the
 controller runs as root, so that the disk cannot fill the machine's). Home, ``/tmp``,
@@ -236,13 +236,11 @@ class LocalHost(LiveHost):
         self.disk.mkdir()
         disk = "none"
         if self.workdir_size and os.geteuid() == 0:
-            owner = f"uid={self.machine.uid},gid={self.machine.gid}" if self._map_ids else ""
-            size = f"size={self.workdir_size},mode=0755,{owner}".rstrip(",")
-            mount = ["mount", "-t", "tmpfs", "-o", size, "replisim-disk", str(self.disk)]
-            if subprocess.run(mount, capture_output=True).returncode == 0:
+            owner = f",uid={self.machine.uid},gid={self.machine.gid}" if self._map_ids else ""
+            with contextlib.suppress(OSError):
+                machine_fs.mount("tmpfs", self.disk, f"size={self.workdir_size},mode=0755{owner}")
                 disk = "tmpfs"
-        machine_fs.make_etc(self.dir / "etc", self.machine)
-        self.etc_dir = self.dir / "etc"
+        self.etc_dir = machine_fs.make_etc(self.dir / "etcfs", self.machine)
         try:
             self._usr = machine_fs.mount_usr_without(self.machine.missing_tools, self.dir)
         except OSError as err:
@@ -334,11 +332,15 @@ class LocalHost(LiveHost):
             return
         self._closed = True
         if self._bwrap is not None and self._bwrap.poll() is None:
-            for pid in (self._init_pid, self._bwrap.pid):
-                if pid:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-            self._bwrap.wait()
+            # The init first, and bwrap left to reap it: killed together, the init's zombie
+            # would wait for the machine's init, holding the cgroups (rmdir: EBUSY).
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._init_pid or 0, signal.SIGKILL)
+            try:
+                self._bwrap.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._bwrap.kill()
+                self._bwrap.wait()
         machine_fs.unmount_below(self.dir)
         if self._cgroup is not None:
             self._cgroup.remove()

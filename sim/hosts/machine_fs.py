@@ -19,16 +19,20 @@ in the host's state folder and binds read-only into the sandbox:
   -v`` fails, the shell says ``command not found`` and ``ls /usr/bin/TOOL`` finds nothing.
   Making device files and mounting need root.
 
-Everything here is undone by :func:`unmount_below` and removing the folder.
+As root, the ``etc`` folder lives on a small tmpfs of its own (:data:`ETC_FS_SIZE`), so that
+making and removing hosts never writes to the machine's disk for it. Mounts are made with
+``mount(2)`` directly (:func:`mount`): spawning ``mount`` and ``umount`` would cost a host's
+start and close a few milliseconds each. Everything here is undone by :func:`unmount_below`
+and removing the folder.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
 import stat
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -41,6 +45,7 @@ __all__ = [
     "check_etc_name",
     "etc_texts",
     "make_etc",
+    "mount",
     "mount_usr_without",
     "replace_file",
     "unmount_below",
@@ -68,7 +73,30 @@ COPIED_ETC = ("ld.so.cache", "services", "protocols")
 ALTERNATIVES = "/etc/alternatives"
 #: Folders of ``/usr`` that hold commands: where a missing tool's file is hidden.
 TOOL_DIRS = ("bin", "sbin", "games", "local/bin", "local/sbin", "local/games")
+#: Size of the tmpfs holding a host's ``etc`` folder (made as root).
+ETC_FS_SIZE = 1 << 20
+#: ``mount(2)`` flags.
+MS_RDONLY, MS_NOSUID, MS_NODEV = 1, 2, 4
+_MNT_DETACH = 2
 _OCTAL = re.compile(r"\\([0-7]{3})")
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def mount(fstype: str, target: Path, options: str, flags: int = MS_NOSUID | MS_NODEV) -> None:
+    """Mount a file system without a device (tmpfs, overlay) at ``target``: ``mount(2)``.
+
+    Args:
+        fstype: ``"tmpfs"`` or ``"overlay"``.
+        target: An existing folder.
+        options: The file system's options (``"size=1m,mode=0755"``, ``"lowerdir=..."``).
+        flags: ``MS_*`` flags.
+
+    Raises:
+        OSError: If the kernel refuses (not root, a bad option…).
+    """
+    if _libc.mount(b"replisim", os.fsencode(target), fstype.encode(), flags, options.encode()):
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount -t {fstype} -o {options}: {os.strerror(err)}", str(target))
 
 
 def etc_texts(machine: Machine) -> dict[str, str]:
@@ -87,14 +115,23 @@ def check_etc_name(name: str) -> str:
     return name
 
 
-def make_etc(folder: Path, machine: Machine, system_etc: str = "/etc") -> None:
-    """Create ``folder`` holding a live host's ``/etc``.
+def make_etc(root: Path, machine: Machine, system_etc: str = "/etc") -> Path:
+    """Make a live host's ``/etc`` folder: ``root/etc``.
 
     Args:
-        folder: The folder to create (its parent must exist).
+        root: A new folder to hold it (its parent must exist); as root, a tmpfs of
+            :data:`ETC_FS_SIZE` is mounted there. :func:`replace_file` writes its new files
+            there, next to the folder, on the same file system.
         machine: The machine rendered.
         system_etc: This machine's ``/etc``, where :data:`COPIED_ETC` come from.
+
+    Returns:
+        The folder, to bind at ``/etc``.
     """
+    root.mkdir(mode=0o755)
+    if os.geteuid() == 0:
+        mount("tmpfs", root, f"size={ETC_FS_SIZE},mode=0755")
+    folder = root / "etc"
     folder.mkdir(mode=0o755)
     for name, text in etc_texts(machine).items():
         (folder / name).write_text(text)
@@ -108,13 +145,14 @@ def make_etc(folder: Path, machine: Machine, system_etc: str = "/etc") -> None:
     for entry in folder.iterdir():
         if not entry.is_symlink():
             entry.chmod(0o755 if entry.is_dir() else 0o644)
+    return folder
 
 
 def replace_file(folder: Path, name: str, text: str, in_place: bool = False) -> None:
     """Replace one file of a host's ``/etc`` folder; a running host sees the new text.
 
     Args:
-        folder: The folder (:func:`make_etc`).
+        folder: The folder :func:`make_etc` returned.
         name: The file's name (see :func:`check_etc_name`).
         text: Its new contents.
         in_place: Rewrite the file itself rather than renaming a new one over it: needed
@@ -167,7 +205,7 @@ def mount_usr_without(tools: Iterable[str], folder: Path, usr: str = "/usr") -> 
 
     Raises:
         PermissionError: If hiding is needed and this process is not root.
-        OSError: If the kernel refuses the overlay (``strerror`` holds ``mount``'s message).
+        OSError: If the kernel refuses the overlay.
     """
     hidden = whiteouts(tools, usr)
     if not hidden:
@@ -185,14 +223,7 @@ def mount_usr_without(tools: Iterable[str], folder: Path, usr: str = "/usr") -> 
     for layer in (str(hide), usr):
         if "," in layer or ":" in layer:  # the overlay's option separators
             raise OSError(f"cannot overlay {layer}: ',' and ':' cannot be in its path")
-    options = f"ro,lowerdir={hide}:{usr}"
-    proc = subprocess.run(
-        ["mount", "-t", "overlay", "-o", options, "replisim-usr", str(view)],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise OSError(f"mount -t overlay failed: {proc.stderr.strip()}")
+    mount("overlay", view, f"lowerdir={hide}:{usr}", MS_RDONLY | MS_NOSUID | MS_NODEV)
     return view
 
 
@@ -209,7 +240,7 @@ def unmount_below(folder: Path) -> None:
         if point == root or point.startswith(root.rstrip("/") + "/")
     ]
     for point in sorted(targets, key=lambda p: p.count("/"), reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True)
+        _libc.umount2(os.fsencode(point), _MNT_DETACH)  # failures: nothing more to do
 
 
 def _mount_points() -> list[str]:
