@@ -3,17 +3,18 @@
 No container registry is reachable on replisim's machines, so no image can be pulled. The
 base image is therefore *imported* from a tiny, deterministic tar (a few kilobytes: empty
 mount points, top-level symlinks, the default machine's ``/etc/passwd`` and ``/etc/group``,
-an ``/opt`` owned by its user) and the host's own
-system directories (``/usr``, plus ``/bin``, ``/sbin``, ``/lib``, ``/lib64`` where they are
-real directories rather than merged-usr symlinks) and the Python installation that runs
-replisim are bind-mounted **read-only** when a container starts.
+an ``/opt`` owned by its user) and the host's own system directories (``/usr``, plus
+``/bin``, ``/sbin``, ``/lib``, ``/lib64`` where they are real directories rather than
+merged-usr symlinks) and the Python installation that runs replisim are bind-mounted
+**read-only** when a container starts.
 
 Why this design rather than a rootfs (debootstrap) or ``docker build``:
 
 * It needs nothing from the network and no extra tool; building takes ~0.1 s, and the image
   is a few kilobytes, so the image is rebuilt cheaply whenever the recipe changes.
-* Containers get exactly the host's Python and libraries (same interpreter, same packages as
-  the controller), so the agent code that runs in a replica is the code under test.
+* Containers get exactly the host's system and libraries (its ``python3`` is the system's,
+  as in a bubblewrap host), and the controller's own interpreter at its path, which the
+  init runs on, so both backends show the same machine.
 * Nothing host-specific is baked into layers except the symlink layout and the mount point
   paths, which are hashed into a label: :func:`build_base_image` is idempotent and rebuilds
   only when that content changes.

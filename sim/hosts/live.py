@@ -584,7 +584,8 @@ class LiveHost(ABC):
             text: Its new contents.
 
         Raises:
-            ValueError: If ``name`` is not a plain file name (or is ``alternatives``).
+            ValueError: If ``name`` is not a plain file name, or names ``alternatives`` or
+                ``mtab`` (not files of the controller).
             LiveHostError: If the host has never started (its ``/etc`` does not exist yet)
                 or is closed.
         """
