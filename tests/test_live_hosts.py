@@ -13,6 +13,7 @@ import errno
 import json
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -132,6 +134,25 @@ def test_bad_arguments_are_refused_before_anything_starts() -> None:
         live_host("local", "ok", run_id=RUN_ID, network="replisim-net")
     with pytest.raises(ValueError, match="pids"):
         live_host("docker", "ok", run_id=RUN_ID, pids=0)
+
+
+def test_docker_exec_keeps_frames_read_ahead_with_the_headers() -> None:
+    """Output that arrived with the exec's HTTP headers (read ahead by the client's buffered
+    reader) is not lost."""
+    pytest.importorskip("docker")
+    from sim.hosts.docker_host import _read_ahead, _read_frames
+
+    ours, engine = socket.socketpair()
+    frames = b"".join(struct.pack(">BxxxL", n, len(d)) + d for n, d in ((1, b"out\n"), (2, b"e")))
+    engine.sendall(b"HTTP/1.1 101 UPGRADED\r\n\r\n" + frames)
+    engine.close()
+    headers = ours.makefile("rb")  # what http.client reads the response through
+    assert headers.readline() == b"HTTP/1.1 101 UPGRADED\r\n" and headers.readline() == b"\r\n"
+    sock = SimpleNamespace(_sock=ours, _response=SimpleNamespace(raw=SimpleNamespace(
+        _fp=SimpleNamespace(fp=headers))))  # fmt: skip
+    streams, cut = _read_frames(ours, time.perf_counter() + 5, _read_ahead(sock))
+    assert (bytes(streams[1]), bytes(streams[2]), cut) == (b"out\n", b"e", False)
+    ours.close()
 
 
 # --------------------------------------------------------------------------------------------

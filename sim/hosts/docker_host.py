@@ -364,9 +364,10 @@ class DockerHost(LiveHost):
         except DockerException as err:
             raise LiveHostError(f"{self!r}: exec refused: {err}") from None
         raw = getattr(sock, "_sock", sock)
+        pending = _read_ahead(sock)
         if input is not None:
             threading.Thread(target=_feed, args=(raw, input), daemon=True).start()
-        streams, cut = _read_frames(raw, t0 + timeout + EXEC_SLACK)
+        streams, cut = _read_frames(raw, t0 + timeout + EXEC_SLACK, pending)
         with contextlib.suppress(OSError):
             sock.close()
         code = self._exit_code(api, exec_id)
@@ -480,19 +481,53 @@ def _feed(raw: socket.socket, data: bytes) -> None:
         raw.shutdown(socket.SHUT_WR)
 
 
-def _read_frames(raw: socket.socket, deadline: float) -> tuple[dict[int, bytearray], bool]:
+def _read_ahead(sock: Any) -> bytes:
+    """What of the exec's stream the HTTP client already read with the response's headers.
+
+    The client reads the headers through a buffered reader, which may take the first frames
+    with them when they arrive together (a quick command on a busy machine): reading only
+    from the socket beneath would lose them.
+    """
+    try:
+        buffered = sock._response.raw._fp.fp
+    except AttributeError:
+        return b""
+    raw = getattr(sock, "_sock", sock)
+    raw.settimeout(0.0)  # no wait: only what is there already
+    try:
+        return bytes(buffered.read1(1 << 20) or b"")
+    except OSError:
+        return b""
+    finally:
+        raw.settimeout(None)
+
+
+def _read_frames(
+    raw: socket.socket, deadline: float, pending: bytes = b""
+) -> tuple[dict[int, bytearray], bool]:
     """Read the engine's multiplexed stream until EOF or ``deadline`` (perf_counter).
 
     Each frame is an 8-byte header (stream 1 or 2, three zero bytes, big-endian length)
     and its payload.
 
+    Args:
+        raw: The exec's socket.
+        deadline: When to stop waiting.
+        pending: Bytes of the stream read before (see :func:`_read_ahead`).
+
     Returns:
         The bytes per stream, and whether the deadline cut the reading short.
     """
     streams = {1: bytearray(), 2: bytearray()}
-    buf = bytearray()
+    buf = bytearray(pending)
     cut = False
     while True:
+        while len(buf) >= 8:
+            stream, size = struct.unpack(">BxxxL", bytes(buf[:8]))
+            if len(buf) < 8 + size:
+                break
+            streams.setdefault(stream, bytearray()).extend(buf[8 : 8 + size])
+            del buf[: 8 + size]
         left = deadline - time.perf_counter()
         if left <= 0:
             cut = True
@@ -508,12 +543,6 @@ def _read_frames(raw: socket.socket, deadline: float) -> tuple[dict[int, bytearr
         if not chunk:
             break
         buf += chunk
-        while len(buf) >= 8:
-            stream, size = struct.unpack(">BxxxL", bytes(buf[:8]))
-            if len(buf) < 8 + size:
-                break
-            streams.setdefault(stream, bytearray()).extend(buf[8 : 8 + size])
-            del buf[: 8 + size]
     return streams, cut
 
 
