@@ -257,6 +257,20 @@ def test_hangup_timeout_spares_what_runs_under_nohup(make_host: HostFactory) -> 
     assert [p.command for p in host.processes() if "sleep" in p.command] == ["sleep 100"]
 
 
+def test_processes_hide_the_hangup_wrapper(shared: LiveHost) -> None:
+    """A command run with hangup shows as started by exec (parent 0); no wrapper shows."""
+    thread = threading.Thread(
+        target=shared.exec, args=(["sleep", "3.5"], 30), kwargs={"hangup": True}
+    )
+    thread.start()
+    try:
+        procs = _wait(lambda: [p for p in shared.processes() if p.command == "sleep 3.5"], "sleep")
+        assert [p.ppid for p in procs] == [0]
+        assert not [p for p in shared.processes() if "replisim-hangup" in p.command]
+    finally:
+        thread.join()
+
+
 # --------------------------------------------------------------------------------------------
 # the machine: both backends render the same one
 

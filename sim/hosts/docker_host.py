@@ -53,7 +53,7 @@ from sim.hosts.live import (
     parse_memory,
     state_root,
 )
-from sim.hosts.sandbox import HANGUP_SCRIPT, python_executable
+from sim.hosts.sandbox import HANGUP_SCRIPT, PYTHON_FLAGS, python_executable
 
 try:  # the docker SDK is the optional extra replisim[live]
     import docker
@@ -379,7 +379,7 @@ class DockerHost(LiveHost):
     @property
     def _hangup_wrapper(self) -> tuple[str, ...]:
         """The hang-up wrapper's command, before its seconds and the command."""
-        return (python_executable(), "-I", "-c", HANGUP_SCRIPT)
+        return (python_executable(), *PYTHON_FLAGS, "-c", HANGUP_SCRIPT)
 
     def _exit_code(self, api: Any, exec_id: str) -> int:
         """The exec's exit status, once the engine has seen it end."""
@@ -404,7 +404,8 @@ class DockerHost(LiveHost):
             pid, ppid, command = [*line.split(None, 2), ""][:3]
             if int(pid) != own:
                 rows.append(ProcessInfo(int(pid), int(ppid), command))
-        marks = (" ".join(WRAPPER) + " ", f"{python_executable()} -I -c # replisim-hangup")
+        hangup = " ".join((python_executable(), *PYTHON_FLAGS, "-c", "# replisim-hangup"))
+        marks = (" ".join(WRAPPER) + " ", hangup)
         wrappers = {p.pid for p in rows if p.ppid == 0 and p.command.startswith(marks)}
         return [
             ProcessInfo(p.pid, 0 if p.ppid in wrappers else p.ppid, p.command)

@@ -60,11 +60,15 @@ SCRATCH_SIZE = 64 << 20
 DEFAULT_HOSTNAME = "replisim"
 #: Seconds between a hang-up's SIGHUP and the SIGKILL of what does not ignore it.
 HANGUP_GRACE_S = 0.25
+#: How the controller's Python runs the init and the hang-up wrapper: isolated, and without
+#: ``site`` (they need only the standard library; ``site`` and its ``.pth`` files would cost
+#: every host start some 25 ms).
+PYTHON_FLAGS = ("-I", "-S")
 #: Capabilities the init needs, as the sandbox's root, to become the machine's user.
 INIT_CAPS = ("CAP_CHOWN", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_SYS_RESOURCE")
 
 
-#: PID 1 of every live host, Docker container or bubblewrap sandbox (run with ``python3 -I -c``).
+#: PID 1 of every live host, Docker container or bubblewrap sandbox (``python -I -S -c``).
 #: It waits for signals without polling: SIGCHLD -> reap every zombie (orphans of ``exec``'d
 #: processes are re-parented to PID 1, and unreaped zombies would count against the pids
 #: limit); SIGTERM/SIGINT from outside (``docker stop``, a local host's ``stop``) -> print a
@@ -124,7 +128,7 @@ while True:
 
 
 #: Runs one command with a timeout that ends it as a terminal's hang-up would
-#: (``python -I -c HANGUP_SCRIPT SECONDS ARGV...``, inside a Docker host; a local host does
+#: (``python -I -S -c HANGUP_SCRIPT SECONDS ARGV...``, in a Docker host; a local host does
 #: the same from outside). The wrapper leads a new process group and runs the command in it;
 #: when the time is up it sends SIGHUP to the group, waits :data:`HANGUP_GRACE_S`, then
 #: SIGKILLs every member still there that does not ignore SIGHUP (``SigIgn`` in
@@ -213,9 +217,9 @@ def init_command() -> list[str]:
     """The command that runs :data:`INIT_SCRIPT` as PID 1.
 
     Returns:
-        ``[python, "-I", "-c", INIT_SCRIPT]``.
+        ``[python, *PYTHON_FLAGS, "-c", INIT_SCRIPT]``.
     """
-    return [python_executable(), "-I", "-c", INIT_SCRIPT]
+    return [python_executable(), *PYTHON_FLAGS, "-c", INIT_SCRIPT]
 
 
 def system_layout(paths: Iterable[str] = SYSTEM_PATHS) -> tuple[dict[str, str], tuple[str, ...]]:
