@@ -20,11 +20,11 @@ read-write at the bundle root (a tmpfs of ``workdir_size`` mounted there when th
 controller runs as root, so that the disk cannot fill the machine's). Home, ``/tmp``,
 ``/var/tmp`` and ``/dev/shm`` are tmpfs of the sandbox's own. The init's output reaches
 ``console.log`` through a pipe and is cut at :data:`LOG_LIMIT` bytes. Entered commands
-run with ``no_new_privs`` (``setpriv``), without supplementary groups, as the machine's user
-with the machine's environment: as root, where the sandbox maps the machine's root and user
-to the same ids outside, ``nsenter`` switches to the user (losing the capabilities
-``setns`` gave); otherwise the entered command keeps this process's ids, which are the
-user's there, and loses those capabilities when it ``exec``s.
+run with ``no_new_privs`` (``setpriv``) as the machine's user with the machine's
+environment: as root, where the sandbox maps the machine's root and user to the same ids
+outside, ``nsenter`` switches to the user without supplementary groups (losing the
+capabilities ``setns`` gave); otherwise the entered command keeps this process's ids, which
+are the user's there, and loses those capabilities when it ``exec``s.
 
 Limits: cgroups where this process may create them (as root; cgroup v1 as on replisim's
 machines, or v2 where the controllers can be delegated), made as children of the
@@ -390,7 +390,6 @@ class LocalHost(LiveHost):
         enter = [
             "setpriv",
             "--no-new-privs",
-            *self._clear_groups,
             "--",
             "nsenter",
             f"--target={init}",
@@ -422,19 +421,13 @@ class LocalHost(LiveHost):
 
     @property
     def _credentials(self) -> list[str]:
-        """``nsenter`` options giving an entered command the machine's user: switch to it
-        where ids are mapped (root entering gets the sandbox's root, and loses its
-        capabilities with the switch), else keep this process's ids, which are the user's
-        there."""
+        """``nsenter`` options giving an entered command the machine's user: switch to it,
+        without supplementary groups, where ids are mapped (root entering gets the
+        sandbox's root, and loses its capabilities with the switch), else keep this
+        process's ids, which are the user's there."""
         if self._map_ids:
             return [f"--setuid={self.machine.uid}", f"--setgid={self.machine.gid}"]
         return ["--preserve-credentials"]
-
-    @property
-    def _clear_groups(self) -> list[str]:
-        """``setpriv`` option dropping the controller's supplementary groups (root only):
-        inside they would show as ``nogroup`` in ``id``."""
-        return ["--clear-groups"] if os.geteuid() == 0 else []
 
     def _scan(self) -> list[tuple[int, int, int, str]]:
         """(host pid, pid in the host, host parent pid, command) of every process inside."""
