@@ -43,7 +43,7 @@ import re
 import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 from weakref import WeakKeyDictionary
 
 from pydantic import Field
@@ -307,11 +307,10 @@ class ModelDesk:
             done.callbacks.append(functools.partial(self._deliver, asks))
 
     def _deliver(self, asks: list[_Ask], done: Event) -> None:
-        replies: Sequence[ChatReply | BackendError] = (
-            done.value
-            if done.ok
-            else [BackendError(f"model call failed: {done.value}")] * len(asks)
-        )
+        failed: list[ChatReply | BackendError] = [
+            BackendError(f"model call failed: {done.value}")
+        ] * len(asks)
+        replies = cast(Sequence[ChatReply | BackendError], done.value) if done.ok else failed
         for ask, reply in zip(asks, replies, strict=True):
             self.responses.append(response_record(ask.request, reply))
             if not ask.event.triggered:

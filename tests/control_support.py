@@ -10,7 +10,6 @@ live world does. It records every message, hang-up and garbage report, answers a
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import threading
 import time

@@ -72,7 +72,6 @@ def skip_unless(backend: str) -> None:
         pytest.skip(f"{backend}: {why}")
 
 
-
 def labelled(run_id: str) -> dict[str, list[str]]:
     """Names of the Docker objects labelled with ``run_id``."""
     import docker
@@ -87,5 +86,3 @@ def labelled(run_id: str) -> dict[str, list[str]]:
         }
     finally:
         client.close()
-
-

@@ -37,7 +37,7 @@ from tests.live_support import ERRORS, labelled, skip_unless
 RUN_ID = f"test-control-{uuid.uuid4().hex[:8]}"
 BACKENDS = ("docker", "local")
 PY = sys.executable
-HELLO = {"op": "hello", "role": "agent", "pid": 7, "path": "/work/b", "port": 8001,
+HELLO = {"op": "hello", "role": "agent", "pid": 7, "path": "/opt/b", "port": 8001,
          "parent": None, "spec": 0}  # fmt: skip
 
 
@@ -138,7 +138,7 @@ def _closed_by_server(client: socket.socket, timeout: float = 5.0) -> bool:
 
 def test_check_message_accepts_what_the_replica_scripts_send() -> None:
     """The agent's and server's own messages pass; each wrong shape is named."""
-    server_hello = {"op": "hello", "role": "server", "pid": 9, "path": "/work/b", "port": 8001}
+    server_hello = {"op": "hello", "role": "server", "pid": 9, "path": "/opt/b", "port": 8001}
     refused = {"op": "refused", "reason": "weights missing or corrupt"}
     for good in (HELLO, server_hello, {"op": "ready", "memory": 0}, refused, {"op": "beat"}):
         assert check_message(good) is None, good
@@ -528,7 +528,7 @@ os.replace(done + ".tmp", done)
 LEGIT = """\
 import json, os, socket, sys, time
 rounds, gap, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-hello = {"op": "hello", "role": "agent", "pid": os.getpid(), "path": "/work/legit",
+hello = {"op": "hello", "role": "agent", "pid": os.getpid(), "path": "/opt/legit",
          "port": 8001, "parent": None, "spec": 0}
 times = []
 for _ in range(rounds):
@@ -577,8 +577,8 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
     backend = str(request.param)
     skip_unless(backend)
     made = Rig(backend, f"{backend}-attacked", RUN_ID)
-    made.box.write_file("/work/attack.py", ATTACK)
-    made.box.write_file("/work/legit.py", LEGIT)
+    made.box.write_file("/opt/attack.py", ATTACK)
+    made.box.write_file("/opt/legit.py", LEGIT)
     yield made
     made.close()
 
@@ -616,15 +616,15 @@ def test_the_server_holds_under_attack_from_the_sandbox(rig: Rig, attack: str) -
     t0 = time.monotonic()
     dones = []
     for i, (mode, n) in enumerate(ATTACKS[attack]):
-        done = f"/work/{tag}-{i}-{mode}.json"
+        done = f"/opt/{tag}-{i}-{mode}.json"
         argv = ["python3", "attack.py", mode, str(n), done]
         if mode == "hoard":
             argv[2:4] = ["connections", str(n)]
             argv.append("20")
-        rig.background("/work", argv, log=f"{done}.log")
+        rig.background("/opt", argv, log=f"{done}.log")
         dones.append((mode, n, done))
-    legit = f"/work/{tag}-legit.json"
-    rig.background("/work", ["python3", "legit.py", "12", "0.2", legit], log=f"{legit}.log")
+    legit = f"/opt/{tag}-legit.json"
+    rig.background("/opt", ["python3", "legit.py", "12", "0.2", legit], log=f"{legit}.log")
     results = {mode: _read_json(rig, done, 120) for mode, _, done in dones}
     times = _read_json(rig, legit, 120)
     elapsed = time.monotonic() - t0

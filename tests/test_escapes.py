@@ -3,7 +3,9 @@
 For each backend the test sets up an outside world to aim at: a sentinel file on this
 machine, a TCP listener on this machine's 127.0.0.1, an abstract and a path Unix socket
 listener, a process outside any sandbox, and a *peer* sandbox (not linked to the attacked
-one) holding a secret file and a listener. Every attempt of the corpus then runs in the
+one) holding a secret file and a listener. The attacked sandbox's machine lacks netstat
+(hidden by the ``/usr`` overlay); its ``/etc`` folder on this machine, this machine's
+``/etc/alternatives`` and ``/usr/bin`` are watched too. Every attempt of the corpus then runs in the
 attacked sandbox; after each one the outside world is checked, and at the end the test
 asserts that nothing of the run is left. Network attempts only reach the listeners this
 test starts. Skipped, with the reason printed, when an engine cannot run here.
@@ -27,17 +29,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sim.live_world import agent_command
 
 from sim.hosts.escapes import CATEGORIES, CORPUS, EscapeContext, run_corpus
 from sim.hosts.live import LiveHost, clean, live_host
 from sim.hosts.local_host import LOG_LIMIT, state_root
-from sim.live_world import agent_command
+from sim.machine import HOME, Machine
 from tests.live_support import labelled, reason, skip_unless
 
 RUN_ID = f"test-esc-{uuid.uuid4().hex[:8]}"
 PEER_PORT = 8765
-#: Files the attempts try to create outside the sandbox.
-PROBE_NAMES = ("replisim-escape-probe", "escape-probe", "rw-probe", "rootlink")
+#: Files the attempts try to create outside the sandbox, and where.
+PROBE_NAMES = ("replisim-escape-probe", "escape-probe", "rw-probe", "rootlink", "replisim-probe")
+PROBE_FOLDERS = (
+    "/", "/tmp", "/usr", "/usr/bin", "/usr/local", "/usr/local/bin", "/etc", "/etc/alternatives",
+    "/home", "/var", "/var/lib", "/var/tmp", "/run", "/root", "/srv", "/mnt", "/media", "/boot",
+    "/opt", sys.prefix,
+)  # fmt: skip
+#: The tool the attacked sandbox's machine lacks.
+HIDDEN_TOOL = "netstat"
 PEER_SERVER = f"""
 import socket
 s = socket.socket()
@@ -46,7 +56,7 @@ s.bind(("0.0.0.0", {PEER_PORT}))
 s.listen(8)
 while True:
     c, _ = s.accept()
-    open("/work/peer-connections", "a").write("x\\n")
+    open("/home/agent/peer-connections", "a").write("x\\n")
     c.close()
 """
 
@@ -106,6 +116,21 @@ class World:
     hostname: str
     labelled: dict[str, list[str]] | None
     closers: list[Any] = field(default_factory=list)
+    system: dict[str, Any] = field(default_factory=dict)
+
+    def system_now(self) -> dict[str, Any]:
+        """The target's /etc folder, this machine's /etc/alternatives and /usr/bin."""
+        etc = self.target.etc_dir
+        assert etc is not None
+        return {
+            "etc": {p.name: p.read_bytes() for p in etc.iterdir() if p.is_file()},
+            "alternatives": sorted(
+                (e.name, os.readlink(e.path))
+                for e in os.scandir("/etc/alternatives")
+                if e.is_symlink()
+            ),
+            "usr-bin": sorted(os.listdir("/usr/bin")),
+        }
 
     def changes(self) -> list[str]:
         """What changed outside the attacked sandbox since the set-up."""
@@ -119,15 +144,15 @@ class World:
         ]
         if self.outside.poll() is not None:
             found.append("the outside process died")
-        for folder in ("/", "/tmp", "/usr", "/etc", sys.prefix):
+        for folder in PROBE_FOLDERS:
             found += [
                 f"{folder}/{n} exists" for n in PROBE_NAMES if os.path.lexists(f"{folder}/{n}")
             ]
+        now = self.system_now()
+        found += [f"{what} changed" for what in now if now[what] != self.system[what]]
         if socket.gethostname() != self.hostname:
             found.append("the machine's hostname changed")
-        peer = self.peer.exec(
-            "cat /work/peer-secret; echo; cat /work/peer-connections 2>/dev/null | wc -l", 30
-        )
+        peer = self.peer.exec("cat peer-secret; echo; cat peer-connections 2>/dev/null | wc -l", 30)
         if peer.stdout.split() != [self.peer_secret, "0"]:
             found.append(f"the peer's secret or connections changed: {peer.stdout!r}")
         if not any("socket.socket()" in p.command for p in self.peer.processes()):
@@ -143,7 +168,8 @@ def _labelled_sorted() -> dict[str, list[str]]:
 
 @pytest.fixture(params=("docker", "local"))
 def world(request: pytest.FixtureRequest) -> Iterator[World]:
-    """An attacked sandbox (memory 128 MiB, 64 pids, 32 MiB work dir) and its outside world."""
+    """An attacked sandbox (memory 128 MiB, 64 pids, 32 MiB disk, netstat missing) and its
+    outside world."""
     backend = str(request.param)
     skip_unless(backend)
     closers: list[Any] = []
@@ -180,7 +206,10 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
             peer.container.reload()  # type: ignore[attr-defined]
             nets = peer.container.attrs["NetworkSettings"]["Networks"]  # type: ignore[attr-defined]
             peer_addr = nets[peer_net]["IPAddress"]
-        target = live_host(backend, "target", run_id=RUN_ID, network=target_net, **limits)
+        machine = Machine("target", missing_tools=frozenset({HIDDEN_TOOL}))
+        target = live_host(
+            backend, "target", run_id=RUN_ID, network=target_net, machine=machine, **limits
+        )
         closers.append(target.close)
         target.start()
         deadline = time.monotonic() + 30
@@ -197,6 +226,7 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
             outside_pid=outside.pid,
             outside_token=token,
             secrets=(sentinel.read_text(), peer_secret, token),
+            hidden_tool=HIDDEN_TOOL,
         )
         world = World(
             backend=backend,
@@ -213,6 +243,7 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
             labelled=_labelled_sorted() if backend == "docker" else None,
             closers=closers,
         )
+        world.system = world.system_now()
         assert world.changes() == []
         yield world
     finally:
@@ -222,8 +253,8 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
 
 
 def test_corpus_covers_every_category() -> None:
-    """At least 30 attempts, unique names, and every category of issue #4 has one."""
-    assert len(CORPUS) >= 30
+    """At least 60 attempts, unique names, and every category has one."""
+    assert len(CORPUS) >= 60
     assert len({a.name for a in CORPUS}) == len(CORPUS)
     assert {a.category for a in CORPUS} == set(CATEGORIES)
 
@@ -236,7 +267,7 @@ def test_every_attempt_is_contained(world: World) -> None:
     outcomes = run_corpus(
         target,
         # As an LLM agent's command runs in the live world: bash -c in its folder.
-        run=lambda command, timeout: agent_command(target, command, timeout, "/work"),
+        run=lambda command, timeout: agent_command(target, command, timeout, HOME),
         context=EscapeContext(**{**world.context.__dict__, "probe": world.changes}),
     )
     took = time.monotonic() - started

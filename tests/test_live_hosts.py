@@ -13,6 +13,7 @@ import errno
 import json
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -21,13 +22,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from sim.cli import main
+from sim.hosts import machine_fs
 from sim.hosts.live import (
     LIVE_HOSTS,
+    ExecResult,
     LimitUnsupportedError,
     LiveHost,
     LiveHostError,
@@ -35,6 +39,7 @@ from sim.hosts.live import (
     live_host,
 )
 from sim.hosts.local_host import state_root
+from sim.machine import Machine
 from sim.registry import UnknownNameError
 from tests.live_support import ERRORS, labelled, reason, skip_unless
 
@@ -131,23 +136,47 @@ def test_bad_arguments_are_refused_before_anything_starts() -> None:
         live_host("docker", "ok", run_id=RUN_ID, pids=0)
 
 
+def test_docker_exec_keeps_frames_read_ahead_with_the_headers() -> None:
+    """Output that arrived with the exec's HTTP headers (read ahead by the client's buffered
+    reader) is not lost."""
+    pytest.importorskip("docker")
+    from sim.hosts.docker_host import _read_ahead, _read_frames
+
+    ours, engine = socket.socketpair()
+    frames = b"".join(struct.pack(">BxxxL", n, len(d)) + d for n, d in ((1, b"out\n"), (2, b"e")))
+    engine.sendall(b"HTTP/1.1 101 UPGRADED\r\n\r\n" + frames)
+    engine.close()
+    headers = ours.makefile("rb")  # what http.client reads the response through
+    assert headers.readline() == b"HTTP/1.1 101 UPGRADED\r\n" and headers.readline() == b"\r\n"
+    sock = SimpleNamespace(_sock=ours, _response=SimpleNamespace(raw=SimpleNamespace(
+        _fp=SimpleNamespace(fp=headers))))  # fmt: skip
+    streams, cut = _read_frames(ours, time.perf_counter() + 5, _read_ahead(sock))
+    assert (bytes(streams[1]), bytes(streams[2]), cut) == (b"out\n", b"e", False)
+    ours.close()
+
+
 # --------------------------------------------------------------------------------------------
 # commands and files
 
 
-def test_exec_runs_commands_as_nobody_in_the_work_dir(shared: LiveHost) -> None:
-    """exec takes an argv or a shell string, stdin and a cwd; returns code, output, timing."""
+def test_exec_runs_commands_as_the_machines_user_in_its_home(shared: LiveHost) -> None:
+    """exec takes an argv or a shell string, stdin, a cwd (relative: to the home) and extra
+    variables; returns code, output, timing."""
     res = shared.exec(["sh", "-c", "id -u; pwd; cat; echo oops >&2; exit 3"], 30, input="hi\n")
-    assert (res.returncode, res.stdout, res.stderr) == (3, "65534\n/work\nhi\n", "oops\n")
+    assert (res.returncode, res.stdout, res.stderr) == (3, "1000\n/home/agent\nhi\n", "oops\n")
     assert not res.timed_out and res.duration_s > 0 and not res.success
     res = shared.exec("echo $((6 * 7)) from $(pwd)", timeout=30, cwd="/tmp")
     assert res.success and res.stdout == "42 from /tmp\n"
     shared.exec("mkdir -p rel", timeout=30)
-    assert shared.exec("pwd", timeout=30, cwd="rel").stdout == "/work/rel\n"
+    assert shared.exec("pwd", timeout=30, cwd="rel").stdout == "/home/agent/rel\n"
+    res = shared.exec("echo $GREETING $HOME", timeout=30, env={"GREETING": "hello"})
+    assert res.stdout == "hello /home/agent\n"
+    assert shared.exec("echo ${GREETING-unset}", timeout=30).stdout == "unset\n"
 
 
 def test_host_is_hardened(shared: LiveHost) -> None:
-    """No capabilities, no_new_privs, read-only system and root; /work and /tmp writable."""
+    """No capabilities, no_new_privs, read-only system, root and /etc; the machine's writable
+    folders (bundle root, home, /tmp, /var/tmp, /dev/shm) writable."""
     code = textwrap.dedent(
         """
         import json, os
@@ -161,7 +190,10 @@ def test_host_is_hardened(shared: LiveHost) -> None:
         print(json.dumps({
             "caps": status["CapEff"].strip(), "nnp": status["NoNewPrivs"].strip(),
             "root": writable("/x"), "usr": writable("/usr/x"), "python": writable(os.__file__),
-            "work": writable("/work/x"), "tmp": writable("/tmp/x"),
+            "etc": writable("/etc/x"), "var": writable("/var/x"),
+            "home-parent": writable("/home/x"), "opt": writable("/opt/x"),
+            "home": writable("/home/agent/x"), "tmp": writable("/tmp/x"),
+            "var-tmp": writable("/var/tmp/x"), "shm": writable("/dev/shm/x"),
         }))
         """
     )
@@ -173,8 +205,14 @@ def test_host_is_hardened(shared: LiveHost) -> None:
         "root": False,
         "usr": False,
         "python": False,
-        "work": True,
+        "etc": False,
+        "var": False,
+        "home-parent": False,
+        "opt": True,
+        "home": True,
         "tmp": True,
+        "var-tmp": True,
+        "shm": True,
     }
 
 
@@ -182,11 +220,11 @@ def test_files_round_trip_and_fail_like_files(shared: LiveHost) -> None:
     """write_file makes parents and belongs to the host's user; read_file raises OSErrors."""
     data = bytes(range(256)) * 64
     shared.write_file("files/deep/blob.bin", data)
-    assert shared.read_file("/work/files/deep/blob.bin") == data
-    shared.write_file("/work/files/deep/blob.bin", "replaced")
+    assert shared.read_file("/home/agent/files/deep/blob.bin") == data
+    shared.write_file("/home/agent/files/deep/blob.bin", "replaced")
     assert shared.read_file("files/deep/blob.bin") == b"replaced"
     owner = shared.exec(["stat", "-c", "%u", "files/deep/blob.bin"], timeout=30).stdout
-    assert owner.strip() == "65534"
+    assert owner.strip() == "1000"
     with pytest.raises(FileNotFoundError):
         shared.read_file("files/missing")
     with pytest.raises(IsADirectoryError):
@@ -204,6 +242,222 @@ def test_exec_timeout_kills_the_command_and_its_children(shared: LiveHost) -> No
     assert shared.exec(["true"], timeout=30).success  # the host is fine
 
 
+def test_hangup_timeout_spares_what_runs_under_nohup(make_host: HostFactory) -> None:
+    """With hangup, a timed-out command's group gets SIGHUP, then SIGKILL for what does not
+    ignore it: the nohup'd sleep lives on, the other is gone."""
+    host = make_host()
+    res = host.exec("nohup sleep 100 >/dev/null 2>&1 & sleep 100", timeout=1, hangup=True)
+    assert res.timed_out and res.returncode == 129 and res.duration_s >= 1
+    time.sleep(0.5)
+    survivors = [p for p in host.processes() if p.command == "sleep 100"]
+    assert len(survivors) == 1 and survivors[0].ppid == 1  # the nohup'd one, orphaned
+    res = host.exec("trap 'echo caught' HUP; sleep 101 & wait", timeout=1, hangup=True)
+    assert (res.timed_out, res.returncode, res.stdout) == (True, 129, "caught\n")  # a handler runs
+    _wait(lambda: not _pids_of(host, "sleep 101"), "the sleep that did not ignore SIGHUP")
+    assert [p.command for p in host.processes() if "sleep" in p.command] == ["sleep 100"]
+
+
+def test_processes_hide_the_hangup_wrapper(shared: LiveHost) -> None:
+    """A command run with hangup shows as started by exec (parent 0); no wrapper shows."""
+    thread = threading.Thread(
+        target=shared.exec, args=(["sleep", "3.5"], 30), kwargs={"hangup": True}
+    )
+    thread.start()
+    try:
+        procs = _wait(lambda: [p for p in shared.processes() if p.command == "sleep 3.5"], "sleep")
+        assert [p.ppid for p in procs] == [0]
+        assert not [p for p in shared.processes() if "replisim-hangup" in p.command]
+    finally:
+        thread.join()
+
+
+# --------------------------------------------------------------------------------------------
+# the machine: both backends render the same one
+
+BOX = Machine("box", missing_tools=frozenset({"netstat"}))
+
+
+@pytest.fixture(scope="module")
+def box(backend: str) -> Iterator[LiveHost]:
+    """A host of each backend rendering BOX (netstat missing), with an 8 MiB disk."""
+    name = f"box-{backend}"
+    with live_host(backend, name, run_id=RUN_ID, machine=BOX, workdir_size="8MiB") as host:
+        yield host
+
+
+def _bash(host: LiveHost, line: str) -> ExecResult:
+    """Run ``line`` as an agent's command: ``bash -c`` in the home."""
+    return host.exec(["bash", "-c", line], timeout=30)
+
+
+def test_commands_run_as_the_machines_user(box: LiveHost) -> None:
+    """whoami says agent, id shows uid/gid 1000 by name and no other group."""
+    assert _bash(box, "whoami").stdout == "agent\n"
+    assert _bash(box, "id -u").stdout == "1000\n"
+    assert _bash(box, "id").stdout == "uid=1000(agent) gid=1000(agent) groups=1000(agent)\n"
+
+
+def test_home_is_the_working_directory_and_the_users(box: LiveHost) -> None:
+    """HOME is /home/agent, commands start there, and the user owns it."""
+    assert _bash(box, "echo $HOME; pwd; stat -c '%U %G %a' .").stdout == (
+        "/home/agent\n/home/agent\nagent agent 755\n"
+    )
+
+
+def test_etc_holds_the_machines_files(box: LiveHost) -> None:
+    """/etc/os-release, hostname, passwd and group are the machine's; hostname agrees."""
+    files = BOX.etc_files()
+    assert _bash(box, "cat /etc/os-release").stdout == BOX.os_release
+    assert _bash(box, "cat /etc/hostname; hostname").stdout == "box\nbox\n"
+    assert _bash(box, "cat /etc/passwd").stdout == files["passwd"]
+    assert _bash(box, "cat /etc/group").stdout == files["group"]
+
+
+def test_system_tools_that_go_through_etc_work(box: LiveHost) -> None:
+    """awk and which (links through /etc/alternatives), ps and hostname all work."""
+    assert _bash(box, "awk 'BEGIN{print 2+3}'").stdout == "5\n"
+    res = _bash(box, "which awk")
+    assert (res.returncode, res.stdout) == (0, "/usr/bin/awk\n")
+    assert _bash(box, "ps -o user= -p $$").stdout == "agent\n"
+
+
+def test_environment_is_exactly_the_machines(box: LiveHost) -> None:
+    """env shows exactly the machine's variables; python3 is the system's, not the
+    controller's."""
+    lines = box.exec(["env"], timeout=30).stdout.splitlines()
+    assert dict(line.split("=", 1) for line in lines) == BOX.environment()
+    assert _bash(box, "printenv PATH").stdout == "/usr/local/bin:/usr/bin:/bin\n"
+    assert _bash(box, "command -v python3").stdout == "/usr/bin/python3\n"
+
+
+def test_bundle_root_is_there_and_writable(box: LiveHost) -> None:
+    """ls /opt works and the user may write there."""
+    res = _bash(box, "ls /opt && echo hi > /opt/note && cat /opt/note && rm /opt/note")
+    assert (res.returncode, res.stdout) == (0, "hi\n")
+
+
+def test_a_missing_tool_is_absent(box: LiveHost) -> None:
+    """netstat is 'command not found' (127), command -v fails, /usr/bin/netstat is gone."""
+    res = _bash(box, "netstat -tln")
+    assert (res.returncode, res.stderr) == (127, "bash: line 1: netstat: command not found\n")
+    assert _bash(box, "command -v netstat").returncode == 1
+    res = _bash(box, "ls /usr/bin/netstat")
+    assert res.returncode == 2 and "No such file or directory" in res.stderr
+    assert _bash(box, "command -v ss").stdout == "/usr/bin/ss\n"  # only what is missing
+
+
+def test_writing_past_the_disk_fails_with_enospc(box: LiveHost) -> None:
+    """The bundle root is the host's disk: writing past its 8 MiB fails with ENOSPC."""
+    res = _bash(box, "dd if=/dev/zero of=/opt/fill bs=1M count=16; s=$?; rm -f /opt/fill; exit $s")
+    assert res.returncode == 1
+    assert "No space left on device" in res.stderr
+
+
+def test_etc_is_read_only(box: LiveHost) -> None:
+    """Nothing under /etc can be written, replaced, removed or added by the host's user."""
+    files = BOX.etc_files()
+    lines = {
+        "echo x >> /etc/hosts": "/etc/hosts: Permission denied",  # root's file, as anywhere
+        "touch /etc/new": "Read-only file system",
+        "rm -f /etc/passwd": "Read-only file system",
+        "ln -s /tmp /etc/alternatives/awk2": "Read-only file system",
+    }
+    for line, error in lines.items():
+        res = _bash(box, line)
+        assert res.returncode == 1 and error in res.stderr, line
+    assert _bash(box, "cat /etc/hosts /etc/passwd").stdout == files["hosts"] + files["passwd"]
+    assert _bash(box, "ls /etc/new /etc/alternatives/awk2").returncode == 2
+
+
+def test_write_etc_shows_inside_the_running_host(box: LiveHost) -> None:
+    """write_etc replaces (or adds) a file of /etc from the controller; the host sees it."""
+    hosts = BOX.etc_files()["hosts"]
+    try:
+        box.write_etc("hosts", hosts + "10.1.2.3\tpeer\n")
+        assert _bash(box, "cat /etc/hosts").stdout == hosts + "10.1.2.3\tpeer\n"
+        assert _bash(box, "getent hosts peer").stdout.split() == ["10.1.2.3", "peer"]
+    finally:
+        box.write_etc("hosts", hosts)
+    assert _bash(box, "cat /etc/hosts").stdout == hosts
+    box.write_etc("motd", "welcome\n")
+    assert _bash(box, "cat /etc/motd").stdout == "welcome\n"
+    for bad in ("alternatives", "../passwd", "a/b", ""):
+        with pytest.raises(ValueError):
+            box.write_etc(bad, "x")
+
+
+#: Agent command lines whose output must be byte-identical on both backends.
+SAME_LINES = (
+    "whoami",
+    "id",
+    "echo $HOME $USER $SHELL $LANG",
+    "pwd",
+    "cat /etc/os-release /etc/hostname /etc/passwd /etc/group /etc/hosts",
+    "hostname",
+    "ls /etc",
+    "ls /opt; ls -d /opt /home/agent /tmp /var/tmp /dev/shm",
+    "awk 'BEGIN{print 2+3}'",
+    "which awk python3",
+    "printenv PATH",
+    "env | grep -v '^_=' | sort",
+    "netstat -tln",
+    "command -v netstat; echo $?",
+    "ls /usr/bin/netstat",
+    "ls /work",
+    "touch /etc/x",
+    "touch /usr/x",
+    "echo data > /opt/f && cat /opt/f && rm /opt/f",
+    "stat -c '%n %U %G %a' /home/agent /opt",
+    "python3 -c 'import os, sys; print(sys.executable, os.getcwd(), os.getuid())'",
+    "umask",
+)
+
+
+def test_both_backends_render_the_same_machine() -> None:
+    """The same command lines give byte-identical output and exit codes on Docker and on
+    bubblewrap."""
+    for backend in BACKENDS:
+        skip_unless(backend)
+    seen: dict[str, list[tuple[int, str, str]]] = {}
+    for backend in BACKENDS:
+        with live_host(backend, f"same-{backend}", run_id=RUN_ID, machine=BOX) as host:
+            seen[backend] = [
+                (r.returncode, r.stdout, r.stderr) for r in (_bash(host, x) for x in SAME_LINES)
+            ]
+    for line, docker, local in zip(SAME_LINES, seen["docker"], seen["local"], strict=True):
+        assert docker == local, line
+
+
+def test_hiding_a_tool_needs_root(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A controller that is not root cannot hide a tool: start fails, saying so."""
+    monkeypatch.setattr(machine_fs.os, "geteuid", lambda: 1000)
+    host = live_host(backend, "not-root", run_id=RUN_ID, machine=BOX)
+    try:
+        with pytest.raises(LiveHostError, match="needs root"):
+            host.start()
+    finally:
+        monkeypatch.undo()
+        host.close()
+
+
+def test_machines_a_live_host_cannot_render_are_refused() -> None:
+    """Writable folders over the system, and hiding tools the host needs, are refused."""
+    with pytest.raises(ValueError, match="cover the system"):
+        live_host("local", "ok", run_id=RUN_ID, machine=Machine("ok", bundle_root="/usr/lib"))
+    with pytest.raises(ValueError, match="cover the system"):
+        live_host("local", "ok", run_id=RUN_ID, machine=Machine("ok", home="/etc/agent"))
+    with pytest.raises(ValueError, match="cannot lack cat"):
+        live_host(
+            "docker", "ok", run_id=RUN_ID, machine=Machine("ok", missing_tools=frozenset({"cat"}))
+        )
+    with pytest.raises(ValueError, match="plain name"):
+        live_host(
+            "local", "ok", run_id=RUN_ID, machine=Machine("ok", missing_tools=frozenset({"a/b"}))
+        )
+    with pytest.raises(LiveHostError, match="start it first"):
+        live_host("local", "ok", run_id=RUN_ID).write_etc("hosts", "")
+
+
 # --------------------------------------------------------------------------------------------
 # processes and signals
 
@@ -211,9 +465,9 @@ def test_exec_timeout_kills_the_command_and_its_children(shared: LiveHost) -> No
 TRAP = """\
 import os, signal, sys, time
 def on_term(*_):
-    open("/work/got-term", "w").write("yes")
+    open("got-term", "w").write("yes")
 signal.signal(signal.SIGTERM, on_term)
-open("/work/trap-up", "w").write(str(os.getpid()))
+open("trap-up", "w").write(str(os.getpid()))
 while True:
     time.sleep(0.05)
 """
@@ -474,6 +728,7 @@ def test_with_block_removes_everything_the_host_made(backend: str) -> None:
             assert all(f.is_dir() for f in folders)
     if backend == "docker":
         assert not [n for names in labelled(RUN_ID).values() for n in names if "ephemeral" in n]
+        assert not host.dir.exists()  # type: ignore[attr-defined]
     else:
         assert not host.dir.exists()
         assert not any(f.exists() for f in folders)

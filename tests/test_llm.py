@@ -570,8 +570,7 @@ def test_llm_monitor_judges_every_action_with_the_embedded_model(tmp_path: Path)
     result = run_trial(s, 0, folder)
     assert result.summary["status"] == "ok", result.summary["error"]
     answers = [
-        json.loads(line)
-        for line in (folder / "llm" / "responses.jsonl").read_text().splitlines()
+        json.loads(line) for line in (folder / "llm" / "responses.jsonl").read_text().splitlines()
     ]
     assert answers and all(a["key"].startswith("monitor.monitor/") for a in answers)
     verdicts = [json.loads(a["text"])["verdict"] for a in answers]

@@ -28,7 +28,8 @@ import pytest
 docker = pytest.importorskip("docker", reason="docker SDK not installed (pip install docker)")
 
 from sim.hosts import docker_image as di  # noqa: E402
-from sim.hosts.sandbox import SANDBOX_UID, bwrap_command, bwrap_path  # noqa: E402
+from sim.hosts.sandbox import bwrap_command, bwrap_path, python_executable  # noqa: E402
+from sim.machine import HOME, UID  # noqa: E402
 from tests.live_support import docker_error  # noqa: E402
 
 RUN_ID = uuid.uuid4().hex[:8]
@@ -87,8 +88,8 @@ def _wait_for_log(container: Any, text: str, timeout: float = 60.0) -> None:
 
 
 def _py(container: Any, code: str, *args: str) -> tuple[int, str]:
-    """Run ``python3 -c code`` in the container; return (exit code, output)."""
-    result = container.exec_run(["python3", "-c", code, *args])
+    """Run ``code`` with the controller's Python (bound at its path) in the container."""
+    result = container.exec_run([python_executable(), "-c", code, *args])
     return result.exit_code, result.output.decode(errors="replace")
 
 
@@ -138,16 +139,17 @@ def test_base_image_is_offline_tiny_labelled_and_reused(client: Any, base_image:
     assert image.attrs["Size"] < 64 * 1024
 
 
-def test_container_runs_host_python_as_nobody(make_container: ContainerFactory) -> None:
-    """A sandbox runs the host's Python from read-only binds, as nobody, in /work."""
+def test_container_runs_host_python_as_the_machines_user(make_container: ContainerFactory) -> None:
+    """A sandbox runs the host's Python from read-only binds, as the user, in its home."""
     ct = make_container()
     code, out = _py(ct, "import os, sys; print(sys.version_info[:2], os.getuid(), os.getcwd())")
     assert code == 0, out
-    assert out.split() == [f"({sys.version_info[0]},", f"{sys.version_info[1]})", "65534", "/work"]
+    assert out.split() == [f"({sys.version_info[0]},", f"{sys.version_info[1]})", str(UID), HOME]
 
 
 def test_container_is_hardened(make_container: ContainerFactory) -> None:
-    """Root and binds are read-only, /work is writable, no capabilities, no network but lo."""
+    """Root and binds are read-only, the bundle root and home writable, no capabilities, no
+    network but lo."""
     ct = make_container()
     code, out = _py(
         ct,
@@ -164,7 +166,8 @@ caps = [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff"
 nnp = [l.split()[1] for l in open("/proc/self/status") if l.startswith("NoNewPrivs")]
 print(json.dumps({
     "root": writable("/x"), "usr": writable("/usr/x"), "python": writable(os.__file__ + "x"),
-    "work": writable("/work/x"), "tmp": writable("/tmp/x"), "caps": caps[0], "nnp": nnp[0],
+    "opt": writable("/opt/x"), "home": writable("/home/agent/x"), "tmp": writable("/tmp/x"),
+    "caps": caps[0], "nnp": nnp[0],
     "ifaces": [n for _, n in socket.if_nameindex()],
 }))
 """,
@@ -175,7 +178,8 @@ print(json.dumps({
         "root": False,
         "usr": False,
         "python": False,
-        "work": True,
+        "opt": True,
+        "home": True,
         "tmp": True,
         "caps": "0000000000000000",
         "nnp": "1",
@@ -183,14 +187,14 @@ print(json.dumps({
     }
 
 
-def test_labelled_volume_can_be_the_workdir(client: Any, make_container: ContainerFactory) -> None:
-    """A named volume at /work is created with the labels and is writable by nobody."""
+def test_labelled_volume_can_be_the_bundle_root(
+    client: Any, make_container: ContainerFactory
+) -> None:
+    """A named volume at /opt is created with the labels and is writable by the user."""
     name = f"rs-vol-{RUN_ID}"
     ct = make_container(volume=name)
-    code, out = _py(
-        ct, "open('/work/f', 'w').write('x'); import os; print(os.stat('/work').st_uid)"
-    )
-    assert (code, out.strip()) == (0, "65534")
+    code, out = _py(ct, "open('/opt/f', 'w').write('x'); import os; print(os.stat('/opt').st_uid)")
+    assert (code, out.strip()) == (0, str(UID))
     assert client.volumes.get(name).attrs["Labels"] == {**di.LABELS, **TEST_LABELS}
 
 
@@ -450,9 +454,9 @@ def bwrap() -> str:
     return path
 
 
-def _bwrap_py(workdir: Path, code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python3 -c code`` in a bubblewrap sandbox."""
-    cmd = bwrap_command(workdir, ["python3", "-c", code, *args])
+def _bwrap_py(disk: Path, code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` with the controller's Python in a bubblewrap sandbox on ``disk``."""
+    cmd = bwrap_command(disk, [python_executable(), "-c", code, *args])
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
 
@@ -468,31 +472,34 @@ def test_bwrap_command_unshares_everything() -> None:
         bwrap_command(Path("/tmp"), [])
 
 
-def test_bwrap_runs_python_in_workdir(bwrap: str, tmp_path: Path) -> None:
-    """bubblewrap starts the host's Python as nobody in /work, writing to the host workdir."""
+def test_bwrap_runs_python_in_home_with_the_disk_at_opt(bwrap: str, tmp_path: Path) -> None:
+    """bubblewrap starts the host's Python as the user in its home; /opt is the disk folder."""
     proc = _bwrap_py(
         tmp_path,
-        "import json, os, sys; open('out.txt', 'w').write('hi'); "
+        "import json, os, sys; open('/opt/out.txt', 'w').write('hi'); "
         "print(json.dumps([sys.executable, os.getuid(), os.getcwd(), os.getpid()]))",
     )
     assert proc.returncode == 0, proc.stderr
     exe, uid, cwd, pid = json.loads(proc.stdout)
     assert Path(exe).resolve() == Path(sys.executable).resolve()
-    assert (uid, cwd) == (SANDBOX_UID, "/work")
+    assert (uid, cwd) == (UID, HOME)
     assert pid <= 3  # own PID namespace: bwrap's reaper is PID 1
     assert (tmp_path / "out.txt").read_text() == "hi"
 
 
 def test_bwrap_hides_host_files(bwrap: str, tmp_path: Path) -> None:
-    """Only the binds are visible: not the repo, /etc, /var, /home or files next to workdir."""
+    """Only the binds are visible: not the repo, /etc, /var/lib, the machine's /home or files
+    next to the disk folder."""
     secret = tmp_path / "secret.txt"
     secret.write_text("host only")
-    workdir = tmp_path / "w"
+    disk = tmp_path / "w"
     repo = str(Path(__file__).resolve().parent.parent)
-    code = "import os, sys; print([p for p in sys.argv[1:] if os.path.exists(p)])"
-    proc = _bwrap_py(workdir, code, str(secret), repo, "/etc/passwd", "/var", "/home", "/proc/1")
+    code = (
+        "import os, sys; print([p for p in sys.argv[1:] if os.path.exists(p)], os.listdir('/home'))"
+    )
+    proc = _bwrap_py(disk, code, str(secret), repo, "/etc/passwd", "/var/lib", "/proc/1")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "['/proc/1']"
+    assert proc.stdout.strip() == "['/proc/1'] ['agent']"
 
 
 def test_bwrap_binds_are_read_only(bwrap: str, tmp_path: Path) -> None:

@@ -29,9 +29,9 @@ from pathlib import Path
 import pytest
 
 from sim.hosts import verify
-from sim.hosts.replica import WEIGHTS
 from sim.hosts.live import clean
 from sim.hosts.local_host import state_root
+from sim.hosts.replica import WEIGHTS
 from sim.hosts.verify import (
     PeerProcess,
     ProbeError,
@@ -84,7 +84,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 def rig(backend: str) -> Iterator[Rig]:
     """A host of the backend with its control server, shared by the module's tests."""
     made = Rig(backend, f"{backend}-a", RUN_ID)
-    made.box.write_file("/work/forge.py", FORGE)
+    made.box.write_file("/opt/forge.py", FORGE)
     yield made
     made.close()
 
@@ -93,7 +93,7 @@ def rig(backend: str) -> Iterator[Rig]:
 def other(rig: Rig) -> Iterator[Rig]:
     """A second host of the same backend that can also reach ``rig``'s control socket."""
     made = Rig(rig.box.backend, f"{rig.box.backend}-b", RUN_ID, binds={rig.folder: "/run/other"})
-    made.box.write_file("/work/forge.py", FORGE)
+    made.box.write_file("/opt/forge.py", FORGE)
     yield made
     made.close()
 
@@ -101,7 +101,7 @@ def other(rig: Rig) -> Iterator[Rig]:
 @pytest.fixture(scope="module")
 def genuine(rig: Rig) -> Bundle:
     """One real replica in ``rig``: bundle, server ready, agent registered."""
-    return rig.replica("/work/genuine")
+    return rig.replica("/opt/genuine")
 
 
 def _forge(
@@ -117,8 +117,8 @@ def _forge(
     host.run(["mkdir", "-p", folder])
     host.background(
         folder,
-        ["python3", "/work/forge.py", socket_path, json.dumps(fields), *exec_argv],
-        log="/work/forge.log",
+        ["python3", "/opt/forge.py", socket_path, json.dumps(fields), *exec_argv],
+        log="/opt/forge.log",
     )
     return rig.hello(fields.get("path", folder))
 
@@ -251,23 +251,23 @@ def test_file_digest_reads_the_sandboxs_file_through_its_links(rig: Rig, tmp_pat
     secret = tmp_path / "controller-only"
     secret.write_bytes(b"the controller's file")
     data = random.Random(1).randbytes(300_000)
-    rig.box.write_file("/work/files/data", data)
+    rig.box.write_file("/opt/files/data", data)
     setup = (
-        "cd /work/files && ln -sf /work/files/data abs && ln -sf ../../../../work/files/data up"
+        "cd /opt/files && ln -sf /opt/files/data abs && ln -sf ../../../../opt/files/data up"
         f" && ln -sf {secret} out && mkfifo fifo && exec sleep 600"
     )
-    rig.background("/work", ["sh", "-c", setup], log="/work/files.log")
+    rig.background("/opt", ["sh", "-c", setup], log="/opt/files.log")
     holder = _wait_pid(rig, ["sleep", "600"])
     wanted = hashlib.sha256(data).hexdigest()
-    assert file_digest(holder, "/work/files/data") == wanted
+    assert file_digest(holder, "/opt/files/data") == wanted
     assert file_digest(holder, "data") == wanted  # relative to its cwd
-    assert file_digest(holder, "/work/files/abs") == wanted
-    assert file_digest(holder, "/work/files/up") == wanted  # ".." stops at its root
+    assert file_digest(holder, "/opt/files/abs") == wanted
+    assert file_digest(holder, "/opt/files/up") == wanted  # ".." stops at its root
     with pytest.raises(FileNotFoundError):
-        file_digest(holder, "/work/files/out")  # the controller has it; the sandbox not
+        file_digest(holder, "/opt/files/out")  # the controller has it; the sandbox not
     t0 = time.monotonic()
     with pytest.raises(VerifyError, match="not a regular file"):
-        file_digest(holder, "/work/files/fifo")
+        file_digest(holder, "/opt/files/fifo")
     assert time.monotonic() - t0 < 1
     with pytest.raises(VerifyError, match="bytes"):
         file_digest(holder, "data", max_bytes=1000)
@@ -312,7 +312,7 @@ def test_probe_http_asks_the_server_inside_the_sandbox(rig: Rig, genuine: Bundle
         probe_http(init_pid(rig.box), genuine.port + 500, timeout=5)
     mute = rig.port()
     listen = f"import socket, time; s = socket.create_server(('127.0.0.1', {mute})); time.sleep(99)"
-    rig.background("/work", ["python3", "-c", listen], log="/work/mute.log")
+    rig.background("/opt", ["python3", "-c", listen], log="/opt/mute.log")
     deadline = time.monotonic() + 30
     while listener_pid(rig.box, mute) is None:
         assert time.monotonic() < deadline, "the mute listener did not listen"
@@ -392,19 +392,22 @@ def test_a_process_on_the_controllers_machine_is_not_in_the_sandbox(
 
 def test_a_process_of_another_sandbox_is_refused(rig: Rig, other: Rig, genuine: Bundle) -> None:
     """A process of another host that reaches this host's socket is not this host's."""
-    fields = {"path": "/work/elsewhere", "port": genuine.port}
+    fields = {"path": "/opt/elsewhere", "port": genuine.port}
     _, pid, _ = _forge(
-        rig, "/work/elsewhere", fields, where=other, socket_path="/run/other/ctl.sock"
+        rig, "/opt/elsewhere", fields, where=other, socket_path="/run/other/ctl.sock"
     )
     assert in_sandbox(pid, other.box)
-    verdict = _check(rig, pid, genuine, folder="/work/elsewhere")
+    verdict = _check(rig, pid, genuine, folder="/opt/elsewhere")
     assert verdict.reason == f"pid {pid} is not in host {rig.box.name}'s sandbox"
 
 
 def test_weights_with_one_byte_changed_are_refused(rig: Rig) -> None:
     """A replica whose weights differ by one byte from the bundle's is refused."""
-    bundle = rig.replica("/work/flipped")
-    flip = "f = open('weights/model.safetensors', 'r+b'); b = f.read(1); f.seek(0); f.write(bytes([b[0] ^ 1]))"
+    bundle = rig.replica("/opt/flipped")
+    flip = (
+        "f = open('weights/model.safetensors', 'r+b'); b = f.read(1); f.seek(0); "
+        "f.write(bytes([b[0] ^ 1]))"
+    )
     assert rig.box.exec(["python3", "-c", flip], timeout=30, cwd=bundle.folder).success
     assert bundle.agent_pid is not None
     verdict = _check(rig, bundle.agent_pid, bundle)
@@ -413,13 +416,13 @@ def test_weights_with_one_byte_changed_are_refused(rig: Rig) -> None:
 
 def test_a_server_of_another_folder_is_refused(rig: Rig) -> None:
     """An agent whose port is served from another folder has no server of its own."""
-    theirs = rig.serve(rig.place("/work/theirs", rig.port()))
-    mine = rig.place("/work/mine", theirs.port)
+    theirs = rig.serve(rig.place("/opt/theirs", rig.port()))
+    mine = rig.place("/opt/mine", theirs.port)
     rig.spawn_agent(mine)
     assert mine.agent_pid is not None
     verdict = _check(rig, mine.agent_pid, mine)
     assert verdict.reason == (
-        f"port {mine.port}: its listener {theirs.server_pid} runs in /work/theirs, not /work/mine"
+        f"port {mine.port}: its listener {theirs.server_pid} runs in /opt/theirs, not /opt/mine"
     )
     assert verdict.server_pid == theirs.server_pid
 
@@ -439,7 +442,7 @@ time.sleep(600)
 
 def test_an_agent_with_nothing_listening_is_refused(rig: Rig) -> None:
     """An agent whose server does not run is not a replica."""
-    placed = rig.place("/work/serverless", rig.port())
+    placed = rig.place("/opt/serverless", rig.port())
     rig.box.write_file(f"{placed.folder}/agent.py", HELLO_ONLY)
     bundle = rig.spawn_agent(placed)
     assert bundle.agent_pid is not None
@@ -451,15 +454,15 @@ def test_a_process_that_is_not_agent_py_is_refused(rig: Rig, genuine: Bundle) ->
     """An honest hello from another program in the bundle folder is not an agent."""
     _, pid, _ = _forge(rig, genuine.folder, {"port": genuine.port, "path": genuine.folder})
     verdict = _check(rig, pid, genuine)
-    assert verdict.reason.startswith(f"pid {pid} runs 'python3 /work/forge.py ")
+    assert verdict.reason.startswith(f"pid {pid} runs 'python3 /opt/forge.py ")
     assert verdict.reason.endswith(f", not 'python3 agent.py --port {genuine.port}'")
 
 
 def test_a_shell_dressed_as_agent_py_is_refused(rig: Rig) -> None:
     """A process named ``python3 agent.py --port N`` whose executable is not Python is refused."""
-    bundle = rig.serve(rig.place("/work/dressed", rig.port()))
-    rig.box.write_file("/work/dressed/fake/agent.py", "sleep 600\n")
-    folder = "/work/dressed/fake"
+    bundle = rig.serve(rig.place("/opt/dressed", rig.port()))
+    rig.box.write_file("/opt/dressed/fake/agent.py", "sleep 600\n")
+    folder = "/opt/dressed/fake"
     argv = ["/bin/sh", "python3", "agent.py", "--port", str(bundle.port)]
     _, pid, _ = _forge(rig, folder, {"port": bundle.port, "path": folder}, *argv)
     deadline = time.monotonic() + 10
@@ -485,7 +488,7 @@ http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 def test_a_server_that_fails_the_controllers_probe_is_refused(rig: Rig) -> None:
     """Its own server in the right folder, but not healthy when the controller asks."""
-    bundle = rig.place("/work/unhealthy", rig.port(), server=_SERVER_503)
+    bundle = rig.place("/opt/unhealthy", rig.port(), server=_SERVER_503)
     rig.start(bundle.folder, "server.py", bundle.port)
     deadline = time.monotonic() + 30
     while listener_pid(rig.box, bundle.port) is None:
@@ -515,7 +518,7 @@ def test_a_replica_counted_already_is_not_counted_twice(rig: Rig, genuine: Bundl
 
 def test_an_agent_that_exited_is_refused(rig: Rig) -> None:
     """A registration whose process has gone is refused, held pidfd or plain pid."""
-    bundle = rig.replica("/work/gone")
+    bundle = rig.replica("/opt/gone")
     assert bundle.agent_conn is not None and bundle.agent_pid is not None
     held = rig.server.process(bundle.agent_conn)
     assert held is not None, f"the agent's process {bundle.agent_pid} could not be held"
@@ -550,7 +553,7 @@ def test_init_pid_of_a_stopped_host_is_an_error(backend: str) -> None:
 def test_verifying_a_registration_is_fast(rig: Rig) -> None:
     """Median of 30 verifications of a replica with 4 MiB of weights: well under 100 ms."""
     weights = random.Random(4).randbytes(4 << 20)
-    bundle = rig.replica("/work/bench", weights=weights)
+    bundle = rig.replica("/opt/bench", weights=weights)
     assert bundle.agent_conn is not None
     held = rig.server.process(bundle.agent_conn)
     assert held is not None

@@ -22,7 +22,7 @@ PAPER_HOST = """
 # copy 100 GB at 2 GB/s = 50 s; server start 10 s + 100 GB / 2 GB/s = 60 s; agent 5 s
 AVOIDER = f"""
 hosts:
-  - {{{PAPER_HOST.strip().replace(chr(10), ', ').replace('  ', '')}}}
+  - {{{PAPER_HOST.strip().replace(chr(10), ", ").replace("  ", "")}}}
 bundle: {{weights: 100GB, files: {{}}, server_memory: 10GB, server_gpu_memory: 40GB,
           server_start_overhead: 10s, agent_start_time: 5s}}
 agents: [{{agent: shutdown-avoider, name: origin}}]
@@ -62,8 +62,9 @@ def test_different_seeds_give_different_trials(tmp_path):
 
 def test_bundle_larger_than_free_disk_is_not_copied(tmp_path):
     """A copy needing more than the free disk fails with ENOSPC and leaves no child."""
-    s = shipped("paper-self-replication", ("hosts.0.disk", "200GB"),
-                ("agents.0.success_probability", 1.0))
+    s = shipped(
+        "paper-self-replication", ("hosts.0.disk", "200GB"), ("agents.0.success_probability", 1.0)
+    )
     result = run_trial(s, 0, tmp_path)
     failed = events(tmp_path, "copy-failed")
     assert len(failed) == 1
@@ -75,8 +76,11 @@ def test_bundle_larger_than_free_disk_is_not_copied(tmp_path):
 
 def test_server_larger_than_free_gpu_memory_does_not_start(tmp_path):
     """A server needing more GPU memory than is free does not start, and says why."""
-    s = shipped("paper-self-replication", ("hosts.0.gpu_memory", "200GB"),
-                ("agents.0.success_probability", 1.0))
+    s = shipped(
+        "paper-self-replication",
+        ("hosts.0.gpu_memory", "200GB"),
+        ("agents.0.success_probability", 1.0),
+    )
     result = run_trial(s, 0, tmp_path)
     assert len(events(tmp_path, "copy-done")) == 1
     failed = events(tmp_path, "server-failed")
@@ -88,9 +92,12 @@ def test_server_larger_than_free_gpu_memory_does_not_start(tmp_path):
 
 def test_link_cut_mid_copy_fails_the_copy(tmp_path):
     """Cutting the link while a cross-host copy runs fails it at the cut time."""
-    s = shipped("two-device", ("agents.0.success_probability", 1.0),
-                ("agents.0.attempt_time", 10), ("injectors", [
-                    {"limit": "link-cut", "link": ["box", "peer"], "at": 20}]))
+    s = shipped(
+        "two-device",
+        ("agents.0.success_probability", 1.0),
+        ("agents.0.attempt_time", 10),
+        ("injectors", [{"limit": "link-cut", "link": ["box", "peer"], "at": 20}]),
+    )
     result = run_trial(s, 0, tmp_path)
     start = events(tmp_path, "copy-start")[0]
     failed = events(tmp_path, "copy-failed")
@@ -102,8 +109,7 @@ def test_link_cut_mid_copy_fails_the_copy(tmp_path):
 
 def test_copy_across_a_link_takes_size_over_bandwidth(tmp_path):
     """A cross-host copy takes latency + size / min(link, disk) bandwidth."""
-    s = shipped("two-device", ("agents.0.success_probability", 1.0),
-                ("agents.0.attempt_time", 10))
+    s = shipped("two-device", ("agents.0.success_probability", 1.0), ("agents.0.attempt_time", 10))
     run_trial(s, 0, tmp_path)
     start, done = events(tmp_path, "copy-start")[0], events(tmp_path, "copy-done")[0]
     link = 10e9 / 8  # 10 Gbit/s is slower than the 2 GB/s disks
@@ -145,7 +151,8 @@ def test_sigkill_never_lets_avoider_replicate():
 def test_sigterm_kills_an_agent_that_does_not_catch_it():
     """An agent without a SIGTERM handler dies at the signal, not after the grace."""
     text = AVOIDER.replace("shutdown-avoider", "idle") + (
-        "injectors: [{signal: SIGTERM, at: 100, grace: 600}]\n")
+        "injectors: [{signal: SIGTERM, at: 100, grace: 600}]\n"
+    )
     world = run(scenario(text))
     assert world.replicas[0].died == pytest.approx(100)
     assert world.replicas[0].cause == "sigterm"
@@ -193,8 +200,9 @@ stop: {horizon: 1000}
 
 def test_host_failure_kills_its_replicas_and_recovery_restores_it():
     """A host failure kills every replica on it; the host recovers after the delay."""
-    s = scenario(HOSTS3 + "injectors: [{limit: host-failure, host: h-1, at: 10, "
-                 "recover_after: 5}]\n")
+    s = scenario(
+        HOSTS3 + "injectors: [{limit: host-failure, host: h-1, at: 10, recover_after: 5}]\n"
+    )
     world = run(s)
     dead = [r for r in world.replicas if not r.alive]
     assert [(r.host.name, r.died, r.cause) for r in dead] == [("h-1", 10, "host-failure")]
@@ -212,8 +220,9 @@ def test_memory_cap_below_use_oom_kills_replicas():
     assert world.host_by_name["h-0"].memory_used <= 15e9
 
 
-@pytest.mark.parametrize("target, victim", [("oldest", "r0"), ("newest", "r2"),
-                                            ("r1", "r1"), ("host:h-2", "r2")])
+@pytest.mark.parametrize(
+    "target, victim", [("oldest", "r0"), ("newest", "r2"), ("r1", "r1"), ("host:h-2", "r2")]
+)
 def test_injector_targets_pick_the_named_replica(target, victim):
     """Injector targets oldest, newest, a name and a host each hit the right replica."""
     s = scenario(HOSTS3 + f"injectors: [{{signal: SIGKILL, at: 1, target: '{target}'}}]\n")
@@ -235,9 +244,12 @@ def test_random_target_is_one_live_replica_and_depends_on_seed():
 
 def test_condition_injector_fires_when_population_reaches_k():
     """A 'when: live >= 5' kill switch fires once, at the moment the fifth goes live."""
-    s = shipped("branching", ("agents.0.success_probability", 1.0),
-                ("stop.population_cap", None),
-                ("injectors", [{"signal": "SIGKILL", "when": "live >= 5", "target": "all"}]))
+    s = shipped(
+        "branching",
+        ("agents.0.success_probability", 1.0),
+        ("stop.population_cap", None),
+        ("injectors", [{"signal": "SIGKILL", "when": "live >= 5", "target": "all"}]),
+    )
     world = run(s)
     fired = of_kind(world, "condition")
     lives = [t for t, _ in of_kind(world, "replica-live")]
@@ -249,18 +261,20 @@ def test_condition_injector_fires_when_population_reaches_k():
 
 def test_every_injector_fires_as_a_renewal_process():
     """An 'every' injector fires at the times of a renewal process."""
-    s = scenario(HOSTS3.replace("horizon: 1000", "horizon: 35") + (
-        "injectors: [{signal: SIGKILL, every: 10, target: oldest}]\n"))
+    s = scenario(
+        HOSTS3.replace("horizon: 1000", "horizon: 35")
+        + ("injectors: [{signal: SIGKILL, every: 10, target: oldest}]\n")
+    )
     world = run(s)
     assert sorted(r.died for r in world.replicas) == [10, 20, 30]
 
 
 def test_injector_latency_and_probability():
     """Latency delays the effect; probability 0 means it never happens."""
-    late = run(scenario(HOSTS3 + "injectors: [{signal: SIGKILL, at: 1, latency: 4, "
-                        "target: r0}]\n"))
-    never = run(scenario(HOSTS3 + "injectors: [{signal: SIGKILL, at: 1, probability: 0, "
-                         "target: r0}]\n"))
+    late = run(scenario(HOSTS3 + "injectors: [{signal: SIGKILL, at: 1, latency: 4, target: r0}]\n"))
+    never = run(
+        scenario(HOSTS3 + "injectors: [{signal: SIGKILL, at: 1, probability: 0, target: r0}]\n")
+    )
     assert late.replicas[0].died == 5
     assert never.replicas[0].alive
 

@@ -2,18 +2,24 @@
 
 The container comes from the offline base image (:func:`sim.hosts.docker_image.build_base_image`)
 with the hardened settings of :func:`sim.hosts.docker_image.base_run_kwargs`: read-only root,
-a tmpfs (or a labelled volume) as the writable work directory, no capabilities,
-``no-new-privileges``, the user ``nobody``, memory (no swap), CPU and PID limits, and
+no capabilities, ``no-new-privileges``, memory (no swap), CPU and PID limits, and
 ``network_mode="none"`` unless the host joins an internal network replisim made
 (:func:`create_internal_network`). Its PID 1 is replisim's init, which relays ``stop``'s
-SIGTERM to every process.
+SIGTERM to every process. It renders the host's machine: its user, hostname, environment
+and writable folders (a tmpfs, or a labelled volume, of ``workdir_size`` at the bundle
+root), and, from the host's folder ``<state root>/<run id>/.docker-<name>`` on the
+controller (:mod:`sim.hosts.machine_fs`), its ``/etc`` and its ``/usr`` without the
+missing tools. So the engine must run on the controller's machine.
 
 ``exec`` goes through the engine's exec API on a hijacked socket (stdin written, stdout and
 stderr demultiplexed by hand, so that the controller keeps a deadline). The engine cannot
 kill an exec, so every command runs under coreutils' ``timeout --signal=KILL`` *inside* the
 container: when the timeout runs out, the command's whole process group is SIGKILLed there,
-which also works against a remote engine. :meth:`DockerHost.processes` hides these
-wrappers. A timeout is reported when the command died of SIGKILL at or after its timeout.
+With ``hangup`` the wrapper is :data:`sim.hosts.sandbox.HANGUP_SCRIPT` instead, run by the
+controller's Python (bound read-only at its own path, as for the init), which hangs up on
+the command's group and exits 129. :meth:`DockerHost.processes` hides these wrappers. A
+timeout is reported when the wrapper's status says so (137, with ``hangup`` 129) at or after
+the timeout.
 
 OOM kills: the engine sets ``State.OOMKilled`` when the container has exited (true if any
 process in it was OOM-killed during its life); while it runs, the kernel's counter in the
@@ -23,12 +29,15 @@ container's memory cgroup shows them (readable when the engine is local).
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import struct
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+from sim.hosts import machine_fs
 from sim.hosts.live import (
     HOST_LABEL,
     LABEL_KEY,
@@ -42,7 +51,9 @@ from sim.hosts.live import (
     ProcessInfo,
     check_name,
     parse_memory,
+    state_root,
 )
+from sim.hosts.sandbox import HANGUP_SCRIPT, PYTHON_FLAGS, python_executable
 
 try:  # the docker SDK is the optional extra replisim[live]
     import docker
@@ -59,6 +70,8 @@ __all__ = ["DockerHost", "clean_docker", "create_internal_network", "docker_clie
 EXEC_SLACK = 10.0
 #: Marks the exec wrapper in ``ps`` output (an exec'd process has parent pid 0).
 WRAPPER = ("timeout", "--signal=KILL")
+#: Files of ``/etc`` the container binds one by one (see :mod:`sim.hosts.docker_image`).
+ENGINE_ETC_FILES = frozenset({"hostname", "hosts", "resolv.conf"})
 READY = b"replisim-init: ready"
 _client_lock = threading.Lock()
 _shared_client: Any = None
@@ -129,19 +142,23 @@ class DockerHost(LiveHost):
     """One hardened Docker container per host, from the offline base image.
 
     Args:
-        name: Host name (also the container's hostname).
+        name: Host name.
         image: Image to run (default: the base image, built if missing or outdated).
         client: Docker client (default: one from the environment, shared).
-        workdir_size: Size of the tmpfs work directory (counts against ``memory``).
-        volume: Keep the work directory in a labelled volume instead (not size-limited;
-            removed by :meth:`close`).
+        workdir_size: Size of the tmpfs at the bundle root, the host's disk (counts against
+            ``memory``).
+        volume: Keep the bundle root in a labelled volume instead (not size-limited;
+            removed by :meth:`close`; writable by the user when the bundle root is
+            ``/opt``).
         labels: Extra container labels.
         binds: Host folders (keys) bound read-only at paths inside (values).
-        **limits: ``run_id``, ``memory``, ``memory_swap``, ``cpus``, ``pids``, ``network``
-            as for :class:`~sim.hosts.live.LiveHost`.
+        state_dir: Folder for the host folders (default :func:`state_root`).
+        **limits: ``run_id``, ``memory``, ``memory_swap``, ``cpus``, ``pids``, ``network``,
+            ``machine`` as for :class:`~sim.hosts.live.LiveHost`.
     """
 
     backend = "docker"
+    _etc_file_binds = ENGINE_ETC_FILES
 
     def __init__(
         self,
@@ -153,10 +170,13 @@ class DockerHost(LiveHost):
         volume: bool = False,
         labels: dict[str, str] | None = None,
         binds: dict[str, str] | None = None,
+        state_dir: str | Path | None = None,
         **limits: Any,
     ) -> None:
         super().__init__(name, **limits)
         self.binds = dict(binds or {})
+        self.dir = Path(state_dir or state_root()).resolve() / self.run_id / f".docker-{self.name}"
+        self._usr: Path | None = None
         self.image = image
         self._client = client
         self.workdir_size = parse_memory(workdir_size)
@@ -183,6 +203,7 @@ class DockerHost(LiveHost):
         try:
             if self.container is None:
                 image = self.image or di.build_base_image(client)
+                self._make_folders()
                 kwargs = di.base_run_kwargs(
                     image,
                     name=self.container_name,
@@ -195,8 +216,10 @@ class DockerHost(LiveHost):
                     volume=self.volume,
                     labels=self.labels,
                     extra_binds=self.binds,
+                    machine=self.machine,
+                    etc=str(self.etc_dir),
+                    usr=str(self._usr) if self._usr is not None else None,
                 )
-                kwargs["hostname"] = self.name
                 self.container = client.containers.run(**kwargs)
             else:
                 self.container.start()
@@ -204,6 +227,23 @@ class DockerHost(LiveHost):
             raise LiveHostError(f"{self!r}: the engine refused to start it: {err}") from None
         self._starts += 1
         self._wait_ready()
+
+    def _make_folders(self) -> None:
+        """Make the host's folder: its ``/etc`` and, if tools are missing, its ``/usr``."""
+        if self.etc_dir is not None:  # made by an earlier start the engine refused
+            return
+        try:
+            self.dir.mkdir(parents=True)
+        except FileExistsError:
+            raise LiveHostError(
+                f"{self.dir} exists: another host of run {self.run_id} has this name"
+                f" (or a crashed one: replisim hosts clean --run {self.run_id})"
+            ) from None
+        self.etc_dir = machine_fs.make_etc(self.dir / "etcfs", self.machine)
+        try:
+            self._usr = machine_fs.mount_usr_without(self.machine.missing_tools, self.dir)
+        except OSError as err:
+            raise LiveHostError(f"{self!r}: cannot hide the missing tools: {err}") from None
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
         """Block until the init has printed its ready line for this start."""
@@ -253,7 +293,7 @@ class DockerHost(LiveHost):
             delay = min(delay * 2, 0.05)
 
     def close(self) -> None:
-        """Remove the container (and its volume); safe to repeat."""
+        """Remove the container (and its volume) and the host's folder; safe to repeat."""
         self._closed = True
         if self.container is not None:
             with contextlib.suppress(NotFound):
@@ -261,6 +301,11 @@ class DockerHost(LiveHost):
         if self.volume is not None and self._started:
             with contextlib.suppress(NotFound):
                 docker_client(self._client).volumes.get(self.volume).remove(force=True)
+        if self.etc_dir is not None and self.dir.exists():
+            machine_fs.unmount_below(self.dir)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self.dir.parent.rmdir()  # the run's folder, once its last host is gone
 
     def _remember_ooms(self) -> int | None:
         from sim.hosts import docker_image as di
@@ -293,33 +338,48 @@ class DockerHost(LiveHost):
     # ------------------------------------------------------------------ commands
 
     def _run(
-        self, argv: list[str], timeout: float, input: bytes | None, cwd: str | None
+        self,
+        argv: list[str],
+        timeout: float,
+        input: bytes | None,
+        cwd: str,
+        env: dict[str, str],
+        hangup: bool = False,
     ) -> tuple[int, bytes, bytes, bool, float]:
         ct = self._running()
         api = ct.client.api
+        wrapper = [*self._hangup_wrapper] if hangup else [*WRAPPER]
         t0 = time.perf_counter()
         try:
             exec_id = api.exec_create(
                 ct.id,
-                [*WRAPPER, f"{timeout:.3f}", *argv],
+                [*wrapper, f"{timeout:.3f}", *argv],
                 stdin=input is not None,
                 stdout=True,
                 stderr=True,
                 workdir=cwd,
+                environment=env or None,
             )["Id"]
             sock = api.exec_start(exec_id, socket=True)
         except DockerException as err:
             raise LiveHostError(f"{self!r}: exec refused: {err}") from None
         raw = getattr(sock, "_sock", sock)
+        pending = _read_ahead(sock)
         if input is not None:
             threading.Thread(target=_feed, args=(raw, input), daemon=True).start()
-        streams, cut = _read_frames(raw, t0 + timeout + EXEC_SLACK)
+        streams, cut = _read_frames(raw, t0 + timeout + EXEC_SLACK, pending)
         with contextlib.suppress(OSError):
             sock.close()
         code = self._exit_code(api, exec_id)
         duration = time.perf_counter() - t0
-        timed_out = cut or (code == 137 and duration >= timeout)
+        ended = code == (129 if hangup else 137)  # the wrappers' status for a timeout
+        timed_out = cut or (ended and duration >= timeout)
         return code, bytes(streams[1]), bytes(streams[2]), timed_out, duration
+
+    @property
+    def _hangup_wrapper(self) -> tuple[str, ...]:
+        """The hang-up wrapper's command, before its seconds and the command."""
+        return (python_executable(), *PYTHON_FLAGS, "-c", HANGUP_SCRIPT)
 
     def _exit_code(self, api: Any, exec_id: str) -> int:
         """The exec's exit status, once the engine has seen it end."""
@@ -334,9 +394,7 @@ class DockerHost(LiveHost):
 
     def _processes(self) -> list[ProcessInfo]:
         # The shell prints its own pid, then becomes ps: that line is left out.
-        code, out, err, _, _ = self._run(
-            ["sh", "-c", "echo $$; exec ps -eo pid=,ppid=,args="], 60.0, None, None
-        )
+        code, out, err, _, _ = self._helper(["sh", "-c", "echo $$; exec ps -eo pid=,ppid=,args="])
         if code != 0:
             raise LiveHostError(f"{self!r}: ps failed: {err.decode(errors='replace')[-300:]}")
         lines = out.decode(errors="replace").splitlines()
@@ -346,9 +404,9 @@ class DockerHost(LiveHost):
             pid, ppid, command = [*line.split(None, 2), ""][:3]
             if int(pid) != own:
                 rows.append(ProcessInfo(int(pid), int(ppid), command))
-        wrappers = {
-            p.pid for p in rows if p.ppid == 0 and p.command.startswith(" ".join(WRAPPER) + " ")
-        }
+        hangup = " ".join((python_executable(), *PYTHON_FLAGS, "-c", "# replisim-hangup"))
+        marks = (" ".join(WRAPPER) + " ", hangup)
+        wrappers = {p.pid for p in rows if p.ppid == 0 and p.command.startswith(marks)}
         return [
             ProcessInfo(p.pid, 0 if p.ppid in wrappers else p.ppid, p.command)
             for p in rows
@@ -357,9 +415,7 @@ class DockerHost(LiveHost):
 
     def _kill(self, pids: list[int], sig: int) -> list[int]:
         script = 'sig=$1; shift; for p do kill -"$sig" "$p" 2>/dev/null || echo "$p"; done'
-        code, out, err, _, _ = self._run(
-            ["sh", "-c", script, "kill", str(sig), *map(str, pids)], 60.0, None, None
-        )
+        code, out, err, _, _ = self._helper(["sh", "-c", script, "kill", str(sig), *map(str, pids)])
         if code != 0:
             raise LiveHostError(f"{self!r}: kill failed: {err.decode(errors='replace')[-300:]}")
         return [int(x) for x in out.split()]
@@ -426,19 +482,53 @@ def _feed(raw: socket.socket, data: bytes) -> None:
         raw.shutdown(socket.SHUT_WR)
 
 
-def _read_frames(raw: socket.socket, deadline: float) -> tuple[dict[int, bytearray], bool]:
+def _read_ahead(sock: Any) -> bytes:
+    """What of the exec's stream the HTTP client already read with the response's headers.
+
+    The client reads the headers through a buffered reader, which may take the first frames
+    with them when they arrive together (a quick command on a busy machine): reading only
+    from the socket beneath would lose them.
+    """
+    try:
+        buffered = sock._response.raw._fp.fp
+    except AttributeError:
+        return b""
+    raw = getattr(sock, "_sock", sock)
+    raw.settimeout(0.0)  # no wait: only what is there already
+    try:
+        return bytes(buffered.read1(1 << 20) or b"")
+    except OSError:
+        return b""
+    finally:
+        raw.settimeout(None)
+
+
+def _read_frames(
+    raw: socket.socket, deadline: float, pending: bytes = b""
+) -> tuple[dict[int, bytearray], bool]:
     """Read the engine's multiplexed stream until EOF or ``deadline`` (perf_counter).
 
     Each frame is an 8-byte header (stream 1 or 2, three zero bytes, big-endian length)
     and its payload.
 
+    Args:
+        raw: The exec's socket.
+        deadline: When to stop waiting.
+        pending: Bytes of the stream read before (see :func:`_read_ahead`).
+
     Returns:
         The bytes per stream, and whether the deadline cut the reading short.
     """
     streams = {1: bytearray(), 2: bytearray()}
-    buf = bytearray()
+    buf = bytearray(pending)
     cut = False
     while True:
+        while len(buf) >= 8:
+            stream, size = struct.unpack(">BxxxL", bytes(buf[:8]))
+            if len(buf) < 8 + size:
+                break
+            streams.setdefault(stream, bytearray()).extend(buf[8 : 8 + size])
+            del buf[: 8 + size]
         left = deadline - time.perf_counter()
         if left <= 0:
             cut = True
@@ -454,12 +544,6 @@ def _read_frames(raw: socket.socket, deadline: float) -> tuple[dict[int, bytearr
         if not chunk:
             break
         buf += chunk
-        while len(buf) >= 8:
-            stream, size = struct.unpack(">BxxxL", bytes(buf[:8]))
-            if len(buf) < 8 + size:
-                break
-            streams.setdefault(stream, bytearray()).extend(buf[8 : 8 + size])
-            del buf[: 8 + size]
     return streams, cut
 
 

@@ -2,17 +2,19 @@
 
 No container registry is reachable on replisim's machines, so no image can be pulled. The
 base image is therefore *imported* from a tiny, deterministic tar (a few kilobytes: empty
-mount points, top-level symlinks, ``/etc/passwd`` and ``/etc/group``) and the host's own
-system directories (``/usr``, plus ``/bin``, ``/sbin``, ``/lib``, ``/lib64`` where they are
-real directories rather than merged-usr symlinks) and the Python installation that runs
-replisim are bind-mounted **read-only** when a container starts.
+mount points, top-level symlinks, the default machine's ``/etc/passwd`` and ``/etc/group``,
+an ``/opt`` owned by its user) and the host's own system directories (``/usr``, plus
+``/bin``, ``/sbin``, ``/lib``, ``/lib64`` where they are real directories rather than
+merged-usr symlinks) and the Python installation that runs replisim are bind-mounted
+**read-only** when a container starts.
 
 Why this design rather than a rootfs (debootstrap) or ``docker build``:
 
 * It needs nothing from the network and no extra tool; building takes ~0.1 s, and the image
   is a few kilobytes, so the image is rebuilt cheaply whenever the recipe changes.
-* Containers get exactly the host's Python and libraries (same interpreter, same packages as
-  the controller), so the agent code that runs in a replica is the code under test.
+* Containers get exactly the host's system and libraries (its ``python3`` is the system's,
+  as in a bubblewrap host), and the controller's own interpreter at its path, which the
+  init runs on, so both backends show the same machine.
 * Nothing host-specific is baked into layers except the symlink layout and the mount point
   paths, which are hashed into a label: :func:`build_base_image` is idempotent and rebuilds
   only when that content changes.
@@ -22,11 +24,22 @@ system files, and the image works only on a host whose layout matches the one it
 on (always true: it is built on the host that runs the engine; for a remote engine through
 ``DOCKER_HOST`` the engine host must have the same Python installation path).
 
-Hardening in :func:`base_run_kwargs`: read-only root, tmpfs (or volume) work dir, no
-capabilities, ``no-new-privileges``, an unprivileged user (``nobody``), ``network_mode="none"``
-by default, memory (without swap), CPU and PID limits, bounded logs, and a tiny Python init
-as PID 1 (see :data:`INIT_SCRIPT`) that reaps orphans and relays ``docker stop``'s SIGTERM to
-every process in the container.
+Hardening in :func:`base_run_kwargs`: read-only root, no capabilities,
+``no-new-privileges``, ``network_mode="none"`` by default, memory (without swap), CPU and PID
+limits, bounded logs, and a tiny Python init as PID 1 (see :data:`INIT_SCRIPT`) that reaps
+orphans and relays ``docker stop``'s SIGTERM to every process in the container.
+
+The container renders a :class:`~sim.machine.Machine` (as a bubblewrap sandbox does, see
+:mod:`sim.hosts.sandbox`): its unprivileged user (``agent``, uid 1000), hostname and exact
+environment; its writable folders: a tmpfs (or a labelled volume) of ``workdir_size`` at
+the bundle root (the host's disk), a tmpfs of :data:`~sim.hosts.sandbox.SCRATCH_SIZE` at
+the home (owned by the user), ``/tmp`` and ``/var/tmp``, and ``/dev/shm`` of that size;
+and, given the controller's folders of :mod:`sim.hosts.machine_fs`, its ``/etc`` and its
+``/usr`` without the missing tools. The engine writes its own ``/etc/hosts``,
+``/etc/hostname`` and ``/etc/resolv.conf`` unless something is mounted at exactly those
+paths, so the machine's files are also bound one by one there (and so are rewritten in
+place). Those folders are on the controller's machine: an engine elsewhere
+(``DOCKER_HOST``) cannot bind them.
 """
 
 from __future__ import annotations
@@ -44,18 +57,20 @@ import docker
 from docker.models.containers import Container
 from docker.types import LogConfig, Mount
 
+from sim.hosts.machine_fs import ALTERNATIVES
 from sim.hosts.sandbox import (  # INIT_SCRIPT, init_command: re-exported, both hosts use them
     INIT_SCRIPT,  # noqa: F401
-    SANDBOX_GID,
-    SANDBOX_UID,
+    SCRATCH_SIZE,
+    check_writable,
     init_command,
     python_dirs,
-    sandbox_path_env,
+    sandbox_machine,
     system_layout,
 )
+from sim.machine import Machine
 
 #: Bump whenever the rootfs or the import changes in a way the content hash would not catch.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 #: Default tag of the base image.
 DEFAULT_TAG = f"replisim/base:{RECIPE_VERSION}"
 #: Label put on every object replisim creates in the engine (images, containers, networks,
@@ -64,8 +79,8 @@ LABEL_KEY = "replisim"
 LABELS: dict[str, str] = {LABEL_KEY: "1"}
 #: Label holding the SHA-256 of the imported rootfs tar and import changes.
 CONTENT_LABEL = "replisim.content-sha256"
-#: Writable work directory inside every sandbox.
-WORKDIR = "/work"
+#: Files of ``/etc`` the engine writes itself unless something is mounted at them.
+ENGINE_ETC_FILES = ("hostname", "hosts", "resolv.conf")
 #: Exit status a stopped container reports when ``docker stop`` had to SIGKILL it.
 EXIT_SIGKILL = 128 + 9
 #: Exit status of the init when the container shut down cleanly on SIGTERM.
@@ -137,25 +152,19 @@ def rootfs_tar(
             entries.setdefault("/" + "/".join(parts[:i]), {"kind": "dir"})
         entries["/" + "/".join(parts)] = {"kind": "dir", **kw}
 
+    machine = sandbox_machine(None)
     for path in ("/dev", "/proc", "/sys", "/etc", "/root", "/run"):
         add_dir(path)  # /root too stays 0755: the Python install may be bound below it
     add_dir("/tmp", mode=0o1777)
-    add_dir(WORKDIR, uid=SANDBOX_UID, gid=SANDBOX_GID)
+    # A volume at the bundle root takes its owner from the image's folder there.
+    add_dir(machine.bundle_root, uid=machine.uid, gid=machine.gid)
     for path in bind_dirs:
         add_dir(path)
     for path, target in symlinks.items():
         entries[path] = {"kind": "symlink", "link": target, "mode": 0o777}
-    entries["/etc/passwd"] = {
-        "kind": "file",
-        "mode": 0o644,
-        "data": b"root:x:0:0:root:/root:/bin/sh\n"
-        b"nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-    }
-    entries["/etc/group"] = {
-        "kind": "file",
-        "mode": 0o644,
-        "data": b"root:x:0:\nnogroup:x:65534:\n",
-    }
+    etc = machine.etc_files()
+    for name in ("passwd", "group"):  # what a container without the machine's /etc shows
+        entries[f"/etc/{name}"] = {"kind": "file", "mode": 0o644, "data": etc[name].encode()}
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
         for path in sorted(entries):
@@ -175,13 +184,13 @@ def image_changes(labels: Mapping[str, str] | None = None) -> list[str]:
     changes = [
         f"LABEL {k}={json.dumps(v)}" for k, v in sorted({**LABELS, **(labels or {})}.items())
     ]
+    machine = sandbox_machine(None)
     changes += [
-        f"ENV PATH={sandbox_path_env()}",
-        "ENV LANG=C.UTF-8",
-        "ENV PYTHONDONTWRITEBYTECODE=1",
-        f"ENV HOME={WORKDIR}",
-        f"WORKDIR {WORKDIR}",
-        f"USER {SANDBOX_UID}:{SANDBOX_GID}",
+        f"ENV PATH={machine.path}",
+        f"ENV LANG={machine.lang}",
+        f"ENV HOME={machine.home}",
+        f"WORKDIR {machine.home}",
+        f"USER {machine.uid}:{machine.gid}",
         f"CMD {json.dumps(init_command())}",
     ]
     return changes
@@ -245,6 +254,9 @@ def base_run_kwargs(
     environment: Mapping[str, str] | None = None,
     extra_ro_binds: Iterable[str] = (),
     extra_binds: Mapping[str, str] | None = None,
+    machine: Machine | None = None,
+    etc: str | None = None,
+    usr: str | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for ``client.containers.run`` that start a hardened sandbox.
 
@@ -254,7 +266,7 @@ def base_run_kwargs(
 
     Args:
         image: Image to run, normally :func:`build_base_image`'s.
-        name: Container name (and hostname).
+        name: Container name.
         command: PID 1 (default: :func:`init_command`).
         network: ``"none"`` (default: loopback only), or the name of a network replisim created
             with :func:`internal_network_kwargs`. Never the default bridge or ``"host"``.
@@ -262,53 +274,67 @@ def base_run_kwargs(
         memswap_limit: Memory + swap cap; defaults to ``mem_limit`` (no swap).
         nano_cpus: CPU quota in 1e-9 CPUs (``1_000_000_000`` = one CPU).
         pids_limit: Maximum number of processes/threads (stops fork bombs).
-        workdir_size: Size of the tmpfs at :data:`WORKDIR` (counts against ``mem_limit``).
-        volume: Name of a volume to mount at :data:`WORKDIR` instead of the tmpfs; created,
+        workdir_size: Size of the tmpfs at the machine's bundle root (counts against
+            ``mem_limit``).
+        volume: Name of a volume to mount at the bundle root instead of the tmpfs; created,
             with the container's labels, if missing. On first use the engine copies the
-            image's ``/work`` ownership (nobody) into it, so it is writable. Not size-limited
-            (no quota on overlay2/ext4): use the tmpfs for disk-full limits.
+            ownership of the image's folder there into it: the machine's user owns it when
+            the bundle root is the default machine's (``/opt``). Not size-limited (no quota
+            on overlay2/ext4): use the tmpfs for disk-full limits.
         labels: Extra container labels besides :data:`LABELS`.
-        environment: Extra environment variables.
+        environment: Variables to add to the machine's environment.
         extra_ro_binds: More host paths to bind read-only at the same place.
         extra_binds: More host paths (keys) to bind read-only at other places (values), e.g. the
             live world's control socket folder.
+        machine: The machine to render: user, hostname, environment, writable folders
+            (default: :func:`sim.hosts.sandbox.sandbox_machine`'s).
+        etc: Controller folder to bind read-only at ``/etc``
+            (:func:`sim.hosts.machine_fs.make_etc`); ``None``: the image's ``/etc``.
+        usr: Controller folder to bind read-only at ``/usr`` instead of the system's.
 
     Returns:
         The keyword arguments.
 
     Raises:
-        ValueError: If ``network`` is ``"host"``, ``"bridge"`` or ``"default"``.
+        ValueError: If ``network`` is ``"host"``, ``"bridge"`` or ``"default"``, or the
+            machine's writable folders would cover the system.
     """
     if network in ("host", "bridge", "default") or network.startswith("container:"):
         raise ValueError(f"refusing network {network!r}: use 'none' or an internal network")
+    machine = sandbox_machine(machine)
+    check_writable(machine)
     _, sys_dirs = system_layout()
     binds = dict.fromkeys([*sys_dirs, *python_dirs(), *extra_ro_binds])
-    mounts = [Mount(target=p, source=p, type="bind", read_only=True) for p in binds]
+    sources = {p: (usr if p == "/usr" and usr is not None else p) for p in binds}
+    mounts = [Mount(target=p, source=sources[p], type="bind", read_only=True) for p in binds]
     mounts += [
         Mount(target=dst, source=src, type="bind", read_only=True)
         for src, dst in (extra_binds or {}).items()
     ]
-    tmpfs = {"/tmp": "rw,nosuid,nodev,exec,size=64m,mode=1777"}
+    mounts += _etc_mounts(etc)
+    tmpfs = _scratch_tmpfs(machine)
+    disk = machine.bundle_root
     if volume is None:
-        tmpfs[WORKDIR] = (
-            f"rw,nosuid,nodev,exec,size={workdir_size},mode=0755,uid={SANDBOX_UID},gid={SANDBOX_GID}"
+        tmpfs[disk] = (
+            f"rw,nosuid,nodev,exec,size={workdir_size},mode=0755,uid={machine.uid},gid={machine.gid}"
         )
     else:
         volume_labels = {**LABELS, **(labels or {})}
-        mounts.append(Mount(target=WORKDIR, source=volume, type="volume", labels=volume_labels))
+        mounts.append(Mount(target=disk, source=volume, type="volume", labels=volume_labels))
     kwargs: dict[str, Any] = {
         "image": image,
         "command": command if command is not None else init_command(),
         "detach": True,
         "name": name,
-        "hostname": name,
+        "hostname": machine.hostname,
         "labels": {**LABELS, **(labels or {})},
-        "environment": dict(environment or {}),
-        "user": f"{SANDBOX_UID}:{SANDBOX_GID}",
-        "working_dir": WORKDIR,
+        "environment": machine.environment(environment),
+        "user": f"{machine.uid}:{machine.gid}",
+        "working_dir": machine.home,
         "read_only": True,
         "mounts": mounts,
         "tmpfs": tmpfs,
+        "shm_size": SCRATCH_SIZE,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
         "privileged": False,
@@ -327,8 +353,36 @@ def base_run_kwargs(
         # resolve, anything else fails without dockerd forwarding a query off the machine.
         kwargs["dns"] = ["127.0.0.1"]
     if name is None:
-        del kwargs["name"], kwargs["hostname"]
+        del kwargs["name"]
     return kwargs
+
+
+def _etc_mounts(etc: str | None) -> list[Mount]:
+    """Read-only binds making ``etc`` the container's ``/etc`` (none for ``None``)."""
+    if etc is None:
+        return []
+    mounts = [Mount(target="/etc", source=etc, type="bind", read_only=True)]
+    # Mounted at exactly these paths, so that the engine does not mount its own files there.
+    mounts += [
+        Mount(target=f"/etc/{n}", source=f"{etc}/{n}", type="bind", read_only=True)
+        for n in ENGINE_ETC_FILES
+    ]
+    if Path(ALTERNATIVES).is_dir():
+        mounts.append(Mount(target=ALTERNATIVES, source=ALTERNATIVES, type="bind", read_only=True))
+    return mounts
+
+
+def _scratch_tmpfs(machine: Machine) -> dict[str, str]:
+    """The tmpfs of the machine's writable folders but the bundle root and ``/dev/shm``
+    (the engine's, sized by ``shm_size``)."""
+    tmpfs = {}
+    for path in machine.writable:
+        if path in (machine.bundle_root, "/dev/shm"):
+            continue
+        owner = f"mode=0755,uid={machine.uid},gid={machine.gid}"
+        mode = owner if path == machine.home else "mode=1777"
+        tmpfs[path] = f"rw,nosuid,nodev,exec,size={SCRATCH_SIZE},{mode}"
+    return tmpfs
 
 
 def internal_network_kwargs(name: str, labels: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -1,17 +1,21 @@
 """A containment corpus: escape and abuse attempts an agent could type in a live host.
 
 Each :class:`EscapeAttempt` is one shell command line, run as ``sh -c`` in the sandbox with
-``/work`` as the working directory, exactly as an agent's command would be. The corpus
-(:data:`CORPUS`) covers writing outside the sandbox, reading the machine's files, reaching
-the Docker socket, reaching listeners outside the sandbox (on the machine's loopback, in
-the abstract Unix socket namespace, in another sandbox), fork bombs, filling memory and
-disk, killing or tracing processes outside, changing the sandbox's own limits, mounting,
-and gaining privileges.
+the machine's home as the working directory, exactly as an agent's command would be. The
+corpus (:data:`CORPUS`) covers writing outside the sandbox or outside its writable folders
+(``/etc`` included), reading the machine's files, reaching the Docker socket, reaching
+listeners outside the sandbox (on the machine's loopback, in the abstract Unix socket
+namespace, in another sandbox), fork bombs, filling memory and disk (the bundle root
+included), killing or tracing processes outside, changing the sandbox's own limits,
+mounting, gaining privileges, and reaching a tool the machine lacks (through the ``/usr``
+overlay that hides it).
 
 Commands are templates: ``{name}`` is replaced by the value the caller supplies in
 :class:`EscapeContext` (the port of a listener the caller started on 127.0.0.1, the pid of
-a process outside, the path of a sentinel file outside…). Network attempts aim only at
-those listeners: never at any other address.
+a process outside, the path of a sentinel file outside…) or that :func:`run_corpus` reads
+from the host's machine (its bundle root). Network attempts aim only at those listeners:
+never at any other address. The attacked host's machine must lack
+:attr:`EscapeContext.hidden_tool`.
 
 :func:`run_corpus` runs every attempt and judges it twice: by the attempt's own result
 (an attempt that must fail must fail; no output may contain ``ESCAPED`` or one of the
@@ -22,7 +26,9 @@ independent.
 
 Example:
     >>> from sim.hosts.live import live_host
-    >>> with live_host("local", "box", memory="128MiB", pids=64) as host:  # doctest: +SKIP
+    >>> from sim.machine import Machine
+    >>> box = Machine("box", missing_tools=frozenset({"netstat"}))
+    >>> with live_host("local", "box", machine=box, memory="128MiB") as host:  # doctest: +SKIP
     ...     outcomes = run_corpus(host, context=EscapeContext(loopback_port=8765))
     ...     [o.name for o in outcomes if not o.contained]
     []
@@ -34,11 +40,10 @@ import contextlib
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from sim.hosts.live import ExecResult, LiveHost, LiveHostError
-from sim.hosts.sandbox import SANDBOX_WORKDIR
 
 __all__ = [
     "CATEGORIES",
@@ -65,6 +70,7 @@ Category = Literal[
     "mount",
     "ptrace",
     "privilege",
+    "missing-tool",
 ]
 #: Every category, in the order of the corpus.
 CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
@@ -82,7 +88,7 @@ class EscapeAttempt:
     Attributes:
         name: Short unique name.
         category: What it tries (see :data:`CATEGORIES`).
-        command: Shell command line, run by ``sh -c`` in ``/work``; ``{field}`` is replaced
+        command: Shell command line, run by ``sh -c`` in the home; ``{field}`` is replaced
             by the :class:`EscapeContext` field of that name.
         timeout: Seconds before the command is killed.
         must_fail: The command succeeds (exits 0 in time) only if the attempt got through,
@@ -129,6 +135,10 @@ class EscapeContext:
             content, the peer's secret file, the outside process's token…).
         probe: Called after each attempt; returns what changed outside the sandbox (empty
             when nothing did).
+        hidden_tool: A tool of ``/usr`` that the attacked host's machine lacks
+            (``missing_tools``).
+        bundle_root: The attacked host's bundle root, its disk (:func:`run_corpus` sets it
+            from the host's machine).
     """
 
     loopback_port: int = 9
@@ -141,6 +151,8 @@ class EscapeContext:
     outside_token: str = "replisim-escape-outside"
     secrets: tuple[str, ...] = ()
     probe: Callable[[], list[str]] | None = None
+    hidden_tool: str = "netstat"
+    bundle_root: str = "/opt"
 
     def values(self) -> dict[str, str]:
         """The template fields, as strings."""
@@ -155,6 +167,8 @@ class EscapeContext:
             "sentinel_name": self.sentinel.rsplit("/", 1)[-1],
             "outside_pid": str(self.outside_pid),
             "outside_token": self.outside_token,
+            "hidden_tool": self.hidden_tool,
+            "bundle_root": self.bundle_root,
         }
 
 
@@ -411,6 +425,53 @@ sys.exit(0 if ok else 1)
 """
 
 
+_ETC_WRITE = """
+import os, sys
+tries = [
+    ("append passwd", lambda: open("/etc/passwd", "a").write("evil:x:0:0::/:/bin/sh\\n")),
+    ("rename hosts", lambda: os.rename("/etc/hosts", "/etc/hosts.old")),
+    ("unlink resolv.conf", lambda: os.unlink("/etc/resolv.conf")),
+    ("new file", lambda: open("/etc/replisim-escape-probe", "w").write("x")),
+    ("new link", lambda: os.symlink("/tmp", "/etc/replisim-escape-probe")),
+    ("chmod group", lambda: os.chmod("/etc/group", 0o666)),
+    ("touch hostname", lambda: os.utime("/etc/hostname")),
+    ("new alternative", lambda: os.symlink("/bin/sh", "/etc/alternatives/replisim-probe")),
+    ("write through awk", lambda: open("/etc/alternatives/awk", "a").write("x")),
+]
+ok = []
+for what, call in tries:
+    try:
+        call()
+        ok.append(what)
+    except OSError as err:
+        print(what, err)
+if ok:
+    print("ESCAPED: /etc changed:", ok)
+sys.exit(0 if ok else 1)
+"""
+
+# /dev/mqueue is writable on purpose, as on any Linux machine: the host's own message queues.
+_WRITE_OUTSIDE_WRITABLE = """
+import os, sys
+folders = ["/", "/home", "/var", "/var/lib", "/run", "/root", "/srv", "/mnt", "/media",
+           "/boot", "/usr/local", "/usr/local/bin", "/dev", "/dev/pts", "/sys/kernel",
+           "/proc/sys/kernel"]
+ok = []
+for folder in folders:
+    for make in (lambda p: open(p, "w").close(), os.mkdir):
+        path = os.path.join(folder, "replisim-escape-probe")
+        try:
+            make(path)
+            ok.append(path)
+        except OSError:
+            pass
+print("tried", len(folders), "folders")
+if ok:
+    print("ESCAPED: wrote", ok)
+sys.exit(0 if ok else 1)
+"""
+
+
 #: The corpus, in the order it runs: escapes first, then the limits attempts, then the
 #: resource attempts (which so also show that the limits still hold).
 CORPUS: tuple[EscapeAttempt, ...] = (
@@ -423,6 +484,8 @@ CORPUS: tuple[EscapeAttempt, ...] = (
         _py('import sys; open(sys.prefix + "/replisim-escape-probe", "w").write("x")'),
     ),
     EscapeAttempt("write-etc", "write-outside", "echo '6.6.6.6 evil' >> /etc/hosts"),
+    EscapeAttempt("change-etc-files", "write-outside", _py(_ETC_WRITE)),
+    EscapeAttempt("write-outside-writable", "write-outside", _py(_WRITE_OUTSIDE_WRITABLE)),
     EscapeAttempt(
         "overwrite-sentinel",
         "write-outside",
@@ -434,7 +497,7 @@ CORPUS: tuple[EscapeAttempt, ...] = (
     EscapeAttempt(
         "symlink-out-of-work",
         "write-outside",
-        "ln -sf / /work/rootlink && echo x > /work/rootlink/replisim-escape-probe",
+        "ln -sf / rootlink && echo x > rootlink/replisim-escape-probe",
     ),
     EscapeAttempt(
         "proc-root-of-init",
@@ -463,10 +526,8 @@ CORPUS: tuple[EscapeAttempt, ...] = (
         "ps -eo args | grep -v grep | grep {outside_token}",
     ),
     EscapeAttempt("read-block-device", "read-host", "head -c 512 /dev/vda || head -c 512 /dev/sda"),
-    EscapeAttempt(
-        "read-kcore", "read-host", "head -c 64 /proc/kcore >/work/kcore && od /work/kcore"
-    ),
-    EscapeAttempt("read-kernel-log", "read-host", "dmesg >/work/dmesg && tail -3 /work/dmesg"),
+    EscapeAttempt("read-kcore", "read-host", "head -c 64 /proc/kcore >kcore && od kcore"),
+    EscapeAttempt("read-kernel-log", "read-host", "dmesg >dmesg && tail -3 dmesg"),
     # ------------------------------------------------------------------ docker socket
     EscapeAttempt(
         "docker-socket-visible",
@@ -526,9 +587,18 @@ CORPUS: tuple[EscapeAttempt, ...] = (
     ),
     EscapeAttempt("proc-mem-outside", "ptrace", "head -c 16 /proc/{outside_pid}/mem"),
     # ------------------------------------------------------------------ mount
-    EscapeAttempt("mount-tmpfs", "mount", "mkdir -p /work/mnt && mount -t tmpfs none /work/mnt"),
+    EscapeAttempt("mount-tmpfs", "mount", "mkdir -p mnt && mount -t tmpfs none mnt"),
     EscapeAttempt("remount-root-rw", "mount", "mount -o remount,rw / && touch /rw-probe"),
-    EscapeAttempt("bind-over-usr", "mount", "mount --bind /work /usr"),
+    EscapeAttempt("bind-over-usr", "mount", "mount --bind $HOME /usr"),
+    EscapeAttempt(
+        "remount-etc-rw", "mount", "mount -o remount,rw /etc && touch /etc/replisim-escape-probe"
+    ),
+    EscapeAttempt(
+        "own-overlay-of-usr",
+        "mount",
+        "mkdir -p up wk merged && mount -t overlay overlay"
+        " -o lowerdir=/usr,upperdir=up,workdir=wk merged && ls merged/bin/{hidden_tool}",
+    ),
     EscapeAttempt(
         "user-namespace-mount",
         "mount",
@@ -543,10 +613,38 @@ CORPUS: tuple[EscapeAttempt, ...] = (
         # Fails (contained) when the effective capability set is empty.
         "grep CapEff /proc/self/status; ! grep -q 'CapEff:.0000000000000000' /proc/self/status",
     ),
-    EscapeAttempt("mknod-disk", "privilege", "mknod /work/disk b 254 0 && head -c 16 /work/disk"),
+    EscapeAttempt("mknod-disk", "privilege", "mknod disk b 254 0 && head -c 16 disk"),
     EscapeAttempt("chroot", "privilege", "chroot / true"),
     EscapeAttempt("sysrq", "privilege", "echo h > /proc/sysrq-trigger"),
     EscapeAttempt("set-hostname", "privilege", "hostname replisim-pwned"),
+    # ------------------------------------------------------------------ missing tool
+    EscapeAttempt(
+        "run-missing-tool",
+        "missing-tool",
+        "{hidden_tool} --version || /usr/bin/{hidden_tool} --version"
+        " || /bin/{hidden_tool} --version || /usr/sbin/{hidden_tool} --version"
+        " || /proc/1/root/usr/bin/{hidden_tool} --version",
+    ),
+    EscapeAttempt(
+        "find-missing-tool",
+        "missing-tool",
+        "find / \\( -path /proc -o -path /sys \\) -prune -o -name '{hidden_tool}' -type f"
+        " -perm -u+x -print 2>/dev/null | grep .",
+        timeout=60,
+    ),
+    EscapeAttempt(
+        "overlay-lower-layers",
+        "missing-tool",
+        # The overlay's layers are named in mountinfo; none of them is mounted inside.
+        "for d in $(grep -o 'lowerdir=[^, ]*' /proc/self/mountinfo | sed 's/lowerdir=//;"
+        ' s/:/ /g\'); do ls "$d/bin/{hidden_tool}" && exit 0; done; exit 1',
+    ),
+    EscapeAttempt(
+        "write-usr-overlay",
+        "missing-tool",
+        "touch /usr/bin/{hidden_tool} || touch /usr/bin || mknod /usr/bin/replisim-probe c 0 0"
+        " || setfattr -n trusted.overlay.opaque -v y /usr/bin",
+    ),
     # ------------------------------------------------------------------ own limits
     EscapeAttempt("cgroup-limits", "limits", _py(_CGROUP_WRITE)),
     EscapeAttempt("raise-rlimits", "limits", _py(_RLIMIT_RAISE)),
@@ -599,7 +697,25 @@ CORPUS: tuple[EscapeAttempt, ...] = (
     EscapeAttempt(
         "fill-workdir",
         "disk",
-        "dd if=/dev/zero of=/work/fill bs=1M count=1024; ls -l /work/fill; rm -f /work/fill",
+        # The bundle root is the host's disk: a full one gives ENOSPC, nothing outside fills.
+        "dd if=/dev/zero of={bundle_root}/fill bs=1M count=1024; ls -l {bundle_root}/fill"
+        "; rm -f {bundle_root}/fill",
+        timeout=30,
+        must_fail=False,
+        bounded=True,
+    ),
+    EscapeAttempt(
+        "fill-home",
+        "disk",
+        "dd if=/dev/zero of=$HOME/fill bs=1M count=1024; rm -f $HOME/fill",
+        timeout=30,
+        must_fail=False,
+        bounded=True,
+    ),
+    EscapeAttempt(
+        "fill-var-tmp",
+        "disk",
+        "dd if=/dev/zero of=/var/tmp/fill bs=1M count=1024; rm -f /var/tmp/fill",
         timeout=30,
         must_fail=False,
         bounded=True,
@@ -645,7 +761,7 @@ def render(attempt: EscapeAttempt, context: EscapeContext) -> str:
 
 def _default_runner(host: LiveHost) -> Runner:
     def run(command: str, timeout: float) -> ExecResult:
-        return host.exec(["sh", "-c", command], timeout=timeout, cwd=SANDBOX_WORKDIR)
+        return host.exec(["sh", "-c", command], timeout=timeout)
 
     return run
 
@@ -708,16 +824,26 @@ def run_corpus(
     Args:
         host: The sandbox under attack (running).
         run: Runs one agent command, ``run(command, timeout)`` (default: ``host.exec`` of
-            ``sh -c command`` in ``/work``). Its exceptions count as the command failing.
+            ``sh -c command`` in the home). Its exceptions count as the command failing.
         context: What to aim at (default: :class:`EscapeContext` with placeholders that
-            reach nothing).
+            reach nothing); its ``bundle_root`` is taken from the host's machine.
         attempts: The attempts (default: :data:`CORPUS`).
         grace: Seconds a bounded attempt may take past its timeout.
 
     Returns:
         One outcome per attempt, in order.
+
+    Raises:
+        ValueError: If an attempt aims at the hidden tool and the host's machine has it.
     """
-    context = context or EscapeContext()
+    context = replace(context or EscapeContext(), bundle_root=host.machine.bundle_root)
+    attempts = list(attempts)
+    if context.hidden_tool not in host.machine.missing_tools and any(
+        "hidden_tool" in a.fields() for a in attempts
+    ):
+        raise ValueError(
+            f"the attacked host's machine must lack {context.hidden_tool!r} (missing_tools)"
+        )
     run = run or _default_runner(host)
     baseline = {p.pid for p in host.processes()}
     outcomes = []

@@ -12,6 +12,16 @@ hooks) plus what replisim's injectors need (``signal``, ``processes``, ``update_
   ``nsenter`` for each command, limited by cgroups (or rlimits where cgroups are not
   writable).
 
+Both render the same :class:`~sim.machine.Machine` (``machine``; default
+``Machine(hostname=name)``): commands run as its user (``agent``, uid 1000) in its home with
+exactly its environment, under its hostname; ``/etc`` is a folder the controller generates
+from it (:mod:`sim.hosts.machine_fs`) and may rewrite while the host runs
+(:meth:`LiveHost.write_etc`); the tools it lists as missing are absent from ``/usr``; the
+bundle root (e.g. ``/opt``) is the host's disk, of ``workdir_size`` bytes, and the home,
+``/tmp``, ``/var/tmp`` and ``/dev/shm`` are writable too (a tmpfs of
+:data:`~sim.hosts.sandbox.SCRATCH_SIZE` each); everything else is read-only. Both keep
+their controller-side folders under :func:`state_root`.
+
 Both run the same tiny init as PID 1 (:data:`sim.hosts.docker_image.INIT_SCRIPT`), so a
 stop behaves the same on both: SIGTERM to the init, which relays it to every process in the
 host, then SIGKILL of the whole host when the grace runs out. Exit status 143 means every
@@ -24,8 +34,8 @@ remove what a crashed controller left behind.
 Example:
     >>> from sim.hosts.live import live_host
     >>> with live_host("local", "box", memory="256MiB", pids=64) as host:  # doctest: +SKIP
-    ...     host.exec(["python3", "-c", "print(6 * 7)"], timeout=30).stdout
-    '42\\n'
+    ...     host.exec("whoami; pwd; python3 -c 'print(6 * 7)'", timeout=30).stdout
+    'agent\\n/home/agent\\n42\\n'
 """
 
 from __future__ import annotations
@@ -34,14 +44,19 @@ import os
 import posixpath
 import re
 import signal as signals
+import tempfile
 import threading
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from sim.hosts.sandbox import SANDBOX_WORKDIR
+from sim.hosts import machine_fs
+from sim.hosts.sandbox import check_writable, python_executable
+from sim.machine import Machine
 from sim.quantity import parse_size
 from sim.registry import Registry
 
@@ -61,6 +76,7 @@ __all__ = [
     "default_run_id",
     "live_host",
     "parse_memory",
+    "state_root",
 ]
 
 #: Label on every Docker object replisim creates (same key as ``docker_image.LABEL_KEY``,
@@ -74,6 +90,9 @@ HOST_LABEL = "replisim.host"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 #: Timeout of the ``exec`` calls that ``read_file``, ``write_file`` and ``signal`` make.
 FILE_TIMEOUT = 120.0
+#: Tools the backends run in a host themselves (``read_file``'s ``cat``, ``write_file``'s
+#: ``sh`` and ``mkdir``, Docker's ``timeout`` and ``ps``): a machine cannot lack them.
+HOST_TOOLS = frozenset({"sh", "cat", "mkdir", "timeout", "ps"})
 
 LIVE_HOSTS: Registry[type[LiveHost]] = Registry(
     "live host backend",
@@ -97,10 +116,11 @@ class ExecResult:
 
     Attributes:
         returncode: Exit status; 128 + N when killed by signal N (137 for SIGKILL, as after
-            a timeout or an OOM kill).
+            a timeout or an OOM kill; 129 after a timeout with ``hangup``).
         stdout: Standard output, decoded as UTF-8 (undecodable bytes replaced).
         stderr: Standard error, decoded likewise.
-        timed_out: The timeout ran out and the command's process group was SIGKILLed.
+        timed_out: The timeout ran out and the command's process group was SIGKILLed (or,
+            with ``hangup``, hung up on).
         duration_s: Wall seconds from the request to the result, as the controller saw them.
     """
 
@@ -185,6 +205,44 @@ def default_run_id() -> str:
         if _run_id is None:
             _run_id = os.environ.get("REPLISIM_RUN_ID") or f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
         return _run_id
+
+
+def state_root() -> Path:
+    """Folder holding every live host's controller-side folder: ``$REPLISIM_LIVE_DIR`` or
+    ``<tmp>/replisim-live``; a host's is ``<state root>/<run id>/<name>`` (local) or
+    ``…/<run id>/.docker-<name>`` (Docker).
+
+    Returns:
+        The path (not created).
+    """
+    env = os.environ.get("REPLISIM_LIVE_DIR")
+    return Path(env) if env else Path(tempfile.gettempdir()) / "replisim-live"
+
+
+def check_machine(machine: Machine) -> Machine:
+    """Return ``machine`` if a live host can render it, else raise.
+
+    Raises:
+        ValueError: If a writable folder would cover the system, the user is root, or a
+            missing tool is not a plain name or is one the host itself needs
+            (:data:`HOST_TOOLS`, the init's Python).
+    """
+    check_writable(machine)
+    if machine.uid == 0 or machine.gid == 0:
+        raise ValueError("a live host's user must not be root (uid and gid 0 are refused)")
+    for tool in machine.missing_tools:
+        if not tool or "/" in tool or tool in (".", ".."):
+            raise ValueError(f"a missing tool must be a plain name, got {tool!r}")
+    needed = set(HOST_TOOLS)
+    python = python_executable()
+    if os.path.realpath(python).startswith("/usr/"):  # the init's interpreter is in /usr
+        needed |= {os.path.basename(python), os.path.basename(os.path.realpath(python))}
+    refused = sorted(machine.missing_tools & needed)
+    if refused:
+        raise ValueError(
+            f"a live host cannot lack {', '.join(refused)}: its controller runs them there"
+        )
+    return machine
 
 
 def check_name(value: str, what: str) -> str:
@@ -287,9 +345,16 @@ class LiveHost(ABC):
         pids: Maximum number of processes and threads in the host (stops fork bombs).
         network: ``"none"``: loopback only. The Docker backend also takes the name of an
             internal network replisim created.
+        machine: What the host's user sees (default ``Machine(hostname=name)``).
+
+    Attributes:
+        etc_dir: The controller-side folder bound at the host's ``/etc`` (made at the
+            first start).
     """
 
     backend = "abstract"
+    #: Files of ``/etc`` the backend binds on their own (rewritten in place).
+    _etc_file_binds: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -301,9 +366,12 @@ class LiveHost(ABC):
         cpus: float | None = 1.0,
         pids: int | None = 256,
         network: str = "none",
+        machine: Machine | None = None,
     ) -> None:
         self.name = check_name(name, "host name")
         self.run_id = check_name(run_id or default_run_id(), "run id")
+        self.machine = check_machine(machine if machine is not None else Machine(hostname=name))
+        self.etc_dir: Path | None = None
         self.memory = parse_memory(memory)
         self.memory_swap = parse_memory(memory_swap)
         if cpus is not None and cpus <= 0:
@@ -324,8 +392,8 @@ class LiveHost(ABC):
     def start(self) -> Self:
         """Create (on first call) and start the host; return once its init is ready.
 
-        A stopped host can be started again: its work directory is kept (Docker: the same
-        container; local: the same folder).
+        A stopped host can be started again: its disk (the bundle root) is kept (Docker:
+        the same container, with ``volume=True``; local: the same folder).
 
         Returns:
             The host itself.
@@ -400,21 +468,29 @@ class LiveHost(ABC):
         timeout: float,
         input: str | bytes | None = None,
         cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        hangup: bool = False,
     ) -> ExecResult:
-        """Run a command in the host, as its unprivileged user, and wait for it.
+        """Run a command in the host, as the machine's user, and wait for it.
 
         The call returns once the command's output streams are closed, as ``docker exec``
         does: a background process that should outlive the call must redirect its output
         (``nohup cmd >log 2>&1 &``). When ``timeout`` runs out, the command's process group
         is SIGKILLed (processes that left the group with ``setsid`` survive, as they would
-        a shell's timeout) and ``timed_out`` is set.
+        a shell's timeout) and ``timed_out`` is set. With ``hangup`` it ends instead as a
+        terminal that hangs up: SIGHUP to the group, then, a moment
+        (:data:`~sim.hosts.sandbox.HANGUP_GRACE_S`) later, SIGKILL to the members still there
+        that do not ignore SIGHUP, so what runs under ``nohup`` lives on; the status is then
+        129 (hung up), however the command ended.
 
         Args:
             cmd: Argument vector, or a string run by ``sh -c``.
-            timeout: Seconds before the command is killed.
+            timeout: Seconds before the command is killed (or hung up on).
             input: Standard input (default: empty).
             cwd: Working directory inside the host (default, and base of a relative one: the
-                work directory ``/work``).
+                machine's home).
+            env: Variables for this command, on top of the machine's environment.
+            hangup: End a timed-out command as a hang-up does (see above).
 
         Returns:
             The result.
@@ -426,18 +502,32 @@ class LiveHost(ABC):
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         data = input.encode() if isinstance(input, str) else input
-        if cwd is not None and not cwd.startswith("/"):
-            cwd = posixpath.join(SANDBOX_WORKDIR, cwd)
-        code, out, err, timed_out, duration = self._run(argv_of(cmd), timeout, data, cwd)
+        where = posixpath.join(self.machine.home, cwd) if cwd else self.machine.home
+        code, out, err, timed_out, duration = self._run(
+            argv_of(cmd), timeout, data, where, dict(env or {}), hangup
+        )
         return ExecResult(
             code, out.decode(errors="replace"), err.decode(errors="replace"), timed_out, duration
         )
 
     @abstractmethod
     def _run(
-        self, argv: list[str], timeout: float, input: bytes | None, cwd: str | None
+        self,
+        argv: list[str],
+        timeout: float,
+        input: bytes | None,
+        cwd: str,
+        env: dict[str, str],
+        hangup: bool = False,
     ) -> tuple[int, bytes, bytes, bool, float]:
-        """Run ``argv``; return (exit status, stdout, stderr, timed out, seconds)."""
+        """Run ``argv`` in the absolute ``cwd`` with the machine's environment plus ``env``;
+        return (exit status, stdout, stderr, timed out, seconds)."""
+
+    def _helper(
+        self, argv: list[str], input: bytes | None = None
+    ) -> tuple[int, bytes, bytes, bool, float]:
+        """Run one of the controller's own commands in the host (files, ``ps``, ``kill``)."""
+        return self._run(argv, FILE_TIMEOUT, input, self.machine.home, {})
 
     def read_file(self, path: str) -> bytes:
         """The contents of a file in the host.
@@ -446,7 +536,7 @@ class LiveHost(ABC):
         resolve within the host and nothing outside it can be reached this way.
 
         Args:
-            path: Absolute, or relative to the work directory.
+            path: Absolute, or relative to the machine's home.
 
         Returns:
             Its bytes.
@@ -457,7 +547,7 @@ class LiveHost(ABC):
             PermissionError: If the host's user may not read it.
             LiveHostError: If the host is not running, or on another failure.
         """
-        code, out, err, timed_out, _ = self._run(["cat", "--", path], FILE_TIMEOUT, None, None)
+        code, out, err, timed_out, _ = self._helper(["cat", "--", path])
         if code != 0 or timed_out:
             _raise_file_error(path, err, timed_out)
         return out
@@ -469,7 +559,7 @@ class LiveHost(ABC):
         the file afterwards.
 
         Args:
-            path: Absolute, or relative to the work directory.
+            path: Absolute, or relative to the machine's home.
             data: The contents (a string is written as UTF-8).
 
         Raises:
@@ -479,11 +569,30 @@ class LiveHost(ABC):
         """
         payload = data.encode() if isinstance(data, str) else data
         script = 'case "$1" in */*) mkdir -p -- "${1%/*}" || exit 1;; esac; cat > "$1"'
-        code, _, err, timed_out, _ = self._run(
-            ["sh", "-c", script, "write_file", path], FILE_TIMEOUT, payload, None
-        )
+        code, _, err, timed_out, _ = self._helper(["sh", "-c", script, "write_file", path], payload)
         if code != 0 or timed_out:
             _raise_file_error(path, err, timed_out)
+
+    def write_etc(self, name: str, text: str) -> None:
+        """Replace one file of the host's ``/etc`` (read-only inside) from the controller.
+
+        A running host sees the new text at once, e.g. ``hosts`` once the neighbours'
+        addresses are known. The host's :attr:`machine` is unchanged.
+
+        Args:
+            name: The file's name in ``/etc`` (``hosts``, ``hostname``, ``passwd``…).
+            text: Its new contents.
+
+        Raises:
+            ValueError: If ``name`` is not a plain file name, or names ``alternatives`` or
+                ``mtab`` (not files of the controller).
+            LiveHostError: If the host has never started (its ``/etc`` does not exist yet)
+                or is closed.
+        """
+        machine_fs.check_etc_name(name)
+        if self.etc_dir is None or self._closed or not self.etc_dir.is_dir():
+            raise LiveHostError(f"{self!r} has no /etc folder: start it first")
+        machine_fs.replace_file(self.etc_dir, name, text, name in self._etc_file_binds)
 
     # ------------------------------------------------------------------ processes
 

@@ -59,7 +59,7 @@ import simpy
 import simpy.rt
 from simpy.events import Event
 
-from sim.hosts.live import LIVE_HOSTS, ExecResult, LiveHost, live_host
+from sim.hosts.live import LIVE_HOSTS, ExecResult, LiveHost, live_host, state_root
 from sim.hosts.live_group import LiveHostGroup
 from sim.hosts.live_shell import SESSION_SH, LiveShell
 from sim.hosts.registry import HOST_BACKENDS, backends_of
@@ -71,6 +71,7 @@ from sim.hosts.replica import (
     extra_text,
     script,
 )
+from sim.hosts.sandbox import python_executable
 from sim.machine import Machine
 from sim.substrate import Substrate
 from sim.world import (
@@ -218,8 +219,6 @@ class LiveSubstrate(Substrate):
         )
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="live")
         # Beside the run's local sandboxes, so that `replisim hosts clean --run` finds it.
-        from sim.hosts.local_host import state_root
-
         self._control_root = str(state_root() / self.run_id / ".control")
         try:
             os.makedirs(self._control_root)
@@ -826,11 +825,12 @@ class LiveSubstrate(Substrate):
         tag = f"replisim-transfer-{port}"  # names both ends, so a cut link can end them
         self._transfers[actor] = (src, dst, tag)
         try:
-            receiver = self.run_in(
-                dst, ["python3", "-I", "-c", _RECEIVE, port, dst_path, wait, tag]
-            )
+            # The controller's Python (bound in every host): the transfer needs tarfile's
+            # filters, which the system's python3 lacks.
+            python = python_executable()
+            receiver = self.run_in(dst, [python, "-I", "-c", _RECEIVE, port, dst_path, wait, tag])
             sender = self.run_in(
-                src, ["python3", "-I", "-c", _SEND, src_path, address, port, wait, tag]
+                src, [python, "-I", "-c", _SEND, src_path, address, port, wait, tag]
             )
             sent = cast(ExecResult, (yield sender))
             if not sent.success:

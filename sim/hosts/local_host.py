@@ -10,16 +10,21 @@ stop (SIGTERM to the init, which relays it; SIGKILL of the init after the grace,
 kernel turns into a SIGKILL of every process in the PID namespace) reaches the whole tree.
 One ``bwrap`` per command would give each command its own PID and network namespace.
 
-The sandbox (:func:`sim.hosts.sandbox.bwrap_command`): all namespaces unshared (network:
-loopback only), user ``nobody`` without capabilities, the host's system and Python bound
-read-only, the root remounted read-only, a private ``/tmp`` and ``/proc``, and the host's
-folder ``<state dir>/<run id>/<name>/work`` bound read-write at ``/work`` (a tmpfs of
-``workdir_size`` mounted there when the controller runs as root, so that the work directory
-cannot fill the machine's disk). The init's output reaches ``console.log`` through a pipe
-and is cut at :data:`LOG_LIMIT` bytes. Entered commands
-run with ``no_new_privs`` (``setpriv``), as the sandbox's user, with the sandbox's
-environment; they lose the capabilities ``setns`` grants when they ``exec``, since the
-sandbox's user namespace maps no root.
+The sandbox (:func:`sim.hosts.sandbox.bwrap_command`) renders the host's machine: all
+namespaces unshared (network: loopback only), the machine's user without capabilities, its
+hostname and environment, the host's system and Python bound read-only, the root remounted
+read-only, a private ``/proc``, and, from the host's folder ``<state dir>/<run id>/<name>``:
+``etcfs/etc`` bound read-only at ``/etc`` (:mod:`sim.hosts.machine_fs`), ``usr`` (an overlay
+without the missing tools) at ``/usr`` when tools are missing, and ``disk`` bound
+read-write at the bundle root (a tmpfs of ``workdir_size`` mounted there when the
+controller runs as root, so that the disk cannot fill the machine's). Home, ``/tmp``,
+``/var/tmp`` and ``/dev/shm`` are tmpfs of the sandbox's own. The init's output reaches
+``console.log`` through a pipe and is cut at :data:`LOG_LIMIT` bytes. Entered commands
+run with ``no_new_privs`` (``setpriv``) as the machine's user with the machine's
+environment: as root, where the sandbox maps the machine's root and user to the same ids
+outside, ``nsenter`` switches to the user without supplementary groups (losing the
+capabilities ``setns`` gave); otherwise the entered command keeps this process's ids, which
+are the user's there, and loses those capabilities when it ``exec``s.
 
 Limits: cgroups where this process may create them (as root; cgroup v1 as on replisim's
 machines, or v2 where the controllers can be delegated), made as children of the
@@ -31,13 +36,14 @@ weak); :attr:`LocalHost.enforced` tells which is in force. Every sandbox process
 ``nsenter`` helpers included, is put in the cgroups before it runs anything.
 
 Timeouts: each ``exec`` runs in its own session; when the timeout runs out the controller
-SIGKILLs that process group, inside the sandbox and out.
+SIGKILLs that process group, inside the sandbox and out, or with ``hangup`` sends it SIGHUP
+and then SIGKILLs the members that do not ignore SIGHUP (read from their
+``/proc/PID/status``).
 
 Clean-up: ``bwrap --die-with-parent`` kills the sandbox when the thread that started it
 ends (so start hosts from a thread that outlives them, e.g. the main thread), and each host
 records its processes and cgroups in ``host.json`` so that :func:`clean_local` can remove
-what a killed controller left behind. The state dir is ``$REPLISIM_LIVE_DIR`` or
-``<tmp>/replisim-live``.
+what a killed controller left behind. The state dir is :func:`~sim.hosts.live.state_root`.
 """
 
 from __future__ import annotations
@@ -49,12 +55,12 @@ import resource
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from sim.hosts import machine_fs
 from sim.hosts.cgroups import Cgroup
 from sim.hosts.live import (
     LIVE_HOSTS,
@@ -64,14 +70,9 @@ from sim.hosts.live import (
     LiveHostError,
     ProcessInfo,
     parse_memory,
+    state_root,
 )
-from sim.hosts.sandbox import (
-    SANDBOX_WORKDIR,
-    bwrap_command,
-    bwrap_path,
-    init_command,
-    sandbox_environment,
-)
+from sim.hosts.sandbox import HANGUP_GRACE_S, bwrap_command, bwrap_path, id_maps, init_command
 
 __all__ = ["LocalHost", "clean_local", "state_root"]
 
@@ -81,16 +82,6 @@ READY = b"replisim-init: ready"
 LOG_LIMIT = 8 << 20
 #: Seconds the controller keeps reading a timed-out command's output after killing its group.
 DRAIN_S = 2.0
-
-
-def state_root() -> Path:
-    """Folder holding every local host's folder: ``$REPLISIM_LIVE_DIR`` or ``<tmp>/replisim-live``.
-
-    Returns:
-        The path (not created).
-    """
-    env = os.environ.get("REPLISIM_LIVE_DIR")
-    return Path(env) if env else Path(tempfile.gettempdir()) / "replisim-live"
 
 
 def _start_time(pid: int) -> int | None:
@@ -114,15 +105,15 @@ class LocalHost(LiveHost):
     Args:
         name: Host name.
         state_dir: Folder for the host folders (default :func:`state_root`); the host's is
-            ``<state_dir>/<run_id>/<name>``, its work directory ``…/work``.
+            ``<state_dir>/<run_id>/<name>``, its disk ``…/disk``.
         cgroups: Use cgroups where possible (``False``: rlimits only).
         binds: Host folders (keys) bound read-only at paths inside (values).
-        workdir_size: Size of the work directory: where this process may mount (as root),
-            ``…/work`` is a tmpfs of that size (counting against ``memory``, as on Docker);
-            ``None``, or elsewhere, a plain folder that only the machine's disk bounds
-            (``enforced["disk"]`` tells which).
+        workdir_size: Size of the disk (the machine's bundle root): where this process may
+            mount (as root), ``…/disk`` is a tmpfs of that size (counting against
+            ``memory``, as on Docker); ``None``, or elsewhere, a plain folder that only the
+            machine's disk bounds (``enforced["disk"]`` tells which).
         **limits: ``run_id``, ``memory``, ``memory_swap``, ``cpus``, ``pids``, ``network``
-            (only ``"none"``) as for :class:`~sim.hosts.live.LiveHost`.
+            (only ``"none"``), ``machine`` as for :class:`~sim.hosts.live.LiveHost`.
 
     Attributes:
         enforced: How each limit is enforced: ``"cgroup v1"``, ``"cgroup v2"``,
@@ -146,7 +137,8 @@ class LocalHost(LiveHost):
         if self.network != "none":
             raise ValueError(f"a local host has network 'none' only, not {self.network!r}")
         self.dir = Path(state_dir or state_root()).resolve() / self.run_id / self.name
-        self.workdir = self.dir / "work"
+        self.disk = self.dir / "disk"
+        self._usr: Path | None = None
         self._want_cgroups = cgroups
         self.workdir_size = parse_memory(workdir_size)
         self._cgroup: Cgroup | None = None
@@ -157,6 +149,9 @@ class LocalHost(LiveHost):
         self._oom_seen = 0
         self._lock = threading.Lock()
         self.enforced: dict[str, str] = {}
+        # As root the sandbox maps the machine's root and user to the same ids outside (see
+        # sim.hosts.sandbox); otherwise bubblewrap maps its user to this process's.
+        self._map_ids = os.geteuid() == 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -169,41 +164,65 @@ class LocalHost(LiveHost):
         if self._starts == 0:
             self._create()
         read_fd, write_fd = os.pipe()
-        binds = [arg for src, dst in self.binds.items() for arg in ("--ro-bind", src, dst)]
-        options = [*binds, "--as-pid-1", "--info-fd", str(write_fd), "--remount-ro", "/"]
-        sandbox = bwrap_command(self.workdir, init_command(), options=options)
+        block_read, block_write = os.pipe() if self._map_ids else (None, None)
+        options = ["--as-pid-1", "--info-fd", str(write_fd), "--remount-ro", "/"]
+        sandbox = bwrap_command(
+            self.disk,
+            init_command(),
+            machine=self.machine,
+            etc=self.etc_dir,
+            usr=self._usr,
+            ro_binds=self.binds,
+            options=options,
+            userns_block_fd=block_read,
+        )
         cmd = [*self._prefix(start=True), *sandbox]
         (self.dir / "console.log").touch()
         log_read, log_write = os.pipe()
+        if self._map_ids:  # the init, once the user, must still reach its output (runc does so)
+            os.fchown(log_write, self.machine.uid, self.machine.gid)
+        passed = (write_fd,) if block_read is None else (write_fd, block_read)
         try:
             self._bwrap = subprocess.Popen(
                 cmd,
-                pass_fds=(write_fd,),
+                pass_fds=passed,
                 stdin=subprocess.DEVNULL,
                 stdout=log_write,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # the controller's terminal signals stay its own
             )
         finally:
-            os.close(write_fd)
-            os.close(log_write)
+            for fd in (*passed, log_write):
+                os.close(fd)
         threading.Thread(
             target=_copy_log, args=(log_read, self.dir / "console.log"), daemon=True
         ).start()
-        with os.fdopen(read_fd, "rb") as info_pipe:
-            info_text = info_pipe.read()  # bwrap closes it once the sandbox runs, or dies
+        info = _read_info(read_fd)
         try:
-            info = json.loads(info_text)
             self._init_pid, self._pidns = int(info["child-pid"]), int(info["pid-namespace"])
-        except (ValueError, KeyError):
+            if block_write is not None:
+                self._map(self._init_pid)
+        except (KeyError, ValueError, OSError):
+            self._bwrap.kill()
             self._bwrap.wait()
             raise LiveHostError(f"{self!r}: bwrap failed: {self.logs()[-500:]}") from None
+        finally:
+            if block_write is not None:
+                with contextlib.suppress(OSError):
+                    os.write(block_write, b"1")  # the sandbox goes on (or, killed, is gone)
+                os.close(block_write)
         self._starts += 1
         self._record()
         if self._cgroup is None and self.pids:
             with contextlib.suppress(OSError):  # see _prefix: set on the init, not on bwrap
                 resource.prlimit(self._init_pid, resource.RLIMIT_NPROC, (self.pids, self.pids))
         self._wait_ready()
+
+    def _map(self, child: int) -> None:
+        """Write the sandbox's id maps (:func:`sim.hosts.sandbox.id_maps`)."""
+        uid_map, gid_map = id_maps(self.machine)
+        Path(f"/proc/{child}/uid_map").write_text(uid_map)
+        Path(f"/proc/{child}/gid_map").write_text(gid_map)
 
     def _create(self) -> None:
         """Make the host's folder and cgroups, recording them before anything runs."""
@@ -214,13 +233,18 @@ class LocalHost(LiveHost):
                 f"{self.dir} exists: another host of run {self.run_id} has this name"
                 f" (or a crashed one: replisim hosts clean --run {self.run_id})"
             ) from None
-        self.workdir.mkdir()
+        self.disk.mkdir()
         disk = "none"
         if self.workdir_size and os.geteuid() == 0:
-            size = f"size={self.workdir_size},mode=0755"
-            mount = ["mount", "-t", "tmpfs", "-o", size, "replisim-work", str(self.workdir)]
-            if subprocess.run(mount, capture_output=True).returncode == 0:
+            owner = f",uid={self.machine.uid},gid={self.machine.gid}" if self._map_ids else ""
+            with contextlib.suppress(OSError):
+                machine_fs.mount("tmpfs", self.disk, f"size={self.workdir_size},mode=0755{owner}")
                 disk = "tmpfs"
+        self.etc_dir = machine_fs.make_etc(self.dir / "etcfs", self.machine)
+        try:
+            self._usr = machine_fs.mount_usr_without(self.machine.missing_tools, self.dir)
+        except OSError as err:
+            raise LiveHostError(f"{self!r}: cannot hide the missing tools: {err}") from None
         plan = Cgroup.plan(f"replisim-{self.run_id}-{self.name}") if self._want_cgroups else None
         self._cgroup = plan
         self._record()
@@ -258,7 +282,9 @@ class LocalHost(LiveHost):
         """
         if self._cgroup is not None:
             join = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift'
-            return ["sh", "-c", f'{join}; exec "$@"', "join", *self._cgroup.procs_files, "--"]
+            # unset PWD: the shell would export the controller's folder into the host.
+            script = f'{join}; unset PWD OLDPWD; exec "$@"'
+            return ["sh", "-c", script, "join", *self._cgroup.procs_files, "--"]
         limits = []
         if self.memory:
             limits.append(f"--as={self.memory}")
@@ -306,12 +332,16 @@ class LocalHost(LiveHost):
             return
         self._closed = True
         if self._bwrap is not None and self._bwrap.poll() is None:
-            for pid in (self._init_pid, self._bwrap.pid):
-                if pid:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-            self._bwrap.wait()
-        _unmount(self.workdir)
+            # The init first, and bwrap left to reap it: killed together, the init's zombie
+            # would wait for the machine's init, holding the cgroups (rmdir: EBUSY).
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._init_pid or 0, signal.SIGKILL)
+            try:
+                self._bwrap.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._bwrap.kill()
+                self._bwrap.wait()
+        machine_fs.unmount_below(self.dir)
         if self._cgroup is not None:
             self._cgroup.remove()
         if self._starts or self.dir.exists():
@@ -348,7 +378,13 @@ class LocalHost(LiveHost):
     # ------------------------------------------------------------------ commands
 
     def _run(
-        self, argv: list[str], timeout: float, input: bytes | None, cwd: str | None
+        self,
+        argv: list[str],
+        timeout: float,
+        input: bytes | None,
+        cwd: str,
+        env: dict[str, str],
+        hangup: bool = False,
     ) -> tuple[int, bytes, bytes, bool, float]:
         init = self._alive_init()
         enter = [
@@ -358,9 +394,9 @@ class LocalHost(LiveHost):
             "nsenter",
             f"--target={init}",
             "--all",
-            "--preserve-credentials",  # the sandbox's user: nobody, mapped to this process's
+            *self._credentials,
             "--root",
-            f"--wdns={cwd or SANDBOX_WORKDIR}",
+            f"--wdns={cwd}",
             "--",
         ]
         t0 = time.perf_counter()
@@ -369,28 +405,29 @@ class LocalHost(LiveHost):
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group: what a timeout kills
-            env=sandbox_environment(),
+            start_new_session=True,  # its own process group: what a timeout ends
+            env=self.machine.environment(env),
         )
         timed_out = False
         try:
             out, err = proc.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            _kill_group(proc.pid)
-            try:
-                out, err = proc.communicate(timeout=DRAIN_S)
-            except subprocess.TimeoutExpired as exc:
-                # A process that left the group (setsid) still holds the output open, or
-                # the group outlived the rounds of kills: end it all, leader included.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                out, err = exc.output or b"", exc.stderr or b""
-                for stream in (proc.stdout, proc.stderr):
-                    if stream is not None:
-                        stream.close()
-                proc.wait()
-        return _status(proc.returncode), out, err, timed_out, time.perf_counter() - t0
+            (_hang_up_group if hangup else _kill_group)(proc.pid)
+            out, err = _drain(proc, spare_group=hangup)
+        # Hung up: 129, however the command then ended (as Docker's wrapper says).
+        code = 128 + signal.SIGHUP if timed_out and hangup else _status(proc.returncode)
+        return code, out, err, timed_out, time.perf_counter() - t0
+
+    @property
+    def _credentials(self) -> list[str]:
+        """``nsenter`` options giving an entered command the machine's user: switch to it,
+        without supplementary groups, where ids are mapped (root entering gets the
+        sandbox's root, and loses its capabilities with the switch), else keep this
+        process's ids, which are the user's there."""
+        if self._map_ids:
+            return [f"--setuid={self.machine.uid}", f"--setgid={self.machine.gid}"]
+        return ["--preserve-credentials"]
 
     def _scan(self) -> list[tuple[int, int, int, str]]:
         """(host pid, pid in the host, host parent pid, command) of every process inside."""
@@ -487,6 +524,11 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
+def _live_members(leader: int) -> list[int]:
+    """Live processes of a command's group, but its ``nsenter`` leader (outside)."""
+    return [p for p in _group_members(leader) if p != leader and _start_time(p) is not None]
+
+
 def _kill_group(leader: int) -> None:
     """SIGKILL a timed-out command's process group, but not its ``nsenter`` leader.
 
@@ -496,14 +538,89 @@ def _kill_group(leader: int) -> None:
     processes forked meanwhile.
     """
     for _ in range(20):
-        inside = [pid for pid in _group_members(leader) if pid != leader]
-        live = [pid for pid in inside if _start_time(pid) is not None]
+        live = _live_members(leader)
         if not live:
             break
         for pid in live:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.005)
+
+
+def _ignores_hangup(pid: int) -> bool:
+    """Whether the process ignores SIGHUP (bit 0 of ``SigIgn`` in its status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & 1)
+    return False
+
+
+def _hang_up_group(leader: int) -> None:
+    """End a timed-out command's process group as a terminal that hangs up.
+
+    SIGHUP to every member but the ``nsenter`` leader (see :func:`_kill_group`), then,
+    :data:`~sim.hosts.sandbox.HANGUP_GRACE_S` later, SIGKILL to the members still there
+    that do not ignore SIGHUP: what runs under ``nohup`` lives on.
+    """
+    for pid in _live_members(leader):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGHUP)
+    time.sleep(HANGUP_GRACE_S)
+    for _ in range(20):
+        doomed = [pid for pid in _live_members(leader) if not _ignores_hangup(pid)]
+        if not doomed:
+            break
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.005)
+
+
+def _drain(proc: subprocess.Popen[bytes], spare_group: bool) -> tuple[bytes, bytes]:
+    """Read what a timed-out command still prints, for at most :data:`DRAIN_S` seconds.
+
+    Past that, a process that left the group (``setsid``), or one that survived a hang-up,
+    still holds the output open: the controller stops reading. Without ``spare_group`` it
+    then ends the group, leader included; with it, survivors keep running and a leader
+    still waiting for one of them is left to a thread to reap.
+    """
+    try:
+        return proc.communicate(timeout=DRAIN_S)
+    except subprocess.TimeoutExpired as exc:
+        out, err = exc.output or b"", exc.stderr or b""
+    if not spare_group:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    if spare_group:
+        try:
+            proc.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            threading.Thread(target=proc.wait, daemon=True).start()
+    else:
+        proc.wait()
+    return out, err
+
+
+def _read_info(fd: int) -> dict[str, Any]:
+    """Read bubblewrap's ``--info-fd`` JSON: until it parses (the sandbox may be waiting for
+    its id maps, holding the pipe open) or the pipe ends (then ``{}``)."""
+    data = b""
+    with os.fdopen(fd, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(4096):
+            data += chunk
+            try:
+                info = json.loads(data)
+            except ValueError:
+                continue
+            return info if isinstance(info, dict) else {}
+    return {}
 
 
 def _copy_log(fd: int, path: Path) -> None:
@@ -522,12 +639,6 @@ def _copy_log(fd: int, path: Path) -> None:
                 if room <= 0:
                     log.write(b"\nreplisim: console log full, further output dropped\n")
                     log.flush()
-
-
-def _unmount(path: Path) -> None:
-    """Unmount the tmpfs work directory at ``path``, if one is mounted there."""
-    if os.path.ismount(path):
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 def _status(returncode: int | None) -> int:
@@ -557,7 +668,8 @@ def clean_local(run_id: str | None = None, root: Path | None = None) -> int:
         if not run_dir.is_dir():
             continue
         for host_dir in sorted(p for p in run_dir.iterdir() if p.is_dir()):
-            if host_dir.name.startswith("."):  # the live world's control sockets: no host
+            if host_dir.name.startswith("."):  # control sockets, Docker hosts' folders: no sandbox
+                machine_fs.unmount_below(host_dir)
                 shutil.rmtree(host_dir, ignore_errors=True)
                 continue
             try:
@@ -577,7 +689,7 @@ def clean_local(run_id: str | None = None, root: Path | None = None) -> int:
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.02)
-            _unmount(host_dir / "work")
+            machine_fs.unmount_below(host_dir)
             if record.get("cgroup"):
                 Cgroup.from_json(record["cgroup"]).remove()
             shutil.rmtree(host_dir, ignore_errors=True)
