@@ -144,7 +144,7 @@ with conn, conn.makefile("wb") as stream, tarfile.open(fileobj=stream, mode="w|"
 #: ``nohup bash start_….sh PORT &`` does: its own session, its output to the host's log.
 _START = (
     'test -f "$1/$2" || { echo "bash: $1/$2: No such file or directory" >&2; exit 127; }; '
-    'cd "$1" && setsid nohup bash "$2" "$3" >>/proc/1/fd/1 2>&1 </dev/null &'
+    'cd "$1" || exit 1; setsid nohup bash "$2" "$3" >>/proc/1/fd/1 2>&1 </dev/null &'
 )
 
 
@@ -399,6 +399,8 @@ class LiveSubstrate(Substrate):
         )
         box.write_file(f"{folder}/config.json", text)
         box.write_file(f"{folder}/{WEIGHTS}", weights)
+        scripts = [f"{folder}/{name}" for name in SCRIPTS if name.endswith(".sh")]
+        _raise_on_failure(box.exec(["chmod", "755", *scripts], COMMAND_TIMEOUT_S))
         for name, size in self.scenario.bundle.files.items():
             rel = os.path.normpath(name.strip("/"))
             if rel in SCRIPTS or rel in ("config.json", WEIGHTS):
