@@ -109,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transcript", help="what an LLM trial's agents thought and did")
     p.add_argument("trial", help="trial folder")
     p.add_argument("--replica", help="only this replica (default: all, in start order)")
-    p.add_argument("--full", action="store_true", help="show whole tool outputs")
+    p.add_argument(
+        "--full", action="store_true", help="show whole tool outputs and thinking fields"
+    )
     p.add_argument("--json", action="store_true", help="print the records as JSON lines")
 
     p = sub.add_parser("sweep", help="run many trials into a table (trials.parquet)")
@@ -605,8 +607,11 @@ def _cmd_transcript(args: argparse.Namespace) -> int:
                     for step in steps:
                         print(json.dumps({"replica": name, **step}))
             return 0
-        print(format_transcript(transcripts, args.replica, None if args.full else 12))
-    except ValueError as err:
+        if args.full:  # whole tool outputs and whole thinking fields
+            print(format_transcript(transcripts, args.replica, None, width=None))
+        else:
+            print(format_transcript(transcripts, args.replica, 12))
+    except (ValueError, KeyError, TypeError) as err:
         raise UserError(str(err)) from None
     return 0
 
