@@ -794,9 +794,11 @@ def load_file(
                 )
             ]
         )
+    unsafe: set[Any] = set()
     if isinstance(scenarios, dict):
         for name in scenarios:
             if not isinstance(name, str) or not SAFE_NAME.match(name):
+                unsafe.add(name)
                 errors.append(
                     ConfigError(
                         file,
@@ -844,6 +846,8 @@ def load_file(
         for name in chosen:
             raw = scenarios[name]
             where = ("scenarios", name)
+            if name in unsafe:
+                continue  # reported above
             if not isinstance(raw, dict):
                 errors.append(
                     ConfigError(

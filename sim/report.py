@@ -1267,7 +1267,7 @@ def _print_tables(report: Report) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(Console().width, 140))
+    terminal = Console().width
     columns = _columns(report.rows)
     # Two narrower tables rather than one that no terminal is wide enough for.
     split = next(i for i, c in enumerate(columns) if c[0] == "median peak live")
@@ -1288,14 +1288,18 @@ def _print_tables(report: Report) -> None:
         view = Table(title=title, caption=caption)
         for i, (_, header, _) in enumerate(chosen):
             if i == 1:
-                view.add_column(header, overflow="fold", min_width=20, max_width=40)
+                view.add_column(header, overflow="fold", min_width=20)
             else:
                 # Intervals may wrap at their space in a narrow terminal; counts may not.
                 wraps = " " in _cell_example(chosen[i], report.rows)
                 view.add_column(header, justify="right" if i >= 2 else "left", no_wrap=not wraps)
         for row in report.rows:
             view.add_row(*(cell(row) for _, _, cell in chosen))
-        console.print(view)
+        # As wide as the table needs: a name cut or folded cannot be copied from a terminal.
+        wide = Console(width=10**4)
+        needed = wide.measure(view).maximum
+        Console(width=max(terminal, 140, needed)).print(view)
+    console = Console(width=max(terminal, 140))
     errors = _error_rows(report.results.table)
     if len(errors):
         bad = Table(title=f"{len(errors):,} trial(s) with errors (left out of the statistics)")

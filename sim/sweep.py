@@ -264,7 +264,7 @@ def _lock_holder(fh: Any) -> str:
     try:
         proc = psutil.Process(pid)
         state = proc.status()
-        command = " ".join(proc.cmdline())[:120]
+        command = " ".join(" ".join(proc.cmdline()).split())[:120]
     except psutil.Error:
         return f"pid {pid} holds its lock and no longer runs"
     if state == psutil.STATUS_ZOMBIE:
