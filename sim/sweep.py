@@ -721,6 +721,26 @@ def _failed_row(spec: TrialSpec, err: BaseException) -> dict[str, Any]:
     return row
 
 
+def _answers(address: str) -> None:
+    """Refuse at once a Ray address where nothing listens (``ray.init`` would retry for
+    minutes)."""
+    import socket
+
+    if "://" in address:  # a Ray client address: ray.init knows how to reach it
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ExecutorUnavailable(
+            f"--address {address}: expected host:port (the head node's GCS), or 'auto'"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as err:
+        raise ExecutorUnavailable(
+            f"no Ray cluster answers at {address}: {err.strerror or err}"
+        ) from None
+
+
 def _run_ray(
     todo: list[TrialSpec], out: str, address: str | None, commit: Callable[[dict[str, Any]], None]
 ) -> None:
@@ -736,6 +756,8 @@ def _run_ray(
             "the Ray executor needs Ray: pip install 'replisim[ray]'"
         ) from None
     started_here = not ray.is_initialized()
+    if started_here and address not in (None, "auto", "local"):
+        _answers(address)
     if started_here:
         try:
             ray.init(
