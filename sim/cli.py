@@ -345,9 +345,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run_trial(scenario, seed, out)
     summary = result.summary
     if args.json:
-        print(json.dumps(jsonable({**summary, "out": str(out)})))
+        extra = {"out": str(out)}
+        if scenario.world.run_id is not None:
+            extra["run_id"] = scenario.world.run_id
+        print(json.dumps(jsonable({**summary, **extra})))
     elif not args.quiet:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(title=f"{scenario.name}, seed {seed}", show_header=False)
@@ -356,7 +358,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if scenario.world.run_id is not None:
             table.add_row("run id", scenario.world.run_id)
         table.add_row("written to", str(out))
-        Console().print(table)
+        print_whole(table, min_width=80)
     if summary["status"] != "ok":
         print(f"replisim: trial failed: {summary['error']}", file=sys.stderr)
         return 1
@@ -745,6 +747,14 @@ def quiet_third_party() -> None:
         "RAY_DEDUP_LOGS": "1",
     }.items():
         os.environ.setdefault(key, value)
+    import logging
+
+    # vLLM warns about its Triton backend while it imports, before its own logging is set
+    # up, so Python's last-resort handler would print it: decide the level first.
+    for name in ("vllm", "torch", "transformers", "ray"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.ERROR)
     if sys.warnoptions:
         return
     os.environ.setdefault("PYTHONWARNINGS", "ignore")  # engine processes: third-party only

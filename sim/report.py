@@ -117,6 +117,29 @@ class Results:
         return self.root if self.kind == "trial" else self.root / "trials" / str(trial_id)
 
 
+def _clean_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's fields that have the shape a sweep writes (a damaged field is left
+    out of the report rather than failing it)."""
+    shapes: dict[str, Any] = {
+        "packages": dict,
+        "trials": list,
+        "scenarios": dict,
+        "configs": dict,
+        "executor": dict,
+    }
+    clean: dict[str, Any] = {}
+    for key, value in manifest.items():
+        want = shapes.get(key)
+        if want is None:
+            if _scalar(value):
+                clean[key] = value
+        elif isinstance(value, want):
+            clean[key] = value
+    if "packages" in clean:
+        clean["packages"] = {str(k): str(v) for k, v in clean["packages"].items()}
+    return clean
+
+
 def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
 
@@ -141,6 +164,7 @@ def load_results(path: str | Path) -> Results:
             raise ValueError(f"{root / 'manifest.json'} is not valid JSON: {err}") from None
         if not isinstance(manifest, dict):
             raise ValueError(f"{root / 'manifest.json'} is not a sweep manifest (a JSON object)")
+        manifest = _clean_manifest(manifest)
     if (root / "trials.parquet").is_file():
         try:
             table = pd.read_parquet(root / "trials.parquet")
