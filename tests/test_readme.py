@@ -29,6 +29,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,8 +145,13 @@ def test_the_scenario_language_example_validates(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> dict[str, str | Path]:
-    """A fresh copy of the repository and a virtual environment to run the README in."""
+def workspace(tmp_path_factory) -> Iterator[dict[str, str | Path]]:
+    """A fresh copy of the repository and a virtual environment to run the README in.
+
+    The environment lives outside /tmp and outside /root, readable by all: live hosts run
+    the same interpreter inside their sandboxes, a local (bubblewrap) host mounts a fresh
+    /tmp over its binds, and a Docker host runs as ``nobody``.
+    """
     root = tmp_path_factory.mktemp("readme")
     repo = root / "repo"
     listed = subprocess.run(
@@ -157,7 +164,8 @@ def workspace(tmp_path_factory) -> dict[str, str | Path]:
                 shutil.copy2(ROOT / name, repo / name)
     else:
         shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".git", "runs", "*.egg-info"))
-    venv = root / "venv"
+    venv = Path(tempfile.mkdtemp(prefix="replisim-readme-venv-", dir="/var/tmp"))
+    venv.chmod(0o755)
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     # The venv's own setuptools is older than the one pyproject.toml needs; without it the
     # machine's is used (no build isolation: no index is reached).
@@ -174,7 +182,8 @@ def workspace(tmp_path_factory) -> dict[str, str | Path]:
         PIP_NO_BUILD_ISOLATION="0",
         PIP_DISABLE_PIP_VERSION_CHECK="1",
     )
-    return {"repo": repo, "env": env}
+    yield {"repo": repo, "env": env}
+    shutil.rmtree(venv, ignore_errors=True)
 
 
 def _needs_docker_reason() -> str | None:
