@@ -174,8 +174,10 @@ def workspace(tmp_path_factory) -> Iterator[dict[str, str | Path]]:
         check=False,
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # No other replisim on the PATH: the README's own `pip install -e` provides it.
+    path = [p for p in env.get("PATH", "").split(":") if p and not (Path(p) / "replisim").exists()]
     env.update(
-        PATH=f"{venv / 'bin'}:{env.get('PATH', '')}",
+        PATH=":".join([str(venv / "bin"), *path]),
         VIRTUAL_ENV=str(venv),
         HF_HUB_OFFLINE="1",
         PIP_NO_INDEX="1",
