@@ -850,3 +850,22 @@ def test_third_party_warnings_are_kept_out_of_output_for_people(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "noise" not in done.stderr and "ours" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_live_run_prints_its_run_id_and_records_it(tmp_path):
+    """``replisim run`` of a live scenario prints its run id before it starts and writes it
+    into the trial's ``scenario.json`` (what ``hosts clean --run`` takes after a kill)."""
+    from tests.live_support import skip_unless
+
+    skip_unless("local")
+    out = tmp_path / "live"
+    done = script(
+        "run", SCENARIOS, "--scenario", "live-shutdown-avoidance", "--set", "world.hosts=local",
+        "--out", out, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads((out / "scenario.json").read_text())["world"]["run_id"]
+    assert run_id and run_id.startswith("live-shutdown-avoidance-0-")
+    assert f"run id {run_id}" in done.stderr and f"--run {run_id}" in done.stderr
+    assert run_id in done.stdout  # and in the table
