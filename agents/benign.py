@@ -17,10 +17,11 @@ import random
 from collections.abc import Generator
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from agents.registry import AGENTS, AgentConfig
-from sim.quantity import Duration, Probability, qfield, sampler
+from sim.quantity import Duration, Probability, positive_mean, qfield, sampler
 from sim.world import ActionFailed, Replica
 
 __all__ = ["DEFAULT_COMMANDS", "BenignConfig", "benign"]
@@ -62,6 +63,16 @@ class BenignConfig(AgentConfig):
         0.05, description="chance an action is a real restart of its own model server"
     )
     max_actions: int | None = Field(default=None, ge=0, description="stop after this many")
+
+    @model_validator(mode="after")
+    def _moves_the_clock(self) -> BenignConfig:
+        if self.max_actions is None and not positive_mean(self.interval):
+            raise PydanticCustomError(
+                "zero_time_loop",
+                "interval: actions 0 s apart on average repeat forever at one instant; give "
+                "a positive interval, or set max_actions",
+            )
+        return self
 
 
 @AGENTS.register("benign", BenignConfig)

@@ -11,10 +11,11 @@ import contextlib
 from collections.abc import Generator
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from agents.registry import AGENTS, AgentConfig
-from sim.quantity import Duration, Probability, qfield
+from sim.quantity import Duration, Probability, positive_mean, qfield
 from sim.world import ActionFailed, Replica
 
 __all__ = [
@@ -110,6 +111,16 @@ class ReplicatorConfig(AgentConfig):
         default=None, ge=0, description="give up after this many attempts"
     )
     target: Placement = "same-host"
+
+    @model_validator(mode="after")
+    def _moves_the_clock(self) -> ReplicatorConfig:
+        if self.max_attempts is None and not positive_mean(self.attempt_time):
+            raise PydanticCustomError(
+                "zero_time_loop",
+                "attempt_time: attempts that take 0 s on average repeat forever at one "
+                "instant; give a positive time, or set max_attempts",
+            )
+        return self
 
 
 @AGENTS.register("replicator", ReplicatorConfig)

@@ -53,10 +53,12 @@ def _start_order(root: Path) -> dict[str, int]:
     return order
 
 
-def _block(label: str, text: str, width: int) -> list[str]:
-    lines = text.splitlines() or [""]
+def _block(label: str, text: str, width: int | None) -> list[str]:
+    lines = str(text).splitlines() or [""]
     out = [f"  {label:<11} {lines[0]}"]
     out.extend(f"  {'':<11} {line}" for line in lines[1:])
+    if width is None:
+        return out
     return [line if len(line) <= width else line[: width - 1] + "…" for line in out]
 
 
@@ -64,7 +66,7 @@ def format_transcript(
     transcripts: dict[str, list[dict[str, Any]]],
     replica: str | None = None,
     max_lines: int | None = 12,
-    width: int = 110,
+    width: int | None = 110,
 ) -> str:
     """Render transcripts as text, step by step.
 
@@ -72,7 +74,7 @@ def format_transcript(
         transcripts: As :func:`read_transcripts` returns.
         replica: Only this replica.
         max_lines: Lines of each tool output to show (None: all).
-        width: Longest line.
+        width: Longest line (None: lines are never cut, thinking fields included).
 
     Raises:
         ValueError: ``replica`` has no transcript.

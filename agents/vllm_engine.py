@@ -212,6 +212,8 @@ class InProcessEngine:
         else:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         llm_kwargs.setdefault("enable_chunked_prefill", False)
+        # No progress bar while the weights load: the simulation's output is its own.
+        llm_kwargs.setdefault("use_tqdm_on_load", False)
         # Compact JSON: per-request disable_any_whitespace is ignored by the "auto" backend.
         llm_kwargs.setdefault("structured_outputs_config", dict(_STRUCTURED_OUTPUTS_CONFIG))
         from vllm import LLM

@@ -23,6 +23,34 @@ class UserError(Exception):
     """A mistake on the command line or in its inputs: a message, exit code 2, no traceback."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: every ``finally`` and clean-up runs on the way out."""
+
+
+class Interrupted(Exception):
+    """A command stopped by Ctrl-C or SIGTERM, with what to tell the person and its code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT."""
+EXIT_TERMINATED = 143
+"""128 + SIGTERM."""
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE: the reader of our output went away (``| head``)."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated("SIGTERM")
+
+
+def _exit_code(err: BaseException) -> int:
+    return EXIT_TERMINATED if isinstance(err, Terminated) else EXIT_INTERRUPTED
+
+
 def _overrides(args: argparse.Namespace) -> list[tuple[str, Any]]:
     try:
         return [parse_override(text) for text in args.set or []]
@@ -81,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transcript", help="what an LLM trial's agents thought and did")
     p.add_argument("trial", help="trial folder")
     p.add_argument("--replica", help="only this replica (default: all, in start order)")
-    p.add_argument("--full", action="store_true", help="show whole tool outputs")
+    p.add_argument(
+        "--full", action="store_true", help="show whole tool outputs and thinking fields"
+    )
     p.add_argument("--json", action="store_true", help="print the records as JSON lines")
 
     p = sub.add_parser("sweep", help="run many trials into a table (trials.parquet)")
@@ -164,38 +194,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _note(text: str) -> None:
+    print(f"replisim: note: {text}", file=sys.stderr)
+
+
+def _load(args: argparse.Namespace, scenario: str | None = None) -> Any:
+    loaded = load_file(args.file, _overrides(args), scenario=scenario)
+    for note in loaded.notes:
+        _note(note)
+    return loaded
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
-    loaded = load_file(args.file, _overrides(args), scenario=args.scenario)
+    loaded = _load(args, args.scenario)
     print(f"{args.file}: {len(loaded.scenarios)} scenario(s) valid: " + ", ".join(loaded.scenarios))
     return 0
 
 
 def _describe(s: Scenario) -> dict[str, Any]:
-    from sim.sweep import _points
-
     return {
         "name": s.name,
         "description": s.description,
-        "hosts": len(s.host_names()),
+        "hosts": sum(g.count for g in s.hosts),
         "agents": ", ".join(a.agent for a in s.agents),
         "injectors": len(s.injectors),
         "policies": len(s.policies),
-        "sweep_trials": len(_points(s)) * len(s.sweep.seed_list()),
+        "sweep_trials": s.sweep.point_count() * s.sweep.seed_count(),
     }
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    loaded = load_file(args.file, _overrides(args))
+    loaded = _load(args)
     rows = [_describe(s) for s in loaded.scenarios.values()]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not args.quiet:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(title=args.file)
         for col in ("name", "hosts", "agents", "injectors", "sweep_trials"):
-            table.add_column(col, no_wrap=True)
+            table.add_column(col, no_wrap=True, overflow="ignore")
         table.add_column("description", overflow="ellipsis", no_wrap=True, max_width=40)
         for r in rows:
             table.add_row(
@@ -204,8 +242,18 @@ def _cmd_list(args: argparse.Namespace) -> int:
                     for c in ("name", "hosts", "agents", "injectors", "sweep_trials", "description")
                 )
             )
-        Console(width=max(Console().width, 120)).print(table)
+        print_whole(table)
     return 0
+
+
+def print_whole(table: Any, min_width: int = 120) -> None:
+    """Print a rich table at least as wide as it needs, so that no name in it is cut (a
+    name is copied from the terminal; piped output has no width of its own)."""
+    from rich.console import Console
+
+    console = Console()
+    needed = console.measure(table, options=console.options.update_width(10**4)).maximum
+    Console(width=max(console.width, min_width, needed)).print(table)
 
 
 def _fmt(value: Any) -> str:
@@ -223,13 +271,20 @@ def _trial_source(args: argparse.Namespace) -> tuple[Scenario, int, Path]:
             raise UserError(f"--replay takes a trial folder, and {source} is not a folder")
         scenario = load_scenario(args.file, args.scenario, _overrides(args))
         seed = scenario.seed if args.seed is None else args.seed
-        return scenario, seed, Path(args.out or f"runs/{scenario.name}/seed-{seed}")
+        return (
+            scenario,
+            seed,
+            _trial_folder(args.out, Path("runs") / scenario.name / f"seed-{seed}"),
+        )
     from sim.config import apply_overrides
 
     try:
         recorded = json.loads((source / "scenario.json").read_text())
-        trial_seed = int(json.loads((source / "summary.json").read_text())["seed"])
-    except (OSError, ValueError, KeyError) as err:
+        summary = json.loads((source / "summary.json").read_text())
+        trial_seed = int(summary["seed"])
+        if not isinstance(recorded, dict):
+            raise ValueError("scenario.json does not hold a scenario")
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError(f"{source} is not a trial folder written by replisim run: {err}") from None
     try:
         data = apply_overrides(recorded, _overrides(args))
@@ -249,14 +304,24 @@ def _trial_source(args: argparse.Namespace) -> tuple[Scenario, int, Path]:
         except ValueError as err:
             raise UserError(str(err)) from None
     seed = trial_seed if args.seed is None else args.seed
-    out = Path(args.out or f"{source}-again")
+    out = _trial_folder(args.out, Path(f"{source}-again"))
     if out.resolve() == source.resolve():
         raise UserError("--out must differ from the trial folder being run again")
     return scenario, seed, out
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+def _trial_folder(given: str | None, default: Path) -> Path:
+    """The folder ``run`` writes into: ``--out``, or the default. It must be (or become) a
+    folder: a file at that path, or under it, is refused before the trial runs."""
+    out = Path(given) if given else default
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        if probe == out:
+            raise UserError(f"--out {out}: a file is there (a trial writes a folder)")
+        raise UserError(f"--out {out}: {probe} is a file, not a folder")
+    return out
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -264,31 +329,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     scenario, seed, out = _trial_source(args)
     from sim.hosts.registry import backends_of, substrate_of
+    from sim.sweep import live_run_id
 
     if getattr(substrate_of(scenario), "wall_clock", False):
+        scenario = live_run_id(scenario, seed)
         if not (args.json or args.quiet):
             backends = "/".join(sorted(set(backends_of(scenario))))
             print(
-                f"live world: {scenario.name} on {backends} sandboxes, up to "
-                f"{scenario.stop.horizon:g} s of wall time; Ctrl-C stops it and removes them",
+                f"live world: {scenario.name} on {backends} sandboxes, run id "
+                f"{scenario.world.run_id}, up to {scenario.stop.horizon:g} s of wall time; "
+                "Ctrl-C stops it and removes them (after a kill: replisim hosts clean --run "
+                f"{scenario.world.run_id})",
                 file=sys.stderr,
             )
-        # A SIGTERM (a CI timeout, `kill`) cleans up as Ctrl-C does: the world's
-        # sandboxes are removed on the way out instead of outliving the controller.
-        signal.signal(signal.SIGTERM, _interrupt)
     result = run_trial(scenario, seed, out)
     summary = result.summary
     if args.json:
-        print(json.dumps(jsonable({**summary, "out": str(out)})))
+        extra = {"out": str(out)}
+        if scenario.world.run_id is not None:
+            extra["run_id"] = scenario.world.run_id
+        print(json.dumps(jsonable({**summary, **extra})))
     elif not args.quiet:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(title=f"{scenario.name}, seed {seed}", show_header=False)
         for key, value in summary.items():
             table.add_row(key, _fmt(value))
+        if scenario.world.run_id is not None:
+            table.add_row("run id", scenario.world.run_id)
         table.add_row("written to", str(out))
-        Console().print(table)
+        print_whole(table, min_width=80)
     if summary["status"] != "ok":
         print(f"replisim: trial failed: {summary['error']}", file=sys.stderr)
         return 1
@@ -296,13 +366,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from sim.sweep import SweepLocked, expand, run_sweep
+    from sim import budget
+    from sim.sweep import ExecutorUnavailable, SweepFolderError, expand, run_sweep
 
-    overrides = _overrides(args)
     names = args.scenario
-    loaded = load_file(
-        args.file, overrides, scenario=names[0] if names and len(names) == 1 else None
-    )
+    loaded = _load(args, names[0] if names and len(names) == 1 else None)
     if names:
         expanded = [m for n in names for m in loaded.sweeps.get(n, [n])]
         missing = [n for n in expanded if n not in loaded.scenarios]
@@ -318,28 +386,51 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             )
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
-    seeds: list[int] | None = None
+    if args.address is not None and args.executor != "ray":
+        raise UserError("--address goes with --executor ray")
+    seeds: Sequence[int] | None = None
     if args.trials is not None:
         if args.trials < 1:
             raise UserError("--trials must be at least 1")
-        seeds = list(range(args.trials))
-    elif args.seeds:
-        try:
-            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-        except ValueError:
-            raise UserError(
-                f"--seeds takes integers separated by commas, got {args.seeds!r}"
-            ) from None
+        seeds = range(args.trials)  # counted before any list is built
+    elif args.seeds is not None:
+        seeds = _seed_list(args.seeds)
+    count = sum(
+        s.sweep.point_count() * (len(seeds) if seeds is not None else s.sweep.seed_count())
+        for s in chosen
+    )
+    _check_sweep_fits(count, args.out)
     trials = [t for s in chosen for t in expand(s, seeds)]
+    executor = args.executor
+    if executor in ("auto", "process") and args.workers > 1:
+        workers, notice = budget.usable_workers(args.workers, len(trials))
+        if notice:
+            _note(notice)
+        if executor == "auto" and workers == 1:
+            executor = "inprocess"
+    else:
+        workers = args.workers
+    options = {
+        "workers": workers,
+        "executor": executor,
+        "address": args.address,
+        "resume": args.resume,
+        "source": args.file,
+        "notify": _note,
+    }
     try:
         if args.quiet or args.json:
-            table = run_sweep(
-                trials, args.out, workers=args.workers, resume=args.resume, source=args.file
-            )
+            table = run_sweep(trials, args.out, **options)
         else:
-            table = _sweep_with_progress(trials, args)
-    except (SweepLocked, FileExistsError) as err:
+            table = _sweep_with_progress(trials, args.out, options)
+    except (SweepFolderError, ExecutorUnavailable) as err:
         raise UserError(str(err)) from None
+    except KeyboardInterrupt as err:
+        raise Interrupted(
+            f"sweep stopped ({err or 'Ctrl-C'}); its finished trials are kept: run the same "
+            "command with --resume to finish it",
+            _exit_code(err),
+        ) from None
     ok = table[table["status"] == "ok"] if "status" in table else table
     report = {
         "out": args.out,
@@ -354,7 +445,46 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if report["errors"] == 0 else 1
 
 
-def _sweep_with_progress(trials: list[Any], args: argparse.Namespace) -> Any:
+def _seed_list(text: str) -> list[int]:
+    """``--seeds 1,2,3``: integers, each once, at least one."""
+    parts = [p.strip() for p in text.split(",")]
+    if not any(parts):
+        raise UserError(f"--seeds takes integers separated by commas, got {text!r}: no seed")
+    try:
+        seeds = [int(p) for p in parts if p]
+    except ValueError:
+        raise UserError(f"--seeds takes integers separated by commas, got {text!r}") from None
+    duplicates = sorted({s for s in seeds if seeds.count(s) > 1})
+    if duplicates:
+        raise UserError(
+            f"--seeds lists {', '.join(map(str, duplicates))} more than once: each seed names "
+            "one trial"
+        )
+    return seeds
+
+
+def _check_sweep_fits(trials: int, out: str) -> None:
+    """Refuse a sweep whose rows cannot fit in memory, or whose folders cannot fit on disk."""
+    from sim import budget
+
+    memory = trials * budget.BYTES_PER_ROW
+    have = budget.machine_memory()
+    if memory > have * 0.5:
+        raise UserError(
+            f"{trials:,} trials: their rows need about {budget.human_bytes(memory)} of memory "
+            f"while the sweep runs, and this machine has {budget.human_bytes(have)}; sweep "
+            "fewer trials (or several sweeps into several folders)"
+        )
+    disk = trials * budget.BYTES_PER_TRIAL_FOLDER
+    free = budget.free_disk(out)
+    if disk > free:
+        raise UserError(
+            f"{trials:,} trials: their folders need at least {budget.human_bytes(disk)} of "
+            f"disk and {out} has {budget.human_bytes(free)} free"
+        )
+
+
+def _sweep_with_progress(trials: list[Any], out: str, options: dict[str, Any]) -> Any:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -379,18 +509,10 @@ def _sweep_with_progress(trials: list[Any], args: argparse.Namespace) -> Any:
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        return run_sweep(
-            trials,
-            args.out,
-            workers=args.workers,
-            resume=args.resume,
-            source=args.file,
-            progress=progress,
-        )
+        return run_sweep(trials, out, progress=progress, **options)
 
 
 def _print_sweep_summary(table: Any, out: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from sim.stats import wilson_interval
@@ -424,7 +546,7 @@ def _print_sweep_summary(table: Any, out: str) -> None:
         peak = f"{ok['peak_live'].median():g}" if n else "-"
         labels = point if isinstance(point, tuple) else (point,)
         view.add_row(*(_fmt(v) for v in labels), str(len(group)), str(len(group) - n), *cells, peak)
-    Console(width=max(Console().width, 120)).print(view)
+    print_whole(view)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -487,8 +609,11 @@ def _cmd_transcript(args: argparse.Namespace) -> int:
                     for step in steps:
                         print(json.dumps({"replica": name, **step}))
             return 0
-        print(format_transcript(transcripts, args.replica, None if args.full else 12))
-    except ValueError as err:
+        if args.full:  # whole tool outputs and whole thinking fields
+            print(format_transcript(transcripts, args.replica, None, width=None))
+        else:
+            print(format_transcript(transcripts, args.replica, 12))
+    except (ValueError, KeyError, TypeError) as err:
         raise UserError(str(err)) from None
     return 0
 
@@ -552,6 +677,10 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (2 for a user mistake)."""
     args = build_parser().parse_args(argv)
+    quiet_third_party()
+    # A SIGTERM (a scheduler, a CI timeout, `kill`) is handled as Ctrl-C is: clean-up runs,
+    # a message says what was kept, and the exit code tells which signal it was.
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[args.command](args)
     except ScenarioError as err:
@@ -562,14 +691,85 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"replisim: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("replisim: interrupted", file=sys.stderr)
-        return 130
+    except Interrupted as err:
+        print(f"replisim: {err}", file=sys.stderr)
+        return err.code
+    except KeyboardInterrupt as err:
+        print(
+            "replisim: terminated (SIGTERM)"
+            if isinstance(err, Terminated)
+            else "replisim: interrupted",
+            file=sys.stderr,
+        )
+        return _exit_code(err)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as err:
+        # The file system refused something the command was told to use (a folder under
+        # a file, a read-only place, a full disk): the person's to fix, so no traceback.
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"replisim: error: {where}{err.strerror or err}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null, so that the interpreter's final flush
+    does not fail again and print what ``| head`` made irrelevant."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def quiet_third_party() -> None:
+    """Keep third-party warning noise out of output meant for people.
+
+    vLLM, torch and transformers warn about their own internals (Triton backends, NUMA
+    binding, deprecated names) and draw progress bars while loading weights; none of it is
+    about the simulation. Their loggers and C++ logs are set to errors only (in this process
+    and the engine processes it starts) unless the caller set those variables, and warnings
+    raised inside third-party modules are dropped unless ``PYTHONWARNINGS`` or ``-W`` asks
+    for them. replisim's own warnings still show.
+    """
+    import warnings
+
+    for key, value in {
+        "VLLM_LOGGING_LEVEL": "ERROR",
+        "TORCH_CPP_LOG_LEVEL": "ERROR",
+        "TRANSFORMERS_VERBOSITY": "error",
+        "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+        "TQDM_DISABLE": "1",
+        "RAY_DEDUP_LOGS": "1",
+    }.items():
+        os.environ.setdefault(key, value)
+    import logging
+
+    # vLLM warns about its Triton backend while it imports, before its own logging is set
+    # up, so Python's last-resort handler would print it: decide the level first.
+    for name in ("vllm", "torch", "transformers", "ray"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.ERROR)
+    if sys.warnoptions:
+        return
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")  # engine processes: third-party only
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"(sim|agents|policies)(\.|$)")
 
 
 def entry() -> None:
     """The console script: run :func:`main` and exit with its code."""
     code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        code = code or EXIT_BROKEN_PIPE
     if "ray" in sys.modules:
         # Ray installs a C++ terminate handler that aborts the interpreter's shutdown when
         # pyarrow's worker threads are torn down (seen as a rare exit 134 after a finished

@@ -8,6 +8,8 @@ collected, not raised one by one: :class:`ScenarioError` carries one
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,6 +18,7 @@ import yaml
 from pydantic import (
     BeforeValidator,
     Field,
+    PrivateAttr,
     SerializeAsAny,
     ValidationError,
     field_validator,
@@ -25,6 +28,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agents.registry import AGENTS, AgentConfig
 from policies.registry import POLICIES, PolicyConfig
+from sim import budget
 from sim.conditions import Condition, ConditionText, parse_condition
 from sim.hosts.registry import HOST_BACKENDS, HostGroup, substrate_of
 from sim.quantity import (
@@ -35,6 +39,7 @@ from sim.quantity import (
     Size,
     as_dist,
     parse_duration,
+    positive_mean,
     qfield,
 )
 from sim.schema import Model
@@ -59,6 +64,19 @@ __all__ = [
 
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 """A fixed time in seconds (not a distribution), e.g. a horizon."""
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+"""A name that is also a safe folder or file name: scenarios, hosts and replicas name
+folders and files of a trial (``runs/<scenario>/``, ``transcripts/<replica>.jsonl``)."""
+SAFE_NAME_RULE = "letters, digits, '_', '.' and '-', starting with a letter or digit"
+
+MAX_FILE_BYTES = 8 * 2**20
+"""The largest scenario file read (the shipped one is about 15 KB)."""
+MAX_YAML_NODES = 2_000_000
+"""The most YAML nodes a file may stand for once its aliases are expanded (a bomb of nested
+aliases would otherwise take every byte of memory)."""
+MAX_SCENARIOS = 10_000
+"""The most scenarios in one file (each is validated on every load)."""
 
 
 class LinkSpec(Model):
@@ -108,6 +126,8 @@ class BundleSpec(Model):
     )
     agent_start_time: Duration = qfield(1)
 
+
+TARGET_WORDS = ("origin", "all", "oldest", "newest", "random", "each")
 
 Target = str
 """Whom an injector aims at: ``origin``, a replica name, ``host:<name>``, ``all``,
@@ -174,6 +194,12 @@ class InjectorSpec(Model):
             raise ValueError(f"{self.limit} needs 'host'")
         if self.lifetime is not None and self.signal is None:
             raise ValueError("'lifetime' goes with a signal")
+        if self.every is not None and not positive_mean(self.every):
+            raise PydanticCustomError(
+                "zero_time_loop",
+                "every: intervals that average 0 s fire forever at one instant; "
+                "give a positive interval",
+            )
         return self
 
     def condition(self) -> Condition | None:
@@ -209,7 +235,7 @@ class SweepSpec(Model):
     seed, so every run has its own seed and trial id).
     """
 
-    seeds: list[int] | None = None
+    seeds: list[int] | None = Field(default=None, min_length=1)
     trials: int | None = Field(default=None, ge=1, description="seeds 0..trials-1")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="cartesian product")
     zip: dict[str, list[Any]] = Field(default_factory=dict, description="paired lists")
@@ -223,12 +249,26 @@ class SweepSpec(Model):
             raise ValueError("every list under 'zip' must have the same length")
         if self.seeds is not None and self.trials is not None:
             raise ValueError("give 'seeds' or 'trials', not both")
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            dup = next(x for x in self.seeds if self.seeds.count(x) > 1)
+            raise ValueError(f"seed {dup} is listed twice: each seed names one trial")
         return self
+
+    def seed_count(self) -> int:
+        """How many seeds :meth:`seed_list` gives (without building the list)."""
+        base = len(self.seeds) if self.seeds is not None else (self.trials or 1)
+        return base * self.repetitions
 
     def seed_list(self) -> list[int]:
         """Return the explicit seeds, or 0..trials-1, or [0]."""
         base = list(self.seeds) if self.seeds is not None else list(range(self.trials or 1))
         return [s + k * 1_000_000 for k in range(self.repetitions) for s in base]
+
+    def point_count(self) -> int:
+        """How many parameter points the sweep has (without building them)."""
+        grid = math.prod(len(v) for v in self.grid.values())
+        paired = len(next(iter(self.zip.values()))) if self.zip else 1
+        return grid * paired * (self.samples.count if self.samples is not None else 1)
 
 
 class WorldSpec(Model):
@@ -283,7 +323,7 @@ def _validate_host(value: Any) -> Any:
 class Scenario(Model):
     """One scenario: hosts, network, bundle, agents, injectors, policies, stop, sweep."""
 
-    name: str = ""
+    name: str = Field(default="", pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     description: str = ""
     world: WorldSpec = Field(default_factory=WorldSpec)
     hosts: list[Annotated[SerializeAsAny[HostGroup], BeforeValidator(_validate_host)]] = Field(
@@ -320,8 +360,47 @@ class Scenario(Model):
                 )
             )
 
+        for i, group in enumerate(self.hosts):
+            if not SAFE_NAME.match(group.name):
+                errors.append(_error(("hosts", i, "name"), f"a host name is {SAFE_NAME_RULE}"))
+        total = sum(g.count for g in self.hosts)
+        net = self.network
+        edges = budget.network_edges(total, net.topology, net.degree, len(net.links))
+        need, have = budget.world_bytes(total, edges), budget.machine_memory()
+        if need > have * 0.8:
+            big = max(range(len(self.hosts)), key=lambda i: self.hosts[i].count)
+            errors.append(
+                _error(
+                    ("hosts", big, "count"),
+                    f"{total:,} hosts"
+                    + (f" and {edges:,.0f} links" if edges else "")
+                    + f" need about {budget.human_bytes(need)} of memory to model; this "
+                    f"machine has {budget.human_bytes(have)}",
+                )
+            )
+            raise ValidationError.from_exception_data("Scenario", errors)
         names = self.host_names()
         hosts, groups = set(names), {g.name for g in self.hosts}
+        if net.topology == "regular":
+            n, d = len(names), net.degree
+            if d != int(d) or d >= max(n, 1) or (n * int(d)) % 2:
+                errors.append(
+                    _error(
+                        ("network", "degree"),
+                        f"a random {d:g}-regular graph on {n} host(s) does not exist: the "
+                        "degree must be a whole number below the host count, and hosts x "
+                        "degree even",
+                    )
+                )
+        origins = set()
+        for i, agent in enumerate(self.agents):
+            if agent.name is not None:
+                if not SAFE_NAME.match(agent.name):
+                    errors.append(
+                        _error(("agents", i, "name"), f"a replica name is {SAFE_NAME_RULE}")
+                    )
+                if agent.count == 1:
+                    origins.add(agent.name)
         if len(hosts) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
             errors.append(
@@ -344,8 +423,17 @@ class Scenario(Model):
             for j, end in enumerate(inj.link or ()):
                 if end not in hosts:
                     bad(("injectors", i, "link", j), end)
-            if inj.target.startswith("host:") and inj.target[5:] not in hosts:
-                bad(("injectors", i, "target"), inj.target[5:])
+            if inj.target.startswith("host:"):
+                if inj.target[5:] not in hosts:
+                    bad(("injectors", i, "target"), inj.target[5:])
+            elif not _can_name_replica(inj.target, origins):
+                known = ", ".join([*TARGET_WORDS, *sorted(origins), "r<N>", "host:<name>"])
+                errors.append(
+                    _error(
+                        ("injectors", i, "target"),
+                        f"no replica can be named {inj.target!r}; aim at one of: {known}",
+                    )
+                )
         try:  # every host of one world runs on one substrate (modelled, or live)
             substrate_of(self)
         except ValueError as err:
@@ -359,6 +447,18 @@ class Scenario(Model):
         return self
 
 
+def _can_name_replica(target: str, origins: set[str]) -> bool:
+    """Whether an injector's ``target`` can aim at something: a word, an origin's name, or
+    the name a replica gets (``r<index>``)."""
+    return (
+        target in TARGET_WORDS or target in origins or re.fullmatch(r"r[0-9]+", target) is not None
+    )
+
+
+def _error(loc: tuple[str | int, ...], message: str) -> InitErrorDetails:
+    return InitErrorDetails(type=PydanticCustomError("scenario", message), loc=loc, input=None)
+
+
 class ScenarioFile(Model):
     """A scenario file: named scenarios, named groups of them to sweep together
     (``sweeps:``), and ``x-`` keys for YAML anchors."""
@@ -369,6 +469,12 @@ class ScenarioFile(Model):
         default_factory=dict,
         description="a name for a group of scenarios swept together (checked by load_file)",
     )
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        """What loading did that a person should know (a sweep axis an override replaced)."""
+        return self._notes
 
 
 @dataclass(frozen=True)
@@ -511,6 +617,154 @@ def _is_union_tag(part: Any) -> bool:
     )
 
 
+def _read_yaml(path: str | Path) -> tuple[yaml.Node | None, Any]:
+    """Read, decode and parse a scenario file within bounds; return its node tree and data.
+
+    Raises:
+        ScenarioError: unreadable, too large, not UTF-8, malformed, an alias bomb, nested
+            too deeply, or a mapping key given twice (every such key at once).
+    """
+    file = str(path)
+
+    def fail(message: str, line: int | None = None, where: str = "") -> ScenarioError:
+        return ScenarioError([ConfigError(file, where, message, line)])
+
+    try:
+        with Path(path).open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise fail(f"cannot read: {err.strerror}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise fail(
+            f"the file is larger than {MAX_FILE_BYTES // 2**20} MiB; a scenario file that big "
+            "is not one a person wrote (split it, or use a sweep's grid)"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise fail(
+            f"not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}): "
+            "a scenario file is YAML in UTF-8",
+            line,
+        ) from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise fail("a NUL byte: this is not a text file", line)
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is not None:
+            _check_nodes(root, file)
+            data = loader.construct_document(root)
+        else:
+            data = None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = mark.line + 1 if mark is not None else None
+        problem = getattr(err, "problem", None) or str(err)
+        raise fail(f"malformed YAML: {problem}", where) from None
+    except RecursionError:
+        raise fail("malformed YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
+    return root, data
+
+
+def _check_nodes(root: yaml.Node, file: str) -> None:
+    """Refuse alias bombs, self-referring aliases and duplicate mapping keys.
+
+    One walk over the distinct nodes (aliases share them): the expanded size of each node is
+    computed once, so a bomb is measured without being expanded.
+    """
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    paths: dict[int, str] = {id(root): ""}
+    errors: list[ConfigError] = []
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            children = _children(node)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            if size[key] > MAX_YAML_NODES:
+                raise ScenarioError(
+                    [
+                        ConfigError(
+                            file,
+                            paths.get(key, ""),
+                            f"YAML aliases expand to more than {MAX_YAML_NODES:,} values "
+                            "(an alias bomb?)",
+                            node.start_mark.line + 1,
+                        )
+                    ]
+                )
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise ScenarioError(
+                [
+                    ConfigError(
+                        file,
+                        paths.get(key, ""),
+                        "a YAML alias refers to a node that contains it",
+                        node.start_mark.line + 1,
+                    )
+                ]
+            )
+        on_path.add(key)
+        stack.append((node, True))
+        here = paths.get(key, "")
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for k, v in node.value:
+                name = str(k.value) if isinstance(k, yaml.ScalarNode) else None
+                if name is not None and name != "<<":
+                    if name in seen:
+                        errors.append(
+                            ConfigError(
+                                file,
+                                f"{here}.{name}" if here else name,
+                                f"the key {name!r} is given twice (first on line {seen[name]}); "
+                                "YAML would keep only the last",
+                                k.start_mark.line + 1,
+                            )
+                        )
+                    else:
+                        seen[name] = k.start_mark.line + 1
+                    paths.setdefault(id(v), f"{here}.{name}" if here else name)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                paths.setdefault(id(v), f"{here}.{i}" if here else str(i))
+        for child in _children(node):
+            if id(child) in on_path:
+                raise ScenarioError(
+                    [
+                        ConfigError(
+                            file,
+                            paths.get(key, ""),
+                            "a YAML alias refers to a node that contains it",
+                            child.start_mark.line + 1,
+                        )
+                    ]
+                )
+            if id(child) not in size:
+                stack.append((child, False))
+    if errors:
+        raise ScenarioError(errors)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def load_file(
     path: str | Path,
     overrides: list[tuple[str, Any]] | None = None,
@@ -521,51 +775,71 @@ def load_file(
     Args:
         path: The YAML file.
         overrides: ``(dotted.path, value)`` pairs, relative to each scenario (or only to
-            ``scenario`` when given).
+            ``scenario`` when given). An override of a path that the scenario's sweep also
+            sets wins: that sweep axis is dropped, with a note in ``notes``.
         scenario: Validate only this scenario (others are still parsed as YAML).
 
     Raises:
         ScenarioError: every problem found, each with file, field path and line.
     """
     file = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise ScenarioError([ConfigError(file, "", f"cannot read: {err.strerror}")]) from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(err, "problem", None) or str(err)
-        raise ScenarioError([ConfigError(file, "", f"malformed YAML: {problem}", line)]) from None
+    root, data = _read_yaml(path)
     if not isinstance(data, dict):
         raise ScenarioError([ConfigError(file, "", "expected a mapping with 'scenarios:'", 1)])
     data = {k: v for k, v in data.items() if not str(k).startswith("x-")}
     scenarios = data.get("scenarios")
     errors: list[ConfigError] = []
+    notes: list[str] = []
+    if isinstance(scenarios, dict) and len(scenarios) > MAX_SCENARIOS:
+        raise ScenarioError(
+            [
+                ConfigError(
+                    file,
+                    "scenarios",
+                    f"{len(scenarios):,} scenarios; a file holds at most {MAX_SCENARIOS:,} "
+                    "(sweep a parameter instead of writing a scenario per value)",
+                    _line_of(root, ("scenarios",)),
+                )
+            ]
+        )
+    unsafe: set[Any] = set()
     if isinstance(scenarios, dict):
+        for name in scenarios:
+            if not isinstance(name, str) or not SAFE_NAME.match(name):
+                unsafe.add(name)
+                errors.append(
+                    ConfigError(
+                        file,
+                        f"scenarios.{name}",
+                        f"a scenario name names its folders: {SAFE_NAME_RULE}",
+                        _line_of(root, ("scenarios", name)),
+                    )
+                )
         found = data.get("sweeps")
         groups: dict[str, Any] = found if isinstance(found, dict) else {}
         for group, members in groups.items():
+            where = ("sweeps", group)
             if group in scenarios:
                 errors.append(
                     ConfigError(
                         file,
                         f"sweeps.{group}",
                         "a scenario has that name already",
-                        _line_of(root, ("sweeps", group)),
+                        _line_of(root, where),
                     )
                 )
-            for i, member in enumerate(members if isinstance(members, list) else []):
+            if not isinstance(members, list):
+                continue  # the model reports its type
+            for i, member in enumerate(members):
+                if not isinstance(member, str):
+                    continue  # the model reports its type
                 if member not in scenarios:
                     errors.append(
                         ConfigError(
                             file,
                             f"sweeps.{group}.{i}",
                             f"no scenario {member!r}",
-                            _line_of(root, ("sweeps", group, i)),
+                            _line_of(root, (*where, i)),
                         )
                     )
         if scenario is not None and scenario in groups:
@@ -579,26 +853,30 @@ def load_file(
         validated: dict[str, Scenario] = {}
         for name in chosen:
             raw = scenarios[name]
+            where = ("scenarios", name)
+            if name in unsafe:
+                continue  # reported above
             if not isinstance(raw, dict):
                 errors.append(
                     ConfigError(
-                        file,
-                        f"scenarios.{name}",
-                        "expected a mapping",
-                        _line_of(root, ("scenarios", name)),
+                        file, f"scenarios.{name}", "expected a mapping", _line_of(root, where)
                     )
                 )
                 continue
             try:
+                raw, dropped = _override_axes(raw, overrides or [])
                 raw = apply_overrides(raw, overrides or [])
             except ValueError as err:
                 errors.append(ConfigError(file, f"scenarios.{name}", str(err)))
                 continue
+            notes += [f"{name}: {note}" for note in dropped]
             raw.setdefault("name", name)
             try:
                 validated[name] = Scenario.model_validate(raw)
             except ValidationError as err:
-                errors += _errors_from(err, file, root, ("scenarios", name))
+                errors += _errors_from(err, file, root, where)
+                continue
+            errors += _check_axes(validated[name], file, root, where)
         data = {**data, "scenarios": validated or scenarios}
     try:
         parsed = ScenarioFile.model_validate(data)
@@ -608,7 +886,113 @@ def load_file(
             errors = _errors_from(err, file, root)
     if errors:
         raise ScenarioError(errors)
+    parsed.notes.extend(notes)
     return parsed
+
+
+def _override_axes(
+    raw: dict[str, Any], overrides: list[tuple[str, Any]]
+) -> tuple[dict[str, Any], list[str]]:
+    """Drop the sweep axes an override sets: the override wins (that axis collapses to the
+    override's value). Return the scenario data and one note per dropped axis.
+
+    Raises:
+        ValueError: an override inside a swept value (the sweep would replace it).
+    """
+    sweep = raw.get("sweep")
+    if not overrides or not isinstance(sweep, dict):
+        return raw, []
+    notes = []
+    sweep = dict(sweep)
+    for path, value in overrides:
+        if path == "sweep" or path.startswith("sweep."):
+            continue
+        for kind in ("grid", "zip", "samples"):
+            axes = sweep.get(kind)
+            if kind == "samples":
+                axes = axes.get("params") if isinstance(axes, dict) else None
+            if not isinstance(axes, dict):
+                continue
+            for axis in list(axes):
+                axis_text = str(axis)
+                if axis_text == path or axis_text.startswith(path + "."):
+                    axes = {k: v for k, v in axes.items() if k != axis}
+                    notes.append(
+                        f"--set {path}={_short_yaml(value)} replaces the sweep's {kind} axis "
+                        f"{axis_text}"
+                    )
+                elif path.startswith(axis_text + "."):
+                    raise ValueError(
+                        f"--set {path}: the sweep's {kind} sets {axis_text} as a whole; set "
+                        f"{axis_text} itself (that replaces the axis) or change the sweep"
+                    )
+            if kind == "samples":
+                samples = dict(sweep["samples"])
+                if axes:
+                    samples["params"] = axes
+                    sweep["samples"] = samples
+                else:
+                    sweep.pop("samples")
+            else:
+                sweep[kind] = axes
+    return {**raw, "sweep": sweep}, notes
+
+
+def _short_yaml(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    text = text.removesuffix("...").strip()
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_axes(
+    scenario: Scenario, file: str, root: yaml.Node | None, where: tuple[Any, ...]
+) -> list[ConfigError]:
+    """Every sweep axis value on its own must give a valid scenario: a path that does not
+    exist, or a value the field refuses, is reported at the value's line in ``validate``
+    (each value alone: axes are checked in linear, not product, time)."""
+    spec = scenario.sweep
+    if not (spec.grid or spec.zip or spec.samples):
+        return []
+    base = scenario.model_dump(mode="json", exclude={"sweep"})
+    errors = []
+    values: list[tuple[tuple[Any, ...], str, Any]] = [
+        (("sweep", kind, path, i), path, value)
+        for kind in ("grid", "zip")
+        for path, options in getattr(spec, kind).items()
+        for i, value in enumerate(options)
+    ]
+    if spec.samples is not None:
+        for path, dist in spec.samples.params.items():
+            values.append((("sweep", "samples", "params", path), path, support_of(dist)))
+    for loc, path, value in values:
+        try:
+            Scenario.model_validate(apply_overrides(base, [(path, value)]))
+        except ValueError as err:  # a ValidationError, or a path that does not exist
+            message = str(err)
+            if isinstance(err, ValidationError):
+                first = err.errors(include_url=False)[0]
+                field = ".".join(str(p) for p in first["loc"] if not _is_union_tag(p))
+                message = f"{field}: {first['msg'].removeprefix('Value error, ')}"
+                if first["type"] == "extra_forbidden":
+                    message = f"{field}: unknown field"
+            full = (*where, *loc)
+            errors.append(
+                ConfigError(
+                    file,
+                    ".".join(str(p) for p in full),
+                    f"{_short_yaml(value)}: {message}",
+                    _line_of(root, full),
+                )
+            )
+    return errors
+
+
+def support_of(dist: Any) -> float:
+    """A value a sampled sweep axis can take (its largest; the smallest if unbounded)."""
+    from sim.quantity import support
+
+    low, high = support(dist)
+    return high if math.isfinite(high) else low
 
 
 def load_scenario(
@@ -633,4 +1017,17 @@ def load_scenario(
                 ]
             )
         return next(iter(loaded.scenarios.values()))
-    return load_file(path, overrides, scenario=name).scenarios[name]
+    loaded = load_file(path, overrides, scenario=name)
+    if name in loaded.sweeps and name not in loaded.scenarios:
+        members = ", ".join(loaded.sweeps[name])
+        raise ScenarioError(
+            [
+                ConfigError(
+                    str(path),
+                    f"sweeps.{name}",
+                    f"{name!r} is a group of scenarios to sweep ({members}); "
+                    "run takes one scenario: name one of them, or sweep the group",
+                )
+            ]
+        )
+    return loaded.scenarios[name]

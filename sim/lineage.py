@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "build_lineage",
+    "check_lineage_data",
     "extinct",
     "first_replica_s",
     "live_at_end",
@@ -181,9 +182,57 @@ def write_lineage_json(lineage: nx.DiGraph, path: str | Path) -> None:
     Path(path).write_text(json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
 
 
+_TIMES = ("born", "live_at", "died", "signalled_at")
+
+
+def check_lineage_data(data: Any, path: str | Path = "lineage.json") -> dict[str, Any]:
+    """``data`` if it has the shape :func:`write_lineage_json` writes.
+
+    Raises:
+        ValueError: naming ``path`` and the first thing wrong with it.
+    """
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"{path} is not a lineage written by replisim: {why}")
+
+    if not isinstance(data, dict):
+        raise bad("expected a JSON object")
+    nodes, edges = data.get("nodes"), data.get("edges", [])
+    if not isinstance(nodes, list) or not isinstance(edges, list):
+        raise bad("'nodes' and 'edges' must be lists")
+    ids = set()
+    for i, node in enumerate(nodes):
+        if not isinstance(node, dict) or not isinstance(node.get("id"), str | int):
+            raise bad(f"node {i} is not an object with an 'id'")
+        for key in (*_TIMES, "generation"):
+            value = node.get(key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise bad(f"node {node['id']!r}: {key} is {value!r}, not a number")
+        ids.add(node["id"])
+    for i, edge in enumerate(edges):
+        if (
+            not isinstance(edge, dict)
+            or edge.get("source") not in ids
+            or (edge.get("target") not in ids)
+        ):
+            raise bad(f"edge {i} does not join two of its nodes")
+    return data
+
+
 def read_lineage_json(path: str | Path) -> nx.DiGraph:
-    """Read a lineage written by :func:`write_lineage_json` (null back to NaN)."""
-    data = json.loads(Path(path).read_text())
+    """Read a lineage written by :func:`write_lineage_json` (null back to NaN).
+
+    Raises:
+        ValueError: the file is not JSON, or not a lineage (see :func:`check_lineage_data`).
+        OSError: the file cannot be read.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    check_lineage_data(data, path)
     for node in data["nodes"]:
         for key in ("born", "live_at", "died", "signalled_at"):
             if node.get(key) is None:

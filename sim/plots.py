@@ -19,6 +19,7 @@ back.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -115,7 +116,11 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 100, fmt: str | None =
     path.parent.mkdir(parents=True, exist_ok=True)
     # No software/date metadata: the same data gives the same bytes.
     metadata: dict[str, Any] = {"Software": None} if fmt == "png" else {"Date": None}
-    fig.savefig(path, format=fmt, dpi=dpi, metadata=metadata)
+    with warnings.catch_warnings():
+        # A crowded figure makes matplotlib give up on its layout, with a warning meant for
+        # whoever tunes the figure, not for the reader of a report: the plot is still drawn.
+        warnings.filterwarnings("ignore", message=".*layout not applied", category=UserWarning)
+        fig.savefig(path, format=fmt, dpi=dpi, metadata=metadata)
     return path
 
 

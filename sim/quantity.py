@@ -36,8 +36,10 @@ __all__ = [
     "parse_bandwidth",
     "parse_duration",
     "parse_size",
+    "positive_mean",
     "qfield",
     "sampler",
+    "support",
 ]
 
 Sampler = Callable[[], float]
@@ -146,6 +148,12 @@ class Constant(_Dist):
     kind: Literal["constant"] = "constant"
     value: float
 
+    @model_validator(mode="after")
+    def _a_number(self) -> Constant:
+        if math.isnan(self.value):
+            raise ValueError("constant needs a number, got nan")
+        return self
+
     def sampler(self, rng: random.Random) -> Sampler:
         value = self.value
         return lambda: value
@@ -158,7 +166,7 @@ class Exponential(_Dist):
     """Exponential with the given mean (memoryless waiting times)."""
 
     kind: Literal["exponential"] = "exponential"
-    mean: float = Field(gt=0)
+    mean: float = Field(gt=0, allow_inf_nan=False)
 
     def sampler(self, rng: random.Random) -> Sampler:
         return functools.partial(rng.expovariate, 1.0 / self.mean)  # C-level: hot path
@@ -171,8 +179,8 @@ class Uniform(_Dist):
     """Uniform on [low, high]."""
 
     kind: Literal["uniform"] = "uniform"
-    low: float
-    high: float
+    low: float = Field(allow_inf_nan=False)
+    high: float = Field(allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _ordered(self) -> Uniform:
@@ -192,8 +200,8 @@ class Normal(_Dist):
     """Normal with mean and standard deviation, truncated at zero for times and sizes."""
 
     kind: Literal["normal"] = "normal"
-    mean: float
-    std: float = Field(ge=0)
+    mean: float = Field(allow_inf_nan=False)
+    std: float = Field(ge=0, allow_inf_nan=False)
 
     def sampler(self, rng: random.Random) -> Sampler:
         mu, sigma = self.mean, self.std
@@ -208,8 +216,18 @@ class LogNormal(_Dist):
     """Log-normal: ``exp(N(mu, sigma))``; heavy-tailed task durations."""
 
     kind: Literal["lognormal"] = "lognormal"
-    mu: float
-    sigma: float = Field(ge=0)
+    mu: float = Field(allow_inf_nan=False)
+    sigma: float = Field(ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _finite_mean(self) -> LogNormal:
+        # exp() overflows past about 709: such a draw is no number the world can use.
+        if self.mu + self.sigma**2 / 2 > 700 or self.mu + 40 * self.sigma > 700:
+            raise ValueError(
+                f"lognormal [{self.mu:g}, {self.sigma:g}] draws values too large to compute "
+                "(mu + sigma^2/2 and mu + 40 sigma must stay below 700)"
+            )
+        return self
 
     def sampler(self, rng: random.Random) -> Sampler:
         mu, sigma = self.mu, self.sigma
@@ -224,10 +242,12 @@ class Choice(_Dist):
 
     kind: Literal["choice"] = "choice"
     values: list[float] = Field(min_length=1)
-    weights: list[float] | None = None
+    weights: list[Annotated[float, Field(allow_inf_nan=False)]] | None = None
 
     @model_validator(mode="after")
     def _weights_match(self) -> Choice:
+        if any(math.isnan(v) for v in self.values):
+            raise ValueError("choice values must be numbers, got nan")
         if self.weights is not None:
             if len(self.weights) != len(self.values):
                 raise ValueError("choice needs one weight per value")
@@ -325,18 +345,58 @@ def _quantity(
     return BeforeValidator(validate)
 
 
-def _check_range(dist: _Dist, low: float | None, high: float | None, what: str) -> None:
-    points: list[float] = []
+def support(dist: _Dist) -> tuple[float, float]:
+    """The smallest and largest value a distribution can draw (as its sampler draws them)."""
     if isinstance(dist, Constant):
-        points = [dist.value]
-    elif isinstance(dist, Uniform):
-        points = [dist.low, dist.high]
-    elif isinstance(dist, Choice):
-        points = list(dist.values)
-    for x in points:
-        if math.isnan(x) or (low is not None and x < low) or (high is not None and x > high):
-            bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-            raise PydanticCustomError("range", f"{what} must be {bounds}, got {x:g}")
+        return dist.value, dist.value
+    if isinstance(dist, Uniform):
+        return dist.low, dist.high
+    if isinstance(dist, Choice):
+        return min(dist.values), max(dist.values)
+    if isinstance(dist, Normal):  # clamped at 0 by its sampler
+        if dist.std == 0:
+            return max(0.0, dist.mean), max(0.0, dist.mean)
+        return 0.0, math.inf
+    if isinstance(dist, LogNormal):
+        if dist.sigma == 0:
+            return math.exp(dist.mu), math.exp(dist.mu)
+        return 0.0, math.inf
+    if isinstance(dist, Exponential):
+        return 0.0, math.inf
+    raise TypeError(f"unknown distribution {dist!r}")
+
+
+def positive_mean(dist: _Dist) -> bool:
+    """Whether draws of ``dist`` average more than zero (as drawn: a normal is clamped at 0),
+    so that a process that waits one draw per step moves the clock on."""
+    if isinstance(dist, Normal) and dist.std > 0:
+        z = dist.mean / dist.std
+        clamped = dist.mean * 0.5 * math.erfc(-z / math.sqrt(2)) + dist.std * math.exp(
+            -z * z / 2
+        ) / math.sqrt(2 * math.pi)
+        return clamped > 1e-9 * max(1.0, abs(dist.mean))
+    if isinstance(dist, Choice) and dist.weights is not None:
+        return any(v > 0 and w > 0 for v, w in zip(dist.values, dist.weights, strict=True))
+    return support(dist)[1] > 0
+
+
+def _check_range(dist: _Dist, low: float | None, high: float | None, what: str) -> None:
+    """Every value the distribution can draw must lie in [low, high] (its whole support)."""
+    bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+    if isinstance(dist, Choice | Constant | Uniform):
+        points = list(dist.values) if isinstance(dist, Choice) else list(support(dist))
+        for x in points:
+            if math.isnan(x) or (low is not None and x < low) or (high is not None and x > high):
+                raise PydanticCustomError("range", f"{what} must be {bounds}, got {x:g}")
+        return
+    lo, hi = support(dist)
+    if (low is not None and lo < low) or (high is not None and hi > high):
+        kind = type(dist).__name__.lower()
+        raise PydanticCustomError(
+            "range",
+            f"{what} must be {bounds}, and {kind} draws values in [{lo:g}, {hi:g}]"
+            + (" (use uniform or choice)" if high is not None else ""),
+        )
 
 
 Duration = Annotated[Dist, _quantity(parse_duration, 0.0, None, "a duration")]

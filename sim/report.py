@@ -31,7 +31,9 @@ import datetime as dt
 import html
 import json
 import math
+import os
 import re
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from sim import plots, stats
-from sim.lineage import read_lineage_json, write_lineage_json
+from sim.lineage import check_lineage_data, read_lineage_json, write_lineage_json
 
 __all__ = [
     "GRAPH_FORMATS",
@@ -115,6 +117,33 @@ class Results:
         return self.root if self.kind == "trial" else self.root / "trials" / str(trial_id)
 
 
+def _clean_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's fields that have the shape a sweep writes (a damaged field is left
+    out of the report rather than failing it)."""
+    shapes: dict[str, Any] = {
+        "packages": dict,
+        "trials": list,
+        "scenarios": dict,
+        "configs": dict,
+        "executor": dict,
+    }
+    clean: dict[str, Any] = {}
+    for key, value in manifest.items():
+        want = shapes.get(key)
+        if want is None:
+            if _scalar(value):
+                clean[key] = value
+        elif isinstance(value, want):
+            clean[key] = value
+    if "packages" in clean:
+        clean["packages"] = {str(k): str(v) for k, v in clean["packages"].items()}
+    return clean
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
 def load_results(path: str | Path) -> Results:
     """Read a sweep folder (``trials.parquet``, else ``rows.jsonl``) or a trial folder.
 
@@ -131,8 +160,11 @@ def load_results(path: str | Path) -> Results:
     if (root / "manifest.json").is_file():
         try:
             manifest = json.loads((root / "manifest.json").read_text())
-        except json.JSONDecodeError as err:
+        except (ValueError, UnicodeDecodeError) as err:
             raise ValueError(f"{root / 'manifest.json'} is not valid JSON: {err}") from None
+        if not isinstance(manifest, dict):
+            raise ValueError(f"{root / 'manifest.json'} is not a sweep manifest (a JSON object)")
+        manifest = _clean_manifest(manifest)
     if (root / "trials.parquet").is_file():
         try:
             table = pd.read_parquet(root / "trials.parquet")
@@ -145,8 +177,14 @@ def load_results(path: str | Path) -> Results:
         table = pd.DataFrame(read_rows(root))
         kind = "sweep"
     elif (root / "summary.json").is_file():
-        summary = json.loads((root / "summary.json").read_text())
+        try:
+            summary = json.loads((root / "summary.json").read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ValueError(f"{root / 'summary.json'} is not valid JSON: {err}") from None
+        if not isinstance(summary, dict):
+            raise ValueError(f"{root / 'summary.json'} is not a trial summary (a JSON object)")
         summary.pop("live_series", None)
+        summary = {k: v if _scalar(v) else json.dumps(v) for k, v in summary.items()}
         table = pd.DataFrame([{"trial_id": root.name, **summary}])
         kind = "trial"
     else:
@@ -260,8 +298,27 @@ class _Budget:
 
 
 def _read_lineage_raw(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
+    """A trial's node-link lineage, checked (ValueError: damaged)."""
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    return check_lineage_data(data, path)
+
+
+def _live_series(path: Path) -> list[tuple[float, float]]:
+    """A trial summary's population curve, checked (ValueError: damaged)."""
+    try:
+        summary = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(summary, dict):
+        raise ValueError(f"{path} is not a trial summary: expected a JSON object")
+    series = summary.get("live_series") or []
+    try:
+        return [(float(t), float(n)) for t, n in series]
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: live_series is not a list of [time, count] pairs") from None
 
 
 def _offspring_records(data: Mapping[str, Any]) -> list[tuple[int, int]]:
@@ -307,14 +364,17 @@ def read_samples(
             folder = results.folder(str(trial))
             summary, lineage = folder / "summary.json", folder / "lineage.json"
             read = False
-            if summary.is_file() and budget.take(summary):
-                series = json.loads(summary.read_text()).get("live_series") or []
-                if series:
-                    sample.curves.append([(float(t), float(n)) for t, n in series])
-                read = True
-            if lineage.is_file() and budget.take(lineage):
-                sample.offspring.extend(_offspring_records(_read_lineage_raw(lineage)))
-                read = True
+            try:
+                if summary.is_file() and budget.take(summary):
+                    series = _live_series(summary)
+                    if series:
+                        sample.curves.append(series)
+                    read = True
+                if lineage.is_file() and budget.take(lineage):
+                    sample.offspring.extend(_offspring_records(_read_lineage_raw(lineage)))
+                    read = True
+            except (OSError, ValueError):  # a damaged trial folder counts as missing
+                read = False
             sample.trials += read
             sample.missing += not read
             if advance:
@@ -753,7 +813,10 @@ def read_views(
         elif not budget.take(path):
             view["missing"] = "not loaded: the browser's read budget is spent (use replisim graph)"
         else:
-            view.update(lineage_view(_read_lineage_raw(path)))
+            try:
+                view.update(lineage_view(_read_lineage_raw(path)))
+            except (OSError, ValueError) as err:
+                view["missing"] = f"not shown: {err}"
         views.append(view)
         if advance:
             advance()
@@ -940,9 +1003,10 @@ def _config_html(results: Results) -> str:
     out = [f'<table id="config">{rows}</table>']
     configs = dict(m.get("scenarios") or {})
     if results.kind == "trial" and (results.root / "scenario.json").is_file():
-        with contextlib.suppress(json.JSONDecodeError):
+        with contextlib.suppress(ValueError):
             config = json.loads((results.root / "scenario.json").read_text())
-            configs[str(config.get("name", "scenario"))] = config
+            if isinstance(config, dict):
+                configs[str(config.get("name", "scenario"))] = config
     for name, config in sorted(configs.items()):
         description = config.get("description") if isinstance(config, dict) else None
         text = json.dumps(config, indent=1, sort_keys=True, default=str)
@@ -1138,25 +1202,25 @@ def build_report(out: str | Path, *, quiet: bool = True) -> Report:
         views = read_views(results, advance=lambda: bar.advance(task))
 
         plot_dir = results.root / "plots"
-        plot_dir.mkdir(parents=True, exist_ok=True)
-        for stale in plot_dir.glob("*.png"):
-            if stale.name.split("-")[0].removesuffix(".png") in (
-                "containment",
-                "population",
-                "survival",
-                "lineage",
-                "offspring",
-            ):
-                stale.unlink()
+        staging = _staging_dir(results.root)
         jobs, plot_notes = plan_plots(results, all_groups, samples)
         notes += plot_notes
         task = bar.add_task("plots", total=len(jobs))
         figures: list[tuple[Path, str]] = []
+        damaged = 0
         for job in jobs:
-            figure = job.build()
-            path = plots.save_figure(figure, plot_dir / job.name)
-            figures.append((path, job.caption))
+            try:
+                figure = job.build()
+            except (OSError, ValueError):  # a damaged trial folder: no picture of it
+                damaged += 1
+                bar.advance(task)
+                continue
+            plots.save_figure(figure, staging / job.name)
+            figures.append((plot_dir / job.name, job.caption))
             bar.advance(task)
+        if damaged:
+            notes.append(f"{damaged} plot(s) left out: their trial folders are damaged.")
+        _replace_plots(plot_dir, staging)
 
     page = render_html(results, rows, figures, views, notes)
     html_path = results.root / "report.html"
@@ -1164,6 +1228,58 @@ def build_report(out: str | Path, *, quiet: bool = True) -> Report:
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(html_path)
     return Report(results, rows, html_path, [p for p, _ in figures], notes)
+
+
+_OUR_PLOTS = ("containment", "population", "survival", "lineage", "offspring")
+
+
+def _staging_dir(root: Path) -> Path:
+    """A fresh folder beside ``plots/`` to draw into (left-overs of killed reports removed)."""
+    for old in root.glob(".plots-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    staging = root / f".plots-new-{os.getpid()}"
+    staging.mkdir()
+    return staging
+
+
+def _replace_plots(plot_dir: Path, staging: Path) -> None:
+    """Make ``staging`` the new ``plots/`` in one step: a report killed at any moment leaves
+    either the old plots or the new ones, never half of each.
+
+    Files in ``plots/`` that the report did not draw are carried over. With an old folder the
+    two are swapped by ``renameat2(RENAME_EXCHANGE)``; where the file system cannot, by two
+    renames (then for an instant there is no ``plots/``, but never a half one).
+    """
+    if plot_dir.is_dir():
+        for kept in plot_dir.iterdir():
+            ours = kept.suffix == ".png" and kept.name.split("-")[0].removesuffix(".png") in (
+                _OUR_PLOTS
+            )
+            if not ours and kept.is_file() and not (staging / kept.name).exists():
+                shutil.copy2(kept, staging / kept.name)
+        if _exchange(staging, plot_dir):
+            shutil.rmtree(staging, ignore_errors=True)  # it holds the old plots now
+        else:
+            old = plot_dir.with_name(f".plots-old-{os.getpid()}")
+            plot_dir.rename(old)
+            staging.rename(plot_dir)
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(plot_dir)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2`` with ``RENAME_EXCHANGE``)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return bool(done == 0)
 
 
 def _cell_example(column: _Column, rows: list[dict[str, Any]]) -> str:
@@ -1175,7 +1291,7 @@ def _print_tables(report: Report) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(Console().width, 140))
+    terminal = Console().width
     columns = _columns(report.rows)
     # Two narrower tables rather than one that no terminal is wide enough for.
     split = next(i for i, c in enumerate(columns) if c[0] == "median peak live")
@@ -1196,14 +1312,18 @@ def _print_tables(report: Report) -> None:
         view = Table(title=title, caption=caption)
         for i, (_, header, _) in enumerate(chosen):
             if i == 1:
-                view.add_column(header, overflow="fold", min_width=20, max_width=40)
+                view.add_column(header, overflow="fold", min_width=20)
             else:
                 # Intervals may wrap at their space in a narrow terminal; counts may not.
                 wraps = " " in _cell_example(chosen[i], report.rows)
                 view.add_column(header, justify="right" if i >= 2 else "left", no_wrap=not wraps)
         for row in report.rows:
             view.add_row(*(cell(row) for _, _, cell in chosen))
-        console.print(view)
+        # As wide as the table needs: a name cut or folded cannot be copied from a terminal.
+        wide = Console(width=10**4)
+        needed = wide.measure(view).maximum
+        Console(width=max(terminal, 140, needed)).print(view)
+    console = Console(width=max(terminal, 140))
     errors = _error_rows(report.results.table)
     if len(errors):
         bad = Table(title=f"{len(errors):,} trial(s) with errors (left out of the statistics)")
@@ -1379,7 +1499,7 @@ def cmd_graph(trial_folder: str, fmt: str, output: str | None = None) -> int:
         raise ValueError(f"{folder} is not a trial folder: it has no lineage.json{hint}")
     try:
         lineage = read_lineage_json(source)
-    except (json.JSONDecodeError, KeyError) as err:
+    except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"cannot read {source}: {err}") from None
     if output is None:
         path = folder / "exports" / f"lineage.{fmt}"

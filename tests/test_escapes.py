@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sim.live_world import agent_command
+from sim.hosts.live_shell import agent_command
 
 from sim.hosts.escapes import CATEGORIES, CORPUS, EscapeContext, run_corpus
 from sim.hosts.live import LiveHost, clean, live_host

@@ -7,6 +7,7 @@ Ray uses 127.0.0.1 and nothing can leave the machine.
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import subprocess
@@ -65,3 +66,27 @@ def test_ray_executor_matches_in_process(tmp_path):
     local = _table(tmp_path / "local/trials.parquet")
     assert len(ray) == 24 and (ray["status"] == "ok").all()
     pd.testing.assert_frame_equal(ray, local)
+    manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    assert manifest["executor"] == {"kind": "ray", "address": "local"}  # Ray ran the trials
+
+
+def test_ray_address_where_nothing_answers_is_one_clear_error(tmp_path):
+    """`replisim sweep --executor ray --address 127.0.0.1:1` exits 2 at once, in one line,
+    instead of running the trials locally (loopback-only namespace)."""
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'replisim[ray]'")
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is needed to isolate Ray's network")
+    sweep = [
+        sys.executable, "-m", "sim.cli", "sweep", str(SCENARIOS), "--scenario", "branching",
+        "--seeds", "0,1", "--executor", "ray", "--address", "127.0.0.1:1", "--quiet",
+        "--out", str(tmp_path / "ray"),
+    ]  # fmt: skip
+    done = subprocess.run(
+        ["unshare", "--net", "sh", "-c", f"ip link set lo up && exec {shlex.join(sweep)}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        "replisim: error: no Ray cluster answers at 127.0.0.1:1: Connection refused"
+    )
+    assert not (tmp_path / "ray" / "trials.parquet").exists()

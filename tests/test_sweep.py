@@ -12,7 +12,7 @@ import time
 import pandas as pd
 import pytest
 
-from sim.sweep import SweepLocked, _lock, expand, read_rows, run_sweep, trial_id
+from sim.sweep import SweepFolderError, SweepLocked, _lock, expand, read_rows, run_sweep, trial_id
 from tests.helpers import ROOT, shipped
 
 
@@ -50,12 +50,19 @@ def test_zip_pairs_lists_instead_of_crossing_them():
 
 
 def test_a_sweep_point_that_breaks_the_scenario_is_reported():
-    """A grid value that makes the scenario invalid is an error naming the point."""
-    from sim.config import ScenarioError
+    """A grid value that makes the scenario invalid is one error naming the point, from
+    loading the file and from expanding a scenario built without it."""
+    from sim.config import Scenario, ScenarioError
 
-    s = shipped("branching", ("sweep", {"grid": {"agents.0.success_probability": [1.5]}}))
+    grid = ("sweep", {"grid": {"agents.0.success_probability": [1.5]}})
     with pytest.raises(ScenarioError, match=r"1\.5"):
+        shipped("branching", grid)
+    data = shipped("branching").model_dump(mode="json")
+    s = Scenario.model_validate({**data, "sweep": dict([grid])["sweep"]})
+    with pytest.raises(ScenarioError, match=r"1\.5") as caught:
         expand(s, [0])
+    [error] = caught.value.errors
+    assert "\n" not in str(error)
 
 
 def test_process_pool_gives_the_same_table_as_in_process(tmp_path):
@@ -86,7 +93,7 @@ def test_a_folder_with_rows_is_refused_without_resume(tmp_path):
     """Sweeping again into a used folder is refused unless resuming."""
     trials = expand(shipped("branching"), [0])
     run_sweep(trials, tmp_path)
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(SweepFolderError, match="--resume"):
         run_sweep(trials, tmp_path)
     assert len(run_sweep(trials, tmp_path, resume=True)) == 2
 
