@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sim.hosts.live_shell import agent_command
 
 from sim.hosts.escapes import CATEGORIES, CORPUS, EscapeContext, run_corpus
 from sim.hosts.live import LiveHost, clean, live_host
+from sim.hosts.live_shell import agent_command
 from sim.hosts.local_host import LOG_LIMIT, state_root
 from sim.machine import HOME, Machine
 from tests.live_support import labelled, reason, skip_unless
