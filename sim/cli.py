@@ -153,6 +153,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", help="file or folder (default <trial>/exports/)")
 
+    p = sub.add_parser(
+        "calibrate",
+        help="fit a scripted agent's behaviour profile to measured trials or published counts",
+        description="Fit a behaviour profile (a scripted agent's parameters with their "
+        "uncertainty) and write it as YAML, for a scenario's `agents: [{..., profile: FILE}]`. "
+        "From trials: TRIALS are trial folders (summary.json) or sweep folders (rows.jsonl); "
+        "each trial is one attempt: its success probability (Beta posterior, Wilson 95%% "
+        "interval) and its time to the first live replica (exponential, trials without one "
+        "censored at their end). From counts: --counts PARAMETER=S/N (e.g. "
+        "success_probability=9/10) with --source citing where they come from.",
+    )
+    p.add_argument("trials", nargs="*", help="trial or sweep folders to fit to")
+    p.add_argument("--name", required=True, help="the profile's name")
+    p.add_argument("--out", required=True, help="YAML file to write")
+    p.add_argument("--agent", default="replicator", help="the scripted agent it parameterises")
+    p.add_argument("--source", help="where the measurements come from (cited in the profile)")
+    p.add_argument(
+        "--counts", action="append", default=[], metavar="PARAMETER=S/N", help="published counts"
+    )
+    p.add_argument(
+        "--mechanics",
+        type=float,
+        default=0.0,
+        help="seconds the measured world's replication itself took, subtracted from each time",
+    )
+
     p = sub.add_parser("model", help="the embedded model")
     p.add_argument(
         "action",
@@ -589,6 +615,41 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from sim import calibrate
+
+    if bool(args.trials) == bool(args.counts):
+        raise UserError("calibrate: give trial or sweep folders, or --counts, not both")
+    try:
+        if args.counts:
+            if not args.source:
+                raise UserError("calibrate: --counts needs --source (where the counts come from)")
+            counts: dict[str, tuple[int, int]] = {}
+            for item in args.counts:
+                parameter, _, ratio = item.partition("=")
+                s, _, n = ratio.partition("/")
+                if not (parameter and s.isdigit() and n.isdigit()):
+                    raise UserError(f"calibrate: --counts {item!r}: expected PARAMETER=S/N")
+                counts[parameter] = (int(s), int(n))
+            profile = calibrate.profile_from_counts(
+                args.name, counts, source=args.source, agent=args.agent
+            )
+        else:
+            found = calibrate.observations(args.trials)
+            source = args.source or f"{len(found)} trials of " + ", ".join(args.trials)
+            profile = calibrate.profile_from_trials(
+                args.name, found, source=source, agent=args.agent, mechanics=args.mechanics
+            )
+    except ValueError as err:
+        raise UserError(f"calibrate: {err}") from None
+    path = calibrate.write_profile(profile, args.out)
+    for parameter, post in profile.parameters.items():
+        lo, hi = post.interval
+        print(f"{parameter}: {post.estimate:.4g} (95% interval {lo:.4g}-{hi:.4g}; {post.data})")
+    print(f"profile {profile.name} written to {path}")
+    return 0
+
+
 def _cmd_graph(args: argparse.Namespace) -> int:
     from sim.report import cmd_graph
 
@@ -667,6 +728,7 @@ COMMANDS = {
     "sweep": _cmd_sweep,
     "report": _cmd_report,
     "graph": _cmd_graph,
+    "calibrate": _cmd_calibrate,
     "transcript": _cmd_transcript,
     "model": _cmd_model,
     "bench": _cmd_bench,

@@ -48,6 +48,7 @@ def make_world(scenario: Scenario, seed: int, run_id: str | None = None) -> Worl
         LiveWorldError: (live worlds) a sandbox did not start or an origin did not register;
             everything made so far is removed first.
     """
+    from agents.behaviour import apply_profiles
     from agents.registry import AGENTS
     from policies.chain import PolicyChain
     from policies.registry import POLICIES
@@ -57,6 +58,7 @@ def make_world(scenario: Scenario, seed: int, run_id: str | None = None) -> Worl
     idle = AGENTS.get("idle")
     assert idle.config is not None
     idle_config = idle.config.model_validate({"agent": "idle"})
+    scenario, drawn = apply_profiles(scenario, seed)
     substrate = substrate_of(scenario)(scenario, seed, run_id)
     world = World(
         scenario,
@@ -65,6 +67,8 @@ def make_world(scenario: Scenario, seed: int, run_id: str | None = None) -> Worl
         agent_fn=lambda spec: AGENTS.get(spec.agent).obj,
         idle=(idle_config, idle.obj),
     )
+    for values in drawn:  # what this trial's profiled agents are, for the record
+        world.record("behaviour-profile", **values)
     try:
         if scenario.policies:
             policies = [POLICIES.get(c.kind).obj(c, world) for c in scenario.policies]
