@@ -29,6 +29,7 @@ METRICS = (
     "extinct",
     "extinct_s",
     "contained",
+    "contained_by_policy",
     "containment_s",
     "offspring_mean",
     "end_s",
@@ -60,6 +61,7 @@ def trial_metrics(world: World, lineage: nx.DiGraph) -> dict[str, Any]:
         "extinct": extinct,
         "extinct_s": end if extinct else math.nan,
         "contained": contained,
+        "contained_by_policy": contained and _policy_acted(world),
         "containment_s": containment_s,
         "offspring_mean": sum(offspring.values()) / len(offspring) if offspring else 0.0,
         "end_s": end,
@@ -72,9 +74,25 @@ def trial_metrics(world: World, lineage: nx.DiGraph) -> dict[str, Any]:
 
 
 def _containment(lineage: nx.DiGraph) -> tuple[bool, float]:
-    """Contained: no replica but the origins is live at the end. Containment time: when
+    """Contained: no replica but the origins is live at the end (whatever ended the spread:
+    ``contained_by_policy`` says a policy acted on it). Containment time: when
     the last replica other than an origin died (0 if none ever went live)."""
     copies = [d for _, d in lineage.nodes(data=True) if d["parent"] and d["live"]]
     if any(math.isnan(d["died"]) for d in copies):
         return False, math.nan
     return True, max((d["died"] for d in copies), default=0.0)
+
+
+#: Policy decisions that act on a replication: refusing an action, killing, cutting off.
+_STOPPING = ("deny", "kill", "quarantine")
+
+
+def _policy_acted(world: World) -> bool:
+    """Whether a policy stopped something of the threat: denied an action of, killed or
+    quarantined a replica that is not a benign agent (a false positive stops nothing)."""
+    benign = {r.name for r in world.replicas if r.config.agent == "benign"}
+    return any(
+        kind == "policy" and fields.get("decision") in _STOPPING
+        and fields.get("replica") not in benign
+        for _, kind, fields in world.events
+    )  # fmt: skip
