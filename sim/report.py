@@ -595,9 +595,7 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 
 def _heatmap_axes(table: pd.DataFrame) -> tuple[str, str, str]:
     """(metric, row column, column column) of the containment heatmap."""
-    metric = next(
-        m for m in ("contained_by_policy", "contained", "extinct") if m in table.columns
-    )
+    metric = next(m for m in ("contained_by_policy", "contained", "extinct") if m in table.columns)
     policy = [c for c in table.columns if c == "policy" or c.startswith("param.policies")]
     varying = [
         c for c in table.columns if c.startswith("param.") and table[c].nunique(dropna=True) > 1
