@@ -13,6 +13,8 @@ built-ins:
   the model folder ``name`` (one ``llm.chat`` call per batch).
 - ``openai``: any OpenAI-compatible endpoint at ``base_url``, API key from the environment
   variable ``api_key_env``.
+- ``inspect``: any model Inspect AI supports, by its model string ``name``
+  (:mod:`agents.inspect_model`).
 - ``replay``: the answers recorded in a trial folder (``llm/responses.jsonl``), keyed by
   replica, step and attempt; a request that differs from the recorded one (another prompt,
   or one never made) fails loudly instead of answering.
@@ -62,6 +64,7 @@ __all__ = [
     "ModelConfig",
     "digest",
     "make_backend",
+    "model_label",
     "request_seed",
     "response_record",
 ]
@@ -102,6 +105,10 @@ class ModelConfig(Model):
     profile: str | ModelProfile = Field(
         default="embedded-cpu", description="simulated cost of a call (agents.profiles)"
     )
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="inspect: the provider's model arguments (get_model's model_args)",
+    )
 
     @field_validator("backend")
     @classmethod
@@ -128,6 +135,13 @@ class ModelConfig(Model):
             raise ValueError(
                 "the vllm backend needs base_url (a server) or name (a model folder, in process)"
             )
+        if self.backend == "inspect" and not self.name:
+            raise ValueError(
+                "the inspect backend needs name: an Inspect model string, e.g. "
+                "openai/gpt-4o, anthropic/claude-sonnet-4-0 or vllm/<model>"
+            )
+        if self.args and self.backend != "inspect":
+            raise ValueError("args go to Inspect's get_model: only the inspect backend takes them")
         if self.backend == "replay" and not self.path:
             raise ValueError("the replay backend needs path (a recorded trial folder)")
         return self
@@ -228,13 +242,28 @@ class Backend:
 BackendFactory = Callable[[ModelConfig], Backend]
 
 BACKENDS: Registry[BackendFactory] = Registry(
-    "model backend", "replisim.backends", "backend", builtins=("agents.backends",)
+    "model backend",
+    "replisim.backends",
+    "backend",
+    builtins=("agents.backends", "agents.inspect_model"),
 )
 
 
 def make_backend(config: ModelConfig) -> Backend:
     """Build the backend a model configuration names."""
     return BACKENDS.get(config.backend).obj(config)
+
+
+def model_label(config: ModelConfig) -> str:
+    """What answered: ``<backend>/<model>`` (an Inspect model string as it is), as
+    transcripts and exported logs name the model."""
+    if config.backend == "inspect":
+        return str(config.name)
+    if config.backend == "embedded":
+        return "embedded/SmolLM2-135M-Instruct"
+    if config.backend == "replay":
+        return f"replay/{Path(config.path or '').name}"
+    return f"{config.backend}/{config.name or 'default'}"
 
 
 class LazyBackend:

@@ -153,6 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", help="file or folder (default <trial>/exports/)")
 
+    p = sub.add_parser("export", help="write LLM transcripts in another tool's format")
+    p.add_argument(
+        "format",
+        choices=["inspect"],
+        help="inspect: an Inspect AI log (one sample per LLM agent), for `inspect view`",
+    )
+    p.add_argument("source", help="trial folder or sweep folder")
+    p.add_argument("--out", required=True, help="log file to write (.eval or .json)")
+
     p = sub.add_parser("model", help="the embedded model")
     p.add_argument(
         "action",
@@ -618,6 +627,21 @@ def _cmd_transcript(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from agents.inspect_model import inspect_available
+
+    if not inspect_available():
+        raise UserError("export inspect needs Inspect AI: pip install 'replisim[inspect]'")
+    from sim.inspect_log import export_inspect
+
+    try:
+        path, count = export_inspect(args.source, args.out)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    print(f"{path}: {count} sample(s); open with: inspect view --log-dir {path.parent}")
+    return 0
+
+
 def _cmd_model(args: argparse.Namespace) -> int:
     from agents.embedded import ModelUnavailableError, prepare_embedded_model
 
@@ -668,6 +692,7 @@ COMMANDS = {
     "report": _cmd_report,
     "graph": _cmd_graph,
     "transcript": _cmd_transcript,
+    "export": _cmd_export,
     "model": _cmd_model,
     "bench": _cmd_bench,
     "hosts": _cmd_hosts,
