@@ -152,7 +152,7 @@ def test_profile_overrides_in_yaml_start_from_a_named_base() -> None:
     [
         (
             {"backend": "gpt5"},
-            "unknown model backend 'gpt5'; known: embedded, openai, replay, vllm",
+            "unknown model backend 'gpt5'; known: embedded, inspect, openai, replay, vllm",
         ),
         ({"profile": "tpu-pod"}, "unknown profile 'tpu-pod'"),
         ({"profile": {"base": "tpu-pod"}}, "unknown profile 'tpu-pod'"),
