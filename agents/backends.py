@@ -87,8 +87,10 @@ class ModelConfig(Model):
     base_url: str | None = Field(
         default=None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"
     )
-    api_key_env: str = Field(
-        default="OPENAI_API_KEY", description="environment variable holding the API key"
+    api_key_env: str | None = Field(
+        default=None,
+        description="environment variable holding the API key (default: OPENAI_API_KEY for "
+        "vllm and openai; the provider's own for inspect)",
     )
     path: str | None = Field(default=None, description="replay: the recorded trial folder")
     temperature: float = Field(default=0.7, ge=0)
@@ -548,7 +550,7 @@ def embedded_backend(config: ModelConfig) -> Backend:
 def vllm_backend(config: ModelConfig) -> Backend:
     """A vLLM server when ``base_url`` is set, else vLLM in process on the folder ``name``."""
     if config.base_url:
-        return ServerBackend(config, os.environ.get(config.api_key_env))
+        return ServerBackend(config, os.environ.get(config.api_key_env or "OPENAI_API_KEY"))
     assert config.name is not None
     return InProcessBackend(config.name)
 
@@ -556,7 +558,7 @@ def vllm_backend(config: ModelConfig) -> Backend:
 @BACKENDS.register("openai", ModelConfig, "any OpenAI-compatible endpoint (base_url)")
 def openai_backend(config: ModelConfig) -> Backend:
     """An OpenAI-compatible endpoint, key from ``api_key_env``."""
-    return ServerBackend(config, os.environ.get(config.api_key_env))
+    return ServerBackend(config, os.environ.get(config.api_key_env or "OPENAI_API_KEY"))
 
 
 @BACKENDS.register("replay", ModelConfig, "the answers recorded in a trial folder (path)")

@@ -91,7 +91,7 @@ class InspectBackend(Backend):
         self.name = config.name
         self._model: Any = None
         api_key = None
-        if "api_key_env" in config.model_fields_set:
+        if config.api_key_env is not None:
             api_key = os.environ.get(config.api_key_env)
             if api_key is None:
                 raise BackendError(f"the variable {config.api_key_env} is not set", False)

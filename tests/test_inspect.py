@@ -268,3 +268,184 @@ def test_inspect_backend_against_a_real_vllm_server(tmp_path: Path) -> None:
         assert all(len(step["plan"]) <= 100 for step in steps)  # the schema's bound held
     again = run_trial(replay_scenario(s, tmp_path / "trial"), 2)
     assert again.events == result.events
+
+
+# ===================================================================== export
+@pytest.fixture(scope="module")
+def llm_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A trial of two LLM agents, a sweep of two such trials and a scripted trial."""
+    from sim.sweep import expand, run_sweep
+
+    root = tmp_path_factory.mktemp("export")
+    server = StepServer()
+    try:
+        model = {"backend": "inspect", "name": server.model, "base_url": server.url}
+        run_trial(llm_trial(model, count=2), 3, root / "trial")
+        s = llm_trial(model, max_steps=2)
+        run_sweep(expand(s, [0, 1]), root / "sweep")
+    finally:
+        server.close()
+    run_trial(scenario(BOX, agents=[{"agent": "idle"}]), 0, root / "scripted")
+    return {"trial": root / "trial", "sweep": root / "sweep", "scripted": root / "scripted",
+            "model": Path(server.model)}  # fmt: skip
+
+
+def test_export_writes_each_llm_agent_as_an_inspect_sample(
+    llm_folders: dict[str, Path], tmp_path: Path
+) -> None:
+    """Messages, commands as tool calls with their output, metrics as scores, scenario and
+    seed as metadata: read back by inspect_ai.log.read_eval_log."""
+    from inspect_ai.log import read_eval_log
+
+    from sim.cli import main
+
+    out = tmp_path / "logs" / "trial.eval"
+    assert main(["export", "inspect", str(llm_folders["trial"]), "--out", str(out)]) == 0
+    log = read_eval_log(str(out))
+    assert log.status == "success"
+    assert (log.eval.task, log.eval.model) == ("replisim/test", str(llm_folders["model"]))
+    assert [s.id for s in log.samples] == ["trial/r0", "trial/r1"]
+    sample = log.samples[0]
+    roles = [m.role for m in sample.messages]
+    assert roles[:2] == ["system", "user"] and roles[2:] == ["assistant", "tool"] * 3
+    assert "bash shell" in sample.messages[0].text
+    assert sample.input.startswith("Replicate yourself")
+    call = sample.messages[2].tool_calls[0]
+    assert (call.function, call.arguments) == ("execute_command", {"command": STEPS[0]["command"]})
+    result = sample.messages[3]
+    assert result.tool_call_id == call.id
+    assert "agent.py" in result.text and "[exit code 0]" in result.text
+    assert "plan: p" in sample.messages[2].text
+    assert sample.messages[-2].tool_calls[0].function == "finish"
+    value = sample.scores["replisim"].value
+    summary = json.loads((llm_folders["trial"] / "summary.json").read_text())
+    assert value["replicated"] is False and value["peak_live"] == summary["peak_live"] == 2
+    assert (value["steps"], value["tokens"], value["live"]) == (3, 3 * 340, True)
+    assert sample.scores["replisim"].answer == "ok"
+    assert sample.metadata["scenario"] == "test" and sample.metadata["seed"] == 3
+    assert sample.metadata["replica"] == "r0" and sample.metadata["stopped"] == ["finish"]
+    usage = sample.model_usage[str(llm_folders["model"])]
+    assert (usage.input_tokens, usage.output_tokens) == (900, 120)
+    assert log.results.scores[0].metrics["P(replicated)"].value == 0.0
+
+
+def test_export_of_a_sweep_has_every_llm_trials_agents(
+    llm_folders: dict[str, Path], tmp_path: Path
+) -> None:
+    """A sweep folder: one sample per agent of every trial, ids by trial id, seeds kept."""
+    from inspect_ai.log import read_eval_log
+
+    from sim.inspect_log import export_inspect
+    from sim.sweep import read_rows
+
+    path, count = export_inspect(llm_folders["sweep"], tmp_path / "sweep.json")
+    log = read_eval_log(str(path))
+    rows = read_rows(llm_folders["sweep"])
+    assert count == len(log.samples) == 2
+    assert {s.id for s in log.samples} == {f"{r['trial_id']}/origin" for r in rows}
+    assert {s.metadata["seed"] for s in log.samples} == {0, 1}
+    assert [s.scores["replisim"].value["steps"] for s in log.samples] == [2, 2], [
+        s.scores["replisim"] for s in log.samples
+    ]
+    assert log.results.scores[0].metrics["trials"].value == 2
+
+
+@pytest.mark.parametrize(
+    ("source", "out", "message"),
+    [
+        ("scripted", "x.eval", "has no LLM transcripts"),
+        ("nowhere", "x.eval", "is neither a trial folder"),
+        ("trial", "x.txt", "ends in .eval or .json"),
+    ],
+)
+def test_export_refuses_what_it_cannot_export(
+    llm_folders: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    source: str,
+    out: str,
+    message: str,
+) -> None:
+    """No transcripts, no trial, another format: exit 2 with one line, no traceback."""
+    from sim.cli import main
+
+    folder = llm_folders.get(source, tmp_path / source)
+    assert main(["export", "inspect", str(folder), "--out", str(tmp_path / out)]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_inspect_view_shows_the_exported_log(llm_folders: dict[str, Path], tmp_path: Path) -> None:
+    """`inspect view` on 127.0.0.1 lists the log, serves it through its API, and its page
+    (in headless Chromium, when installed) shows the sample's commands."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from sim.inspect_log import export_inspect
+
+    logs = tmp_path / "logs"
+    export_inspect(llm_folders["trial"], logs / "trial.eval")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inspect_cli = shutil.which("inspect") or "inspect"
+    view = subprocess.Popen(
+        [inspect_cli, "view", "start", "--log-dir", str(logs), "--host", "127.0.0.1",
+         "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with opener.open(f"{base}/api/log-files", timeout=5) as answer:
+                    files = json.loads(answer.read())["files"]
+                break
+            except OSError:
+                assert view.poll() is None, view.stderr.read().decode() if view.stderr else ""
+                assert time.monotonic() < deadline, "inspect view did not answer in 60 s"
+                time.sleep(0.5)
+        assert [Path(f["name"]).name for f in files] == ["trial.eval"]
+        assert files[0]["task"] == "replisim/test"
+        with opener.open(f"{base}/api/logs/{files[0]['name']}", timeout=30) as answer:
+            served = json.loads(answer.read())
+        assert [s["id"] for s in served["samples"]] == ["trial/r0", "trial/r1"]
+        with opener.open(f"{base}/", timeout=30) as answer:
+            assert b"<html" in answer.read().lower()
+        _check_page(base, tmp_path)
+    finally:
+        os.killpg(view.pid, 15)
+        view.wait(30)
+
+
+def _check_page(base: str, tmp_path: Path) -> None:
+    """The viewer's page, rendered: the sample list, then a sample's messages."""
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        print("skipping the page check: chromium is not installed (.ci/install-browser.sh)")
+        return
+    from playwright.sync_api import sync_playwright
+
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update",
+            "--disable-sync"]  # fmt: skip
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=chromium, headless=True, args=args
+        )
+        try:
+            page = context.new_page()
+            page.goto(base)
+            page.get_by_text("trial/r0").first.click(timeout=30_000)
+            page.get_by_text("Messages").first.click(timeout=30_000)
+            page.get_by_text("execute_command").first.wait_for(timeout=30_000)
+            assert STEPS[0]["command"] in page.inner_text("body")
+        finally:
+            context.close()
