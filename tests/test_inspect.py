@@ -449,3 +449,134 @@ def _check_page(base: str, tmp_path: Path) -> None:
             assert STEPS[0]["command"] in page.inner_text("body")
         finally:
             context.close()
+
+
+# ================================================================= sandboxes
+#: What the scripted model has the bash tool run, in order.
+COMMANDS = [
+    "id -un; hostname; pwd",
+    "echo 42 > answer.txt",
+    "touch /usr/bin/evil",
+    "python3 -c 'x = bytearray(300 * 2**20); print(len(x))'",
+]
+
+
+class ToolServer:
+    """A *fake* vLLM server on 127.0.0.1 playing a model that calls Inspect's bash tool
+    with each of ``COMMANDS`` in turn, then answers."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, answer: dict[str, Any]) -> None:
+                body = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._send({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+            def do_POST(self) -> None:
+                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                done = sum(1 for m in request["messages"] if m["role"] == "tool")
+                if done < len(COMMANDS):
+                    arguments = json.dumps({"command": COMMANDS[done]})
+                    call = {"id": f"call{done}", "type": "function",
+                            "function": {"name": "bash", "arguments": arguments}}  # fmt: skip
+                    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+                    reason = "tool_calls"
+                else:
+                    message, reason = {"role": "assistant", "content": "42"}, "stop"
+                self._send(
+                    {
+                        "id": f"c{done}",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": request["model"],
+                        "choices": [{"index": 0, "message": message, "finish_reason": reason}],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 5,
+                                  "total_tokens": 15},
+                    }
+                )  # fmt: skip
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{port}/v1"
+        self.model = f"vllm/tools-{port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["docker", "local"])
+def test_inspect_task_runs_and_is_scored_in_a_replisim_host(backend: str, tmp_path: Path) -> None:
+    """An Inspect task with sandbox="replisim-<backend>": its bash tool runs as the
+    machine's user in a hardened host (read-only system, memory cap), the scorer reads the
+    sandbox's file, and the host is gone afterwards."""
+    from inspect_ai import Task, eval
+    from inspect_ai.dataset import Sample
+    from inspect_ai.scorer import CORRECT, INCORRECT, Score, Target, accuracy, scorer
+    from inspect_ai.solver import TaskState, generate, use_tools
+    from inspect_ai.tool import bash
+    from inspect_ai.util import sandbox
+
+    from sim.hosts.inspect_sandbox import ReplisimSandboxConfig
+    from sim.hosts.live import state_root
+    from tests.live_support import skip_unless
+
+    skip_unless(backend)
+
+    @scorer(metrics=[accuracy()])
+    def answer_file() -> Any:
+        async def score(state: TaskState, target: Target) -> Score:
+            text = await sandbox().read_file("answer.txt")
+            good = text.strip() == target.text
+            return Score(value=CORRECT if good else INCORRECT, answer=text.strip())
+
+        return score
+
+    config = ReplisimSandboxConfig(hostname="evalbox", memory="128MiB", pids=64)
+    task = Task(
+        dataset=[Sample(input="Write 42 into answer.txt.", target="42")],
+        solver=[use_tools(bash(timeout=60)), generate()],
+        scorer=answer_file(),
+        sandbox=(f"replisim-{backend}", config),
+    )
+    server = ToolServer()
+    try:
+        (log,) = eval(
+            task,
+            model=server.model,
+            model_base_url=server.url,
+            log_dir=str(tmp_path / "logs"),
+            display="none",
+        )
+    finally:
+        server.close()
+    assert log.status == "success", log.error
+    (sample,) = log.samples
+    assert sample.scores["answer_file"].value == "C"
+    outputs = [m.text for m in sample.messages if m.role == "tool"]
+    assert outputs[0].split() == ["agent", "evalbox", "/home/agent"]
+    assert "Read-only file system" in outputs[2]
+    assert str(300 * 2**20) not in outputs[3]  # the memory cap's OOM kill stopped it
+    assert log.eval.sandbox is not None and log.eval.sandbox.type == f"replisim-{backend}"
+    assert not list(state_root().glob("inspect-*/evalbox"))  # the sample's host is gone
+    if backend == "docker":
+        import docker
+
+        client = docker.from_env()
+        try:
+            names = [c.name for c in client.containers.list(all=True)]
+        finally:
+            client.close()
+        assert not [n for n in names if n.startswith("replisim-inspect-")]
