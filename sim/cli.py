@@ -140,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="continue a sweep in --out: skip finished trials"
     )
+    p.add_argument(
+        "--retry-errors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run a trial that ended with status error for a reason outside its agent "
+        "(engine failures, timeouts) up to N more times (default 0)",
+    )
     _output_modes(p)
 
     p = sub.add_parser("report", help="tables, PNG plots and report.html for a sweep")
@@ -376,7 +384,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from sim import budget
-    from sim.sweep import ExecutorUnavailable, SweepFolderError, expand, run_sweep
+    from sim.sweep import (
+        ExecutorUnavailable,
+        MachineTooSmall,
+        SweepFolderError,
+        expand,
+        run_sweep,
+    )
 
     names = args.scenario
     loaded = _load(args, names[0] if names and len(names) == 1 else None)
@@ -397,6 +411,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise UserError("--workers must be at least 1")
     if args.address is not None and args.executor != "ray":
         raise UserError("--address goes with --executor ray")
+    if args.retry_errors < 0:
+        raise UserError("--retry-errors must be 0 or more")
     seeds: Sequence[int] | None = None
     if args.trials is not None:
         if args.trials < 1:
@@ -426,13 +442,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         "resume": args.resume,
         "source": args.file,
         "notify": _note,
+        "retry_errors": args.retry_errors,
     }
     try:
         if args.quiet or args.json:
             table = run_sweep(trials, args.out, **options)
         else:
             table = _sweep_with_progress(trials, args.out, options)
-    except (SweepFolderError, ExecutorUnavailable) as err:
+    except (SweepFolderError, ExecutorUnavailable, MachineTooSmall) as err:
         raise UserError(str(err)) from None
     except KeyboardInterrupt as err:
         raise Interrupted(
