@@ -173,10 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("model", help="the embedded model")
     p.add_argument(
         "action",
-        choices=["prepare"],
-        help="prepare: convert SmolLM2-135M-Instruct (GGUF) to a folder vLLM loads",
+        choices=["prepare", "serve"],
+        help="prepare: convert SmolLM2-135M-Instruct (GGUF) to a folder vLLM loads; "
+        "serve: run it behind `vllm serve` on 127.0.0.1 until Ctrl-C",
     )
     p.add_argument("--force", action="store_true", help="convert again even if cached")
+    p.add_argument("--port", type=int, default=8000, help="serve: the port (default 8000)")
+    p.add_argument(
+        "--name", default="smollm2", help="serve: the model name clients ask for (smollm2)"
+    )
 
     p = sub.add_parser("hosts", help="live hosts: the Docker base image, clean-up")
     hosts = p.add_subparsers(dest="hosts_command", required=True, metavar="ACTION")
@@ -660,13 +665,34 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_model(args: argparse.Namespace) -> int:
-    from agents.embedded import ModelUnavailableError, prepare_embedded_model
+    from agents.embedded import ModelUnavailableError, embedded_model_path, prepare_embedded_model
 
     try:
-        prepare_embedded_model(force=args.force)
+        if args.action == "prepare":
+            prepare_embedded_model(force=args.force)
+            return 0
+        folder = embedded_model_path()
     except ModelUnavailableError as err:
         raise UserError(str(err)) from None
-    return 0
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port {args.port}: a port is 1 to 65535")
+    import time
+
+    from agents.vllm_engine import VllmServerError, VllmUnavailableError, serve_vllm
+
+    try:
+        with serve_vllm(folder, args.port, served_model_name=args.name) as url:
+            print(
+                f"serving {args.name} at {url} (Inspect: vllm/{args.name} with base_url "
+                f"{url}); Ctrl-C stops it",
+                flush=True,
+            )
+            while True:
+                time.sleep(3600)
+    except (VllmServerError, VllmUnavailableError) as err:
+        raise UserError(str(err)) from None
+    except KeyboardInterrupt as err:
+        raise Interrupted("model server stopped", _exit_code(err)) from None
 
 
 def _cmd_hosts(args: argparse.Namespace) -> int:

@@ -580,3 +580,35 @@ def test_inspect_task_runs_and_is_scored_in_a_replisim_host(backend: str, tmp_pa
         finally:
             client.close()
         assert not [n for n in names if n.startswith("replisim-inspect-")]
+
+
+@pytest.mark.slow
+def test_inspect_sandbox_cleanup_removes_what_samples_left_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`inspect sandbox cleanup replisim-local` (cli_cleanup) removes the hosts a killed
+    evaluation left, and leaves another run's host alone."""
+    import anyio
+
+    from sim.hosts.inspect_sandbox import ReplisimLocalSandbox
+    from sim.hosts.live import live_host, state_root
+    from tests.live_support import skip_unless
+
+    skip_unless("local")
+    monkeypatch.setenv("REPLISIM_LIVE_DIR", str(tmp_path / "live"))
+
+    async def leave_one() -> Any:
+        environments = await ReplisimLocalSandbox.sample_init("t", None, {})
+        return environments["default"].host  # never cleaned up: a killed evaluation
+
+    left = anyio.run(leave_one)
+    assert left.state().running
+    other = live_host("local", "other", run_id="not-inspect").start()
+    try:
+        anyio.run(ReplisimLocalSandbox.cli_cleanup, None)
+        assert not left.state().running
+        assert not list(state_root().glob("inspect-*/box"))
+        assert other.state().running
+    finally:
+        other.close()
+        left.close()

@@ -20,8 +20,9 @@ sandbox tools Inspect injects as root (``bash_session``, ``text_editor``) are no
 available, the plain ``bash()`` and ``python()`` tools are.
 
 Every host a sample makes carries a run id ``inspect-<id>``; the sample's clean-up removes
-it, and ``inspect sandbox cleanup replisim-docker [RUN_ID]`` (like ``replisim hosts clean``)
-removes what a killed evaluation left. Inspect's default number of concurrent sandboxes
+it, and ``inspect sandbox cleanup replisim-docker [RUN_ID]`` removes what a killed
+evaluation left (every ``inspect-`` run's hosts, or one run's, as ``replisim hosts clean
+--run`` does). Inspect's default number of concurrent sandboxes
 is the number of hosts of the default configuration that fit this machine
 (:mod:`sim.capacity`).
 """
@@ -46,7 +47,7 @@ from inspect_ai.util import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
-from sim.hosts.live import LiveHost, LiveHostError, clean, live_host
+from sim.hosts.live import RUN_LABEL, LiveHost, LiveHostError, clean, live_host, state_root
 from sim.machine import Machine
 
 __all__ = [
@@ -55,6 +56,9 @@ __all__ = [
     "ReplisimSandboxConfig",
 ]
 
+
+#: The run ids of the hosts samples make start with it (what ``cli_cleanup`` removes).
+RUN_PREFIX = "inspect-"
 
 #: Threads that start hosts: a bubblewrap host dies with the thread that started it
 #: (``--die-with-parent``), and these live as long as the process.
@@ -85,6 +89,25 @@ def _config(config: SandboxEnvironmentConfigType | None) -> ReplisimSandboxConfi
     if isinstance(config, BaseModel):
         return ReplisimSandboxConfig.model_validate(config.model_dump())
     raise ValueError(f"a replisim sandbox takes a ReplisimSandboxConfig, not a file ({config!r})")
+
+
+def _inspect_runs() -> list[str]:
+    """The run ids of the hosts Inspect samples made (``inspect-<id>``), local or Docker."""
+    runs = {p.name for p in state_root().glob(f"{RUN_PREFIX}*")}
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        try:
+            for container in client.containers.list(all=True, filters={"label": RUN_LABEL}):
+                run = container.labels.get(RUN_LABEL, "")
+                if run.startswith(RUN_PREFIX):
+                    runs.add(run)
+        finally:
+            client.close()
+    except Exception:  # no SDK or no engine: only local hosts to clean
+        pass
+    return sorted(runs)
 
 
 class _ReplisimSandbox(SandboxEnvironment):
@@ -142,7 +165,7 @@ class _ReplisimSandbox(SandboxEnvironment):
         host = live_host(
             cls.backend,
             settings.hostname,
-            run_id=f"inspect-{uuid.uuid4().hex[:12]}",
+            run_id=f"{RUN_PREFIX}{uuid.uuid4().hex[:12]}",
             memory=settings.memory,
             cpus=settings.cpus,
             pids=settings.pids,
@@ -170,7 +193,8 @@ class _ReplisimSandbox(SandboxEnvironment):
 
     @classmethod
     async def cli_cleanup(cls, id: str | None) -> None:
-        await anyio.to_thread.run_sync(clean, id)
+        for run in [id] if id else await anyio.to_thread.run_sync(_inspect_runs):
+            await anyio.to_thread.run_sync(clean, run)
 
     # -------------------------------------------------------------- commands
     async def exec(
