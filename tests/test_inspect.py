@@ -378,9 +378,9 @@ def test_export_refuses_what_it_cannot_export(
 def test_inspect_view_shows_the_exported_log(llm_folders: dict[str, Path], tmp_path: Path) -> None:
     """`inspect view` on 127.0.0.1 lists the log, serves it through its API, and its page
     (in headless Chromium, when installed) shows the sample's commands."""
-    import shutil
     import socket
     import subprocess
+    import sys
     import time
     import urllib.request
 
@@ -391,10 +391,9 @@ def test_inspect_view_shows_the_exported_log(llm_folders: dict[str, Path], tmp_p
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    inspect_cli = shutil.which("inspect") or "inspect"
     view = subprocess.Popen(
-        [inspect_cli, "view", "start", "--log-dir", str(logs), "--host", "127.0.0.1",
-         "--port", str(port)],
+        [sys.executable, "-m", "inspect_ai", "view", "start", "--log-dir", str(logs),
+         "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
