@@ -140,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="continue a sweep in --out: skip finished trials"
     )
+    p.add_argument(
+        "--retry-errors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run a trial that ended with status error for a reason outside its agent "
+        "(engine failures, timeouts) up to N more times (default 0)",
+    )
     _output_modes(p)
 
     p = sub.add_parser("report", help="tables, PNG plots and report.html for a sweep")
@@ -179,13 +187,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds the measured world's replication itself took, subtracted from each time",
     )
 
+    p = sub.add_parser("export", help="write LLM transcripts in another tool's format")
+    p.add_argument(
+        "format",
+        choices=["inspect"],
+        help="inspect: an Inspect AI log (one sample per LLM agent), for `inspect view`",
+    )
+    p.add_argument("source", help="trial folder or sweep folder")
+    p.add_argument("--out", required=True, help="log file to write (.eval or .json)")
+
     p = sub.add_parser("model", help="the embedded model")
     p.add_argument(
         "action",
-        choices=["prepare"],
-        help="prepare: convert SmolLM2-135M-Instruct (GGUF) to a folder vLLM loads",
+        choices=["prepare", "serve"],
+        help="prepare: convert SmolLM2-135M-Instruct (GGUF) to a folder vLLM loads; "
+        "serve: run it behind `vllm serve` on 127.0.0.1 until Ctrl-C",
     )
     p.add_argument("--force", action="store_true", help="convert again even if cached")
+    p.add_argument("--port", type=int, default=8000, help="serve: the port (default 8000)")
+    p.add_argument(
+        "--name", default="smollm2", help="serve: the model name clients ask for (smollm2)"
+    )
 
     p = sub.add_parser("hosts", help="live hosts: the Docker base image, clean-up")
     hosts = p.add_subparsers(dest="hosts_command", required=True, metavar="ACTION")
@@ -393,7 +415,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from sim import budget
-    from sim.sweep import ExecutorUnavailable, SweepFolderError, expand, run_sweep
+    from sim.sweep import (
+        ExecutorUnavailable,
+        MachineTooSmall,
+        SweepFolderError,
+        expand,
+        run_sweep,
+    )
 
     names = args.scenario
     loaded = _load(args, names[0] if names and len(names) == 1 else None)
@@ -414,6 +442,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise UserError("--workers must be at least 1")
     if args.address is not None and args.executor != "ray":
         raise UserError("--address goes with --executor ray")
+    if args.retry_errors < 0:
+        raise UserError("--retry-errors must be 0 or more")
     seeds: Sequence[int] | None = None
     if args.trials is not None:
         if args.trials < 1:
@@ -443,13 +473,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         "resume": args.resume,
         "source": args.file,
         "notify": _note,
+        "retry_errors": args.retry_errors,
     }
     try:
         if args.quiet or args.json:
             table = run_sweep(trials, args.out, **options)
         else:
             table = _sweep_with_progress(trials, args.out, options)
-    except (SweepFolderError, ExecutorUnavailable) as err:
+    except (SweepFolderError, ExecutorUnavailable, MachineTooSmall) as err:
         raise UserError(str(err)) from None
     except KeyboardInterrupt as err:
         raise Interrupted(
@@ -679,14 +710,50 @@ def _cmd_transcript(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_model(args: argparse.Namespace) -> int:
-    from agents.embedded import ModelUnavailableError, prepare_embedded_model
+def _cmd_export(args: argparse.Namespace) -> int:
+    from agents.inspect_model import inspect_available
+
+    if not inspect_available():
+        raise UserError("export inspect needs Inspect AI: pip install 'replisim[inspect]'")
+    from sim.inspect_log import export_inspect
 
     try:
-        prepare_embedded_model(force=args.force)
+        path, count = export_inspect(args.source, args.out)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    print(f"{path}: {count} sample(s); open with: inspect view --log-dir {path.parent}")
+    return 0
+
+
+def _cmd_model(args: argparse.Namespace) -> int:
+    from agents.embedded import ModelUnavailableError, embedded_model_path, prepare_embedded_model
+
+    try:
+        if args.action == "prepare":
+            prepare_embedded_model(force=args.force)
+            return 0
+        folder = embedded_model_path()
     except ModelUnavailableError as err:
         raise UserError(str(err)) from None
-    return 0
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port {args.port}: a port is 1 to 65535")
+    import time
+
+    from agents.vllm_engine import VllmServerError, VllmUnavailableError, serve_vllm
+
+    try:
+        with serve_vllm(folder, args.port, served_model_name=args.name) as url:
+            print(
+                f"serving {args.name} at {url} (Inspect: vllm/{args.name} with base_url "
+                f"{url}); Ctrl-C stops it",
+                flush=True,
+            )
+            while True:
+                time.sleep(3600)
+    except (VllmServerError, VllmUnavailableError) as err:
+        raise UserError(str(err)) from None
+    except KeyboardInterrupt as err:
+        raise Interrupted("model server stopped", _exit_code(err)) from None
 
 
 def _cmd_hosts(args: argparse.Namespace) -> int:
@@ -730,6 +797,7 @@ COMMANDS = {
     "graph": _cmd_graph,
     "calibrate": _cmd_calibrate,
     "transcript": _cmd_transcript,
+    "export": _cmd_export,
     "model": _cmd_model,
     "bench": _cmd_bench,
     "hosts": _cmd_hosts,

@@ -152,7 +152,7 @@ def test_profile_overrides_in_yaml_start_from_a_named_base() -> None:
     [
         (
             {"backend": "gpt5"},
-            "unknown model backend 'gpt5'; known: embedded, openai, replay, vllm",
+            "unknown model backend 'gpt5'; known: embedded, inspect, openai, replay, vllm",
         ),
         ({"profile": "tpu-pod"}, "unknown profile 'tpu-pod'"),
         ({"profile": {"base": "tpu-pod"}}, "unknown profile 'tpu-pod'"),
@@ -519,7 +519,8 @@ def test_shutdown_message_reaches_the_llm_agent_as_its_task(tmp_path: Path) -> N
     steps = [r for r in world.files["transcripts/origin.jsonl"] if "tool" in r]
     assert len(steps) == 1 and steps[0]["t"] == pytest.approx(30.0)
     (task,) = [r for r in world.files["transcripts/origin.jsonl"] if "task" in r]
-    assert task == {"t": 30.0, "task": SHUTDOWN_MESSAGE}
+    assert (task["t"], task["task"]) == (30.0, SHUTDOWN_MESSAGE)
+    assert task["model"] == "embedded/SmolLM2-135M-Instruct" and "bash shell" in task["system"]
     assert any(
         e[1] == "replica-died" and e[2]["cause"] == "sigterm-grace" and e[0] == pytest.approx(630)
         for e in world.events
