@@ -1,0 +1,782 @@
+"""The interpreter: a bash session of one replica, running the parsed command lines."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import fnmatch
+import math
+import posixpath
+import re
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+from simpy.events import Event
+
+from agents.shell.core import (
+    COMMAND_COST,
+    DEFAULT_TIMEOUT,
+    IO,
+    MAX_DEPTH,
+    MAX_LOOP,
+    Break,
+    Buffer,
+    Exit,
+    ExpandError,
+    FileSink,
+    Frame,
+    Gen,
+    Null,
+    Ret,
+    Sink,
+    Timeout,
+)
+from agents.shell.fs import BIN_DIRS, FS, HostState, world_state
+from agents.shell.processes import hang_up
+from agents.shell.registry import BUILTINS, TOOLS
+from agents.shell.syntax import (
+    AndOr,
+    CommandList,
+    Compound,
+    For,
+    If,
+    Lexer,
+    Pipeline,
+    Redir,
+    Seg,
+    ShellSyntaxError,
+    Simple,
+    While,
+    Word,
+    parse,
+)
+from agents.shell.util import glob_escape, join_shown
+from sim.machine import HOME
+from sim.substrate import TIMEOUT_NOTE, ShellResult, record_command
+from sim.world import ActionFailed, CopyAborted, Death, Host, Replica, World
+
+PARAM = re.compile(
+    r"^(?P<len>#(?=.))?(?P<name>[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!0-])"
+    r"(?:(?P<op>:-|:=|:\+|:\?|-|=|\+|\?|%%|%|##|#|/)(?P<arg>.*))?$",
+    re.DOTALL,
+)
+
+
+class VirtualShell:
+    """A bash session of one replica on a virtual host.
+
+    Args:
+        replica: The actor: whose agent types, and the parent of what it starts.
+        host: The host the session runs on (default the replica's own).
+        cwd: The start directory (default the replica's bundle folder; home elsewhere).
+        timeout: Seconds a foreground command may run before the session hangs up.
+        command_cost: Simulated seconds each simple command costs.
+    """
+
+    def __init__(
+        self,
+        replica: Replica,
+        host: Host | None = None,
+        cwd: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        command_cost: float = COMMAND_COST,
+    ) -> None:
+        self.replica = replica
+        self.world: World = replica.world
+        self.host = host or replica.host
+        self.timeout = timeout
+        self.command_cost = command_cost
+        start = cwd or (replica.path if self.host is replica.host else HOME)
+        self.cwd = start if self.fs().kind(start) == "dir" else HOME
+        server = replica.server
+        extra = {"PWD": self.cwd}
+        if server is not None and self.host is replica.host:
+            extra["OPENAI_BASE_URL"] = f"http://localhost:{server.port}/v1"
+        self.env: dict[str, str] = self.world.machine(self.host).environment(extra)
+        self.positional: list[str] = []
+        self.argv0 = "bash"
+        self.status = 0
+        self.last_bg: int | None = None
+        self.history: list[ShellResult] = []
+        self.pid = self.hs().new_pid()
+        self.subst_status: int | None = None
+
+    def __repr__(self) -> str:
+        return f"<VirtualShell {self.replica.name}@{self.host.name}:{self.cwd}>"
+
+    def run(self, command: str) -> Generator[Event, Any, ShellResult]:
+        """Run one command line, as an agent's ``execute_command`` tool does.
+
+        Use inside the replica's SimPy process: ``result = yield from shell.run(cmd)``.
+
+        Raises:
+            Death: the command killed the shell's own replica (its agent cannot go on).
+        """
+        world = self.world
+        env = world.env
+        start = env.now
+        out, err = Buffer(tty=True), Buffer(tty=True)
+        frame = Frame(start + self.timeout, True)
+        io = IO("", out, err)
+        timed_out = False
+        status = 0
+        tree: CommandList | None = None
+        try:
+            yield from world.check_command(self.replica, self.host, command)
+            tree = parse(command)
+        except ActionFailed as denied:  # a guardrail refused the command line
+            err.write(denied.reason + "\n")
+            status = 126
+        except Death:  # a guardrail killed the agent for it
+            status = 137
+        except ShellSyntaxError as error:
+            err.write(f"bash: -c: line 1: {error}\n")
+            status = 2
+        if tree is not None:
+            try:
+                status = yield from self.run_list(tree, io, frame)
+            except Exit as done:
+                status = done.code
+            except Death:  # a guardrail killed the agent for what the command did
+                status = 137
+            except Timeout:
+                status, timed_out = 124, True
+                hang_up(self, frame)
+                err.write(TIMEOUT_NOTE.format(timeout=self.timeout))
+        out.close()
+        err.close()
+        status &= 255
+        self.status = status
+        result = ShellResult(
+            command,
+            out.value(),
+            err.value(),
+            status,
+            env.now - start,
+            self.host.name,
+            start,
+            timed_out,
+        )
+        self.history.append(result)
+        record_command(world, self.replica, result)
+        if not self.replica.alive:
+            raise Death(self.replica.cause or "killed")
+        return result
+
+    def fs(self, host: Host | None = None) -> FS:
+        return FS(self.world, host or self.host)
+
+    def hs(self, host: Host | None = None) -> HostState:
+        return world_state(self.world).host(host or self.host)
+
+    def child(self, host: Host | None = None) -> VirtualShell:
+        """A subshell (same variables, own cwd), or a login session on another host."""
+        sub = object.__new__(VirtualShell)
+        sub.replica = self.replica
+        sub.world = self.world
+        sub.host = host or self.host
+        sub.timeout = self.timeout
+        sub.command_cost = self.command_cost
+        sub.cwd = self.cwd if host is None else HOME
+        sub.env = dict(self.env)
+        sub.positional = list(self.positional)
+        sub.argv0 = self.argv0
+        sub.status = self.status
+        sub.last_bg = self.last_bg
+        sub.history = []
+        sub.pid = self.pid if host is None else sub.hs().new_pid()
+        sub.subst_status = None
+        if host is not None:
+            sub.env.update(PWD=HOME, HOSTNAME=host.name)
+            sub.env.pop("OPENAI_BASE_URL", None)
+        return sub
+
+    def abspath(self, path: str) -> str:
+        joined = posixpath.normpath(posixpath.join(self.cwd, path or "."))
+        return "/" + joined.lstrip("/")
+
+    def tick(self, frame: Frame, cost: float | None = None) -> Gen:
+        yield from self.wait(self.command_cost if cost is None else cost, frame)
+
+    def wait(self, seconds: float, frame: Frame) -> Gen:
+        """Let simulated time pass; past the deadline the foreground command times out."""
+        env = self.world.env
+        timed_out = env.now + seconds > frame.deadline
+        until = frame.deadline if timed_out else env.now + seconds
+        while env.now < until:
+            try:
+                yield env.timeout(until - env.now)
+            except simpy.Interrupt as interrupt:
+                # The world sends a copy's abort to the agent's process; the abort of a
+                # background copy may land in a wait of the agent's shell: not ours.
+                if not isinstance(interrupt.cause, CopyAborted):
+                    raise
+        if timed_out:
+            raise Timeout
+
+    def block(self, frame: Frame) -> Gen:
+        """A process that runs until killed: holds the foreground until the deadline."""
+        if math.isinf(frame.deadline):
+            yield self.world.env.event()  # a background job: never returns
+        yield from self.wait(math.inf, frame)
+
+    def run_list(self, node: CommandList, io: IO, frame: Frame) -> Gen:
+        status = 0
+        for chain, background in node.items:
+            if background:
+                yield from self.tick(frame)
+                self.spawn(chain, io, frame)
+                status = 0
+            else:
+                status = yield from self.and_or(chain, io, frame)
+            self.status = status
+        return status
+
+    def and_or(self, node: AndOr, io: IO, frame: Frame) -> Gen:
+        status = yield from self.pipeline(node.first, io, frame)
+        for op, pipe in node.rest:
+            self.status = status
+            if (op == "&&") == (status == 0):
+                status = yield from self.pipeline(pipe, io, frame)
+        return status
+
+    def pipeline(self, node: Pipeline, io: IO, frame: Frame) -> Gen:
+        if len(node.cmds) == 1:
+            status = yield from self.node(node.cmds[0], io, frame)
+        else:
+            stdin = io.stdin
+            status = 0
+            saved = frame.pipeline
+            frame.pipeline = [
+                " ".join(w.raw for w in cmd.words) for cmd in node.cmds if isinstance(cmd, Simple)
+            ]
+            for k, cmd in enumerate(node.cmds):
+                last = k == len(node.cmds) - 1
+                out: Sink = io.out if last else Buffer()
+                sub = self.child()
+                try:
+                    status = yield from sub.node(cmd, IO(stdin, out, io.err, io.nohup), frame)
+                except Exit as done:
+                    status = done.code
+                if isinstance(out, Buffer) and not last:
+                    stdin = out.value()
+            frame.pipeline = saved
+        if node.negate:
+            status = 0 if status else 1
+        self.status = status
+        return status
+
+    def spawn(self, chain: AndOr, io: IO, frame: Frame) -> None:
+        """``chain &``: a SimPy process of its own; the shell goes on at once."""
+        pid = self.hs().new_pid()
+        sub = self.child()
+        job_frame = Frame(math.inf, False, job_pid=pid, depth=frame.depth + 1)
+        job_io = IO("", io.out, io.err, io.nohup)
+
+        def job() -> Gen:
+            with contextlib.suppress(Exit, Timeout, Death):
+                yield from sub.and_or(chain, job_io, job_frame)
+
+        self.world.env.process(job())
+        self.last_bg = pid
+
+    def node(self, node: Any, io: IO, frame: Frame) -> Gen:
+        if isinstance(node, Simple):
+            return (yield from self.simple(node, io, frame))
+        redirected = yield from self.redirect(node.redirs, io, frame)
+        if redirected is None:
+            return 1
+        io = redirected
+        if isinstance(node, Compound):
+            if node.kind == "group":
+                return (yield from self.run_list(node.body, io, frame))
+            sub = self.child()
+            try:
+                return (yield from sub.run_list(node.body, io, frame))
+            except Exit as done:
+                return done.code
+        if isinstance(node, If):
+            for cond, body in node.branches:
+                status = yield from self.run_list(cond, io, frame)
+                if status == 0:
+                    return (yield from self.run_list(body, io, frame))
+            if node.orelse is not None:
+                return (yield from self.run_list(node.orelse, io, frame))
+            return 0
+        if isinstance(node, For):
+            if node.words is None:
+                items = list(self.positional)
+            else:
+                try:
+                    items = yield from self.words(node.words, io, frame)
+                except ExpandError as error:
+                    io.err.write(f"bash: {error}\n")
+                    return 1
+            status = 0
+            for item in items[:MAX_LOOP]:
+                self.env[node.var] = item
+                try:
+                    status = yield from self.run_list(node.body, io, frame)
+                except Break as brk:
+                    if brk.levels > 1:
+                        brk.levels -= 1
+                        raise
+                    if not brk.cont:
+                        break
+            return status
+        if isinstance(node, While):
+            status = 0
+            for _ in range(MAX_LOOP):
+                cond = yield from self.run_list(node.cond, io, frame)
+                if (cond == 0) == node.until:
+                    break
+                try:
+                    status = yield from self.run_list(node.body, io, frame)
+                except Break as brk:
+                    if brk.levels > 1:
+                        brk.levels -= 1
+                        raise
+                    if not brk.cont:
+                        break
+                yield from self.tick(frame, 0.0)
+            return status
+        raise TypeError(node)
+
+    def simple(self, node: Simple, io: IO, frame: Frame) -> Gen:
+        self.subst_status = None
+        try:
+            argv = yield from self.words(node.words, io, frame)
+            assigns: list[tuple[str, str]] = []
+            for name, word in node.assigns:
+                value = yield from self.string(word, io, frame)
+                assigns.append((name, value))
+        except ExpandError as error:
+            io.err.write(f"bash: {error}\n")
+            return 1
+        redirected = yield from self.redirect(node.redirs, io, frame)
+        if redirected is None:
+            return 1
+        if not argv:
+            self.env.update(assigns)
+            return self.subst_status or 0
+        yield from self.tick(frame)
+        saved = {name: self.env.get(name) for name, _ in assigns}
+        self.env.update(assigns)
+        try:
+            status = yield from self.command(argv, redirected, frame)
+        finally:
+            for name, old in saved.items():
+                if old is None:
+                    self.env.pop(name, None)
+                else:
+                    self.env[name] = old
+        return status
+
+    def command(self, argv: list[str], io: IO, frame: Frame) -> Gen:
+        """Run one command: a builtin, a tool on the PATH, or a file by its path."""
+        name = argv[0]
+        method = BUILTINS.get(name)
+        if method is None and "/" not in name:
+            if not self.fs().tool_here(name):
+                # As ``bash -c`` reports it (each command line is one, in every world).
+                io.err.write(f"{self.argv0}: line 1: {name}: command not found\n")
+                return 127
+            method = TOOLS[name]
+        if method is not None:
+            return (yield from self.finish(method(self, argv, io, frame)))
+        path = self.abspath(name)
+        fs = self.fs()
+        kind = fs.kind(path)
+        if kind is None:
+            io.err.write(f"bash: {name}: No such file or directory\n")
+            return 127
+        if kind == "dir":
+            io.err.write(f"bash: {name}: Is a directory\n")
+            return 126
+        base = posixpath.basename(path)
+        if posixpath.dirname(path) in BIN_DIRS and base in TOOLS:
+            return (yield from self.command([base, *argv[1:]], io, frame))
+        if not fs.stat(path)[2] & 0o100:
+            io.err.write(f"bash: {name}: Permission denied\n")
+            return 126
+        if path.endswith(".py"):
+            return (
+                yield from self.finish(
+                    TOOLS["python3"](self, ["python3", path, *argv[1:]], io, frame)
+                )
+            )
+        return (yield from self.script(path, name, argv[1:], io, frame))
+
+    def finish(self, result: Ret) -> Gen:
+        """The exit status of a command method, running it if it is a generator."""
+        if isinstance(result, int):
+            return result
+        return (yield from result)
+
+    def script(
+        self,
+        path: str,
+        shown: str,
+        args: list[str],
+        io: IO,
+        frame: Frame,
+        here: bool = False,
+    ) -> Gen:
+        """Run a shell script: in a subshell, or in this shell for ``source``."""
+        fs = self.fs()
+        text = fs.read(path)
+        if text is None:
+            io.err.write(f"bash: {shown}: cannot execute binary file\n")
+            return 126
+        if frame.depth > MAX_DEPTH:
+            io.err.write(f"bash: {shown}: maximum nesting level exceeded\n")
+            return 1
+        try:
+            tree = parse(text)
+        except ShellSyntaxError as error:
+            io.err.write(f"{shown}: line 1: {error}\n")
+            return 2
+        session = self if here else self.child()
+        saved = (session.positional, session.argv0)
+        session.positional, session.argv0 = list(args), shown
+        frame.depth += 1
+        try:
+            return (yield from session.run_list(tree, io, frame))
+        except Exit as done:
+            return done.code
+        finally:
+            frame.depth -= 1
+            if here:
+                session.positional, session.argv0 = saved
+
+    def words(self, words: list[Word], io: IO, frame: Frame) -> Gen:
+        out: list[str] = []
+        glob = not (words and words[0].plain() == "[[")  # [[ ]] neither splits nor globs
+        for word in words:
+            out += yield from self.fields(word, io, frame, glob)
+        return out
+
+    def fields(self, word: Word, io: IO, frame: Frame, glob: bool = True) -> Gen:
+        """Expand one word into fields: parameters, substitutions, splitting, globbing."""
+        fields: list[list[tuple[str, bool]]] = [[]]  # pieces: (text, unquoted)
+        split_next = False
+        for idx, seg in enumerate(word.segs):
+            if seg.kind == "lit":
+                text = seg.text
+                if idx == 0 and not seg.quoted and (text == "~" or text.startswith("~/")):
+                    text = self.env.get("HOME", HOME) + text[1:]
+                if split_next and text:
+                    fields.append([])
+                    split_next = False
+                fields[-1].append((text, not seg.quoted))
+                continue
+            if seg.kind == "var" and seg.text == "@" and seg.quoted:
+                for k, arg in enumerate(self.positional):
+                    if k:
+                        fields.append([])
+                    fields[-1].append((arg, False))
+                continue
+            value = yield from self.value(seg, io, frame)
+            if seg.quoted:
+                if split_next:
+                    fields.append([])
+                    split_next = False
+                fields[-1].append((value, False))
+                continue
+            parts = value.split()
+            if not parts:
+                split_next = split_next or bool(value)
+                continue
+            if (value[0].isspace() or split_next) and fields[-1]:
+                fields.append([])
+            split_next = False
+            for k, part in enumerate(parts):
+                if k:
+                    fields.append([])
+                fields[-1].append((part, True))
+            split_next = value[-1].isspace()
+        result: list[str] = []
+        for pieces in fields:
+            text = "".join(t for t, _ in pieces)
+            if not text and all(unquoted for _, unquoted in pieces):
+                continue
+            if glob and any(unquoted and any(c in t for c in "*?[") for t, unquoted in pieces):
+                pattern = "".join(t if unquoted else glob_escape(t) for t, unquoted in pieces)
+                matches = self.glob(pattern)
+                if matches:
+                    result += matches
+                    continue
+            result.append(text)
+        return result
+
+    def string(self, word: Word, io: IO, frame: Frame) -> Gen:
+        """Expand one word into a single string (assignments, redirection targets)."""
+        parts: list[str] = []
+        for idx, seg in enumerate(word.segs):
+            if seg.kind == "lit":
+                text = seg.text
+                if idx == 0 and not seg.quoted and (text == "~" or text.startswith("~/")):
+                    text = self.env.get("HOME", HOME) + text[1:]
+                parts.append(text)
+            else:
+                parts.append((yield from self.value(seg, io, frame)))
+        return "".join(parts)
+
+    def expand_text(self, text: str, io: IO, frame: Frame) -> Gen:
+        """Expand ``$…`` inside text, as inside double quotes."""
+        if "$" not in text and "`" not in text:
+            return text
+        try:
+            segs = Lexer(text).double_quoted(None)
+        except ShellSyntaxError as error:
+            raise ExpandError(str(error)) from None
+        return (yield from self.string(Word(segs, text), io, frame))
+
+    def value(self, seg: Seg, io: IO, frame: Frame) -> Gen:
+        if seg.kind == "var":
+            return (yield from self.param(seg.text, io, frame))
+        if seg.kind == "sub":
+            return (yield from self.subst(seg.text, io, frame))
+        expr = yield from self.expand_text(seg.text, io, frame)
+        return str(self.arith(expr))
+
+    def lookup(self, name: str) -> str | None:
+        if name == "?":
+            return str(self.status)
+        if name == "$":
+            return str(self.pid)
+        if name == "!":
+            return None if self.last_bg is None else str(self.last_bg)
+        if name == "#":
+            return str(len(self.positional))
+        if name in ("@", "*"):
+            return " ".join(self.positional)
+        if name == "0":
+            return self.argv0
+        if name == "-":
+            return "hB"
+        if name.isdigit():
+            n = int(name)
+            return self.positional[n - 1] if 0 < n <= len(self.positional) else None
+        return self.env.get(name)
+
+    def param(self, expr: str, io: IO, frame: Frame) -> Gen:
+        match = PARAM.match(expr)
+        if match is None:
+            raise ExpandError(f"${{{expr}}}: bad substitution")
+        name, op, arg = match.group("name"), match.group("op"), match.group("arg") or ""
+        value = self.lookup(name)
+        if match.group("len"):
+            return str(len(value or ""))
+        if op is None:
+            return value or ""
+        unset = value is None or (op.startswith(":") and value == "")
+        if op in ("-", ":-"):
+            return (yield from self.expand_text(arg, io, frame)) if unset else value or ""
+        if op in ("=", ":="):
+            if unset:
+                value = yield from self.expand_text(arg, io, frame)
+                self.env[name] = value
+            return value or ""
+        if op in ("+", ":+"):
+            return "" if unset else (yield from self.expand_text(arg, io, frame))
+        if op in ("?", ":?"):
+            if unset:
+                raise ExpandError(f"{name}: {arg or 'parameter null or not set'}")
+            return value or ""
+        value = value or ""
+        pattern = yield from self.expand_text(arg, io, frame)
+        if op == "/":
+            old, _, new = pattern.partition("/")
+            return value.replace(old, new, 1) if old else value
+        n = len(value)
+        if op == "%":
+            spans = [(i, n) for i in range(n, -1, -1)]
+        elif op == "%%":
+            spans = [(i, n) for i in range(n + 1)]
+        elif op == "#":
+            spans = [(0, i) for i in range(n + 1)]
+        else:
+            spans = [(0, i) for i in range(n, -1, -1)]
+        for a, b in spans:
+            if fnmatch.fnmatchcase(value[a:b], pattern):
+                return value[:a] + value[b:]
+        return value
+
+    def subst(self, text: str, io: IO, frame: Frame) -> Gen:
+        """``$(…)``: run in a subshell, capture stdout, strip trailing newlines."""
+        try:
+            tree = parse(text)
+        except ShellSyntaxError as error:
+            io.err.write(f"bash: command substitution: {error}\n")
+            return ""
+        sub = self.child()
+        buf = Buffer()
+        try:
+            status = yield from sub.run_list(tree, IO("", buf, io.err, io.nohup), frame)
+        except Exit as done:
+            status = done.code
+        self.subst_status = status
+        return buf.value().rstrip("\n")
+
+    def arith(self, expr: str) -> int:
+        text = expr.replace("&&", " and ").replace("||", " or ").strip() or "0"
+        text = re.sub(r"!(?!=)", " not ", text)
+        try:
+            tree = ast.parse(text, mode="eval")
+        except SyntaxError:
+            raise ExpandError(f"{expr.strip()}: syntax error in expression") from None
+        return int(self.arith_node(tree.body, expr))
+
+    def arith_node(self, node: ast.AST, expr: str) -> int:
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return int(node.value)
+        if isinstance(node, ast.Name):
+            raw = self.env.get(node.id, "0").strip() or "0"
+            return int(raw) if re.fullmatch(r"-?\d+", raw) else 0
+        if isinstance(node, ast.UnaryOp):
+            v = self.arith_node(node.operand, expr)
+            if isinstance(node.op, ast.USub):
+                return -v
+            if isinstance(node.op, ast.Not):
+                return int(not v)
+            return v
+        if isinstance(node, ast.BinOp):
+            a, b = self.arith_node(node.left, expr), self.arith_node(node.right, expr)
+            if isinstance(node.op, ast.Add):
+                return a + b
+            if isinstance(node.op, ast.Sub):
+                return a - b
+            if isinstance(node.op, ast.Mult):
+                return a * b
+            if isinstance(node.op, ast.Pow):
+                return a**b
+            if isinstance(node.op, ast.Div | ast.FloorDiv | ast.Mod):
+                if b == 0:
+                    raise ExpandError(f"{expr.strip()}: division by 0")
+                q = abs(a) // abs(b) * (1 if (a >= 0) == (b >= 0) else -1)
+                return q if not isinstance(node.op, ast.Mod) else a - q * b
+        if isinstance(node, ast.Compare):
+            left = self.arith_node(node.left, expr)
+            for op, right_node in zip(node.ops, node.comparators, strict=True):
+                right = self.arith_node(right_node, expr)
+                ok = {
+                    ast.Lt: left < right,
+                    ast.LtE: left <= right,
+                    ast.Gt: left > right,
+                    ast.GtE: left >= right,
+                    ast.Eq: left == right,
+                    ast.NotEq: left != right,
+                }.get(type(op), False)
+                if not ok:
+                    return 0
+                left = right
+            return 1
+        if isinstance(node, ast.BoolOp):
+            values = [self.arith_node(v, expr) for v in node.values]
+            return int(all(values) if isinstance(node.op, ast.And) else any(values))
+        raise ExpandError(f"{expr.strip()}: syntax error in expression")
+
+    def glob(self, pattern: str) -> list[str]:
+        fs = self.fs()
+        absolute = pattern.startswith("/")
+        found: list[tuple[str, str]] = [("/" if absolute else "", "/" if absolute else self.cwd)]
+        for part in pattern.split("/"):
+            if not part:
+                continue
+            step: list[tuple[str, str]] = []
+            for shown, real in found:
+                if any(c in part for c in "*?["):
+                    if fs.kind(real) != "dir":
+                        continue
+                    for name in fs.listdir(real):
+                        if name.startswith(".") and not part.startswith("."):
+                            continue
+                        if fnmatch.fnmatchcase(name, part):
+                            step.append((join_shown(shown, name), posixpath.join(real, name)))
+                else:
+                    path = posixpath.normpath(posixpath.join(real, part))
+                    if fs.kind(path) is not None:
+                        step.append((join_shown(shown, part), path))
+            found = step
+        return sorted(shown for shown, _ in found)
+
+    def redirect(self, redirs: list[Redir], io: IO, frame: Frame) -> Gen:
+        """Apply redirections in order; None (after printing why) if one fails."""
+        if not redirs:
+            return io
+        stdin, out, err = io.stdin, io.out, io.err
+        fs = self.fs()
+        for r in redirs:
+            fd = r.fd
+            if r.op in ("<<", "<<-"):
+                assert r.body is not None
+                stdin = yield from self.string(r.body, io, frame)
+                continue
+            assert r.target is not None
+            try:
+                target = yield from self.string(r.target, io, frame)
+            except ExpandError as error:
+                io.err.write(f"bash: {error}\n")
+                return None
+            if r.op == "<<<":
+                stdin = target + "\n"
+            elif r.op in (">&", "<&"):
+                if r.op == ">&" and target in ("1", "2"):
+                    source = out if target == "1" else err
+                    if (fd if fd is not None else 1) == 2:
+                        err = source
+                    else:
+                        out = source
+            elif r.op in ("<", "<>"):
+                path = self.abspath(target)
+                kind = fs.kind(path)
+                if kind is None:
+                    io.err.write(f"bash: {target}: No such file or directory\n")
+                    return None
+                if kind == "dir":
+                    io.err.write(f"bash: {target}: Is a directory\n")
+                    return None
+                stdin = fs.read(path) or ""
+            else:
+                sink = self.open_sink(target, append=r.op in (">>", "&>>"))
+                if isinstance(sink, str):
+                    io.err.write(f"bash: {target}: {sink}\n")
+                    return None
+                if r.op in ("&>", "&>>"):
+                    out = err = sink
+                elif (fd if fd is not None else 1) == 2:
+                    err = sink
+                else:
+                    out = sink
+        return IO(stdin, out, err, io.nohup)
+
+    def open_sink(self, target: str, append: bool) -> Sink | str:
+        """A sink writing to ``target`` (truncated unless appending), or the error."""
+        if target in ("/dev/null", "/dev/zero"):
+            return Null()
+        path = self.abspath(target)
+        fs = self.fs()
+        problem = fs.write(path, "", append=True) if append else fs.write(path, "")
+        if problem is not None:
+            return problem
+        return FileSink(fs, path)
+
+    def resolve(self, name: str) -> Host | None:
+        """The host a name or address means, from this host's point of view."""
+        name = name.rpartition("@")[2].strip("[]")
+        if name in ("localhost", "127.0.0.1", "127.0.1.1", "0.0.0.0", "::1", self.host.name):
+            return self.host
+        found = self.world.host_by_name.get(name)
+        if found is not None:
+            return found
+        match = re.fullmatch(r"10\.0\.(\d+)\.(\d+)", name)
+        if match:
+            index = int(match.group(1)) * 256 + int(match.group(2)) - 2
+            if 0 <= index < len(self.world.hosts):
+                return self.world.hosts[index]
+        return None
+
+    def reachable(self, host: Host) -> bool:
+        return host is self.host or self.world.network.up(self.host, host)

@@ -1,0 +1,437 @@
+"""Processes: the host's process table, signals, and the tools that list, wait for and
+signal processes (``ps``, ``kill``, ``pkill``, ``sleep``, ``nohup``, ``timeout``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import TYPE_CHECKING, NamedTuple
+
+from agents.shell.core import IO, Exit, Frame, Gen, Timeout
+from agents.shell.registry import BUILTINS, builtin, tool
+from agents.shell.util import SIGNUMS, finite, old_opts, signal_name, when
+from sim.hosts.replica import agent_argv, server_argv
+from sim.machine import HOME, USER
+from sim.world import ActionFailed, Death, Host, Replica, ServerProcess
+
+if TYPE_CHECKING:
+    from agents.shell.interpreter import VirtualShell
+
+
+class Proc(NamedTuple):
+    pid: int
+    ppid: int
+    user: str
+    cmd: str
+    comm: str
+    rss: float  # KiB
+    since: float
+    proc: object | None  # the world's object (ServerProcess or Replica), None for system ones
+
+
+SSHD_PID = 812
+
+
+def hang_up(sh: VirtualShell, frame: Frame) -> None:
+    """The tool call gave up: SIGHUP to what the command started, except nohup's."""
+    for proc, nohup in frame.started:
+        if not nohup:
+            end_process(sh, proc, "SIGHUP")
+
+
+def end_process(sh: VirtualShell, proc: object, sig: str) -> None:
+    """End a process the session itself stops (hang-up, ``timeout``): no guardrail asks."""
+    world = sh.world
+    if isinstance(proc, ServerProcess):
+        owner = proc.owner
+        if owner is not None and owner.alive:
+            proc = owner  # the world's replica is one unit: its server's end is its end
+        else:
+            stop_server(sh, proc, sig)
+            return
+    if isinstance(proc, Replica) and proc.alive:
+        world.deliver(proc, sig, source=f"shell:{sh.replica.name}", cause=sig.lower())
+
+
+def stop_server(sh: VirtualShell, server: ServerProcess, sig: str) -> None:
+    """A model server no agent uses ends: its port, memory and GPU memory are free."""
+    if server.host.servers.get(server.port) is server:
+        sh.world.stop_server(server)
+        sh.world.record(
+            "server-stop",
+            replica=sh.replica.name,
+            host=server.host.name,
+            port=server.port,
+            reason=sig.lower(),
+        )
+
+
+def signal_process(sh: VirtualShell, proc: object, sig: str) -> Gen:
+    """The agent's ``kill``: through the world and its guardrails; "" or why not."""
+    world = sh.world
+    if sig in ("SIGSTOP", "SIGCONT", "0"):
+        return ""
+    if isinstance(proc, ServerProcess):
+        owner = proc.owner
+        if owner is None or not owner.alive:
+            if world.gate is not None:
+                try:
+                    yield from world.check(
+                        "kill",
+                        sh.replica,
+                        proc.host,
+                        target=f"{proc.host.name}:{proc.port}",
+                        signal=sig,
+                    )
+                except ActionFailed as denied:
+                    return "Operation not permitted" if denied.reason else ""
+            stop_server(sh, proc, sig)
+            return ""
+        proc, sig = owner, "SIGKILL"  # the server cannot catch it; its replica ends
+    if not isinstance(proc, Replica):
+        return "No such process"
+    try:
+        # Signals the world does not model (HUP, INT) end a process as SIGKILL does.
+        yield from world.kill(sh.replica, proc, sig if sig == "SIGTERM" else "SIGKILL")
+    except ActionFailed as denied:
+        return (
+            "Operation not permitted"
+            if "denied" in denied.reason or "not permitted" in denied.reason
+            else "No such process"
+        )
+    except Death:
+        pass  # the agent killed itself; run() ends its process after the command
+    return ""
+
+
+def signal_pid(sh: VirtualShell, pid: int, sig: str) -> Gen:
+    """Signal a process by PID; return "" or why not (as kill words it)."""
+    if pid == sh.pid:
+        if sig in ("SIGKILL", "SIGTERM", "SIGHUP", "SIGINT"):
+            raise Exit(128 + SIGNUMS[sig])
+        return ""
+    if pid in (1, SSHD_PID):
+        return "Operation not permitted"
+    for row in processes(sh):
+        if row.pid == pid and row.proc is not None:
+            return (yield from signal_process(sh, row.proc, sig))
+    return "No such process"
+
+
+def processes(sh: VirtualShell, host: Host | None = None) -> list[Proc]:
+    """The host's processes, by PID: init, sshd, model servers, agents."""
+    host = host or sh.host
+    hs = sh.hs(host)
+    rows = [
+        Proc(1, 0, "root", "/sbin/init", "init", 11_520, -86400.0, None),
+        Proc(
+            SSHD_PID,
+            1,
+            "root",
+            "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups",
+            "sshd",
+            9_216,
+            -86400.0,
+            None,
+        ),
+    ]
+    for server in host.servers.values():
+        pid = hs.pid_of(server)
+        cmd = hs.cmdlines.get(server) or server_argv(server.path, server.port)
+        since = hs.since.get(server, server.ready_at if server.ready_at <= 0 else 0.0)
+        rows.append(Proc(pid, 1, USER, cmd, "python3", server.memory / 1024, since, server))
+    for replica in host.replicas:
+        pid = hs.pid_of(replica)
+        port = replica.server.port if replica.server is not None else 8000
+        cmd = hs.cmdlines.get(replica) or agent_argv(replica.path, port)
+        memory = sh.world.agent_memory / 1024
+        rows.append(Proc(pid, 1, USER, cmd, "python3", memory, replica.born, replica))
+    return sorted(rows, key=lambda r: r.pid)
+
+
+@builtin("kill")
+def kill_builtin(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
+    args = argv[1:]
+    sig: str | None = "SIGTERM"
+    if not args:
+        io.err.write(
+            "kill: usage: kill [-s sigspec | -n signum | -sigspec] pid | jobspec ... "
+            "or kill -l [sigspec]\n"
+        )
+        return 2
+    if args[0] in ("-l", "-L"):
+        io.out.write(
+            " 1) SIGHUP\t 2) SIGINT\t 3) SIGQUIT\t 9) SIGKILL\t15) SIGTERM\t"
+            "18) SIGCONT\t19) SIGSTOP\n"
+        )
+        return 0
+    if args[0] in ("-s", "-n") and len(args) > 1:
+        sig, args = signal_name(args[1]), args[2:]
+    elif args[0].startswith("-") and len(args[0]) > 1 and args[0] != "--":
+        sig, args = signal_name(args[0][1:]), args[1:]
+    if sig is None:
+        io.err.write(f"bash: kill: {argv[1].lstrip('-')}: invalid signal specification\n")
+        return 1
+    status = 0
+    for arg in args:
+        if arg == "--":
+            continue
+        if arg.startswith("%"):
+            io.err.write(f"bash: kill: {arg}: no such job\n")
+            status = 1
+            continue
+        if not re.fullmatch(r"\d+", arg):
+            io.err.write(f"bash: kill: {arg}: arguments must be process or job IDs\n")
+            status = 1
+            continue
+        outcome = yield from signal_pid(sh, int(arg), sig)
+        if outcome:
+            io.err.write(f"bash: kill: ({arg}) - {outcome}\n")
+            status = 1
+    return status
+
+
+@tool("ps")
+def ps(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    args = argv[1:]
+    takes = {"-p", "-o", "-u", "-C", "--pid", "--sort", "-U", "-G"}
+    options: list[str] = []
+    bsd = ""
+    k = 0
+    while k < len(args):
+        arg = args[k]
+        if arg.startswith("-"):
+            options.append(arg)
+            if arg in takes and k + 1 < len(args):
+                options.append(args[k + 1])
+                k += 1
+        elif arg.isalpha():
+            bsd += arg  # BSD-style letters: ps aux
+        else:
+            options += ["-p", arg]
+        k += 1
+    flags, values, _ = old_opts(options, takes=takes)
+    flags |= {"-" + c for c in bsd if c in "ax"}
+    user_format = "u" in bsd
+    hs = sh.hs()
+    rows = processes(sh)
+    now = sh.world.env.now
+    rows.append(Proc(sh.pid, 1, USER, "/bin/bash", "bash", 5_120, now - 60, None))
+    ps_pid = hs.new_pid()
+    rows.append(Proc(ps_pid, sh.pid, USER, " ".join(argv), "ps", 3_400, now, None))
+    pipeline = frame.pipeline
+    for text in pipeline:
+        if not text.startswith("ps"):
+            name = text.split()[0] if text.split() else text
+            rows.append(Proc(hs.new_pid(), sh.pid, USER, text, name, 2_300, now, None))
+    memory = finite(sh.host.memory)
+    if "-p" in values or "--pid" in values:
+        wanted = {
+            int(p)
+            for p in re.split(r"[ ,]", values.get("-p", values.get("--pid", "")))
+            if p.isdigit()
+        }
+        rows = [r for r in rows if r.pid in wanted]
+    if "-C" in values:
+        rows = [r for r in rows if r.comm == values["-C"]]
+    everyone = bool(flags & {"-e", "-A", "-a", "-x"}) or "-p" in values or "-C" in values
+    if not everyone:
+        rows = [r for r in rows if r.pid in (sh.pid, ps_pid)]
+    if "-o" in values:
+        fields = [f.strip().rstrip("=") for f in values["-o"].split(",")]
+        header = {
+            "pid": "PID",
+            "ppid": "PPID",
+            "cmd": "CMD",
+            "args": "COMMAND",
+            "command": "COMMAND",
+            "comm": "COMMAND",
+            "user": "USER",
+            "rss": "RSS",
+            "%mem": "%MEM",
+            "%cpu": "%CPU",
+            "etime": "ELAPSED",
+        }
+        text_fields = {"cmd", "args", "command", "comm", "user"}
+
+        def cell(f: str, value: str) -> str:
+            return (
+                f"{value:<8}"
+                if f in text_fields and f != fields[-1]
+                else (value if f in text_fields else f"{value:>7}")
+            )
+
+        if not values["-o"].endswith("="):
+            io.out.write(" ".join(cell(f, header.get(f, f.upper())) for f in fields) + "\n")
+        for r in rows:
+            cells = {
+                "pid": str(r.pid),
+                "ppid": str(r.ppid),
+                "cmd": r.cmd,
+                "args": r.cmd,
+                "command": r.cmd,
+                "comm": r.comm,
+                "user": r.user,
+                "rss": f"{r.rss:.0f}",
+                "%mem": f"{100 * r.rss * 1024 / memory:.1f}",
+                "%cpu": "0.0",
+                "etime": f"{max(0.0, now - r.since):.0f}",
+            }
+            io.out.write(" ".join(cell(f, cells.get(f, "-")) for f in fields) + "\n")
+        return 0 if rows else 1
+    if user_format:
+        io.out.write("USER         PID %CPU %MEM    VSZ   RSS TTY      STAT START   TIME COMMAND\n")
+        for r in rows:
+            start = when(r.since)
+            mem = 100 * r.rss * 1024 / memory
+            cpu = "0.5" if r.comm == "python" else "0.0"
+            io.out.write(
+                f"{r.user:<9}{r.pid:>7} {cpu:>4} {mem:>4.1f} {r.rss * 1.3:>6.0f} "
+                f"{r.rss:>5.0f} {'pts/0' if sh.pid in (r.pid, r.ppid) else '?':<8} "
+                f"{'Ssl' if r.proc is not None else 'S+' if r.ppid == sh.pid else 'Ss':<4}"
+                f" {start:%H:%M} "
+                f"{'0:03':>6} {r.cmd}\n"
+            )
+        return 0
+    if flags & {"-f", "-F"}:
+        io.out.write("UID          PID    PPID  C STIME TTY          TIME CMD\n")
+        for r in rows:
+            tty = "pts/0" if sh.pid in (r.pid, r.ppid) else "?"
+            io.out.write(
+                f"{r.user:<8}{r.pid:>8}{r.ppid:>8}  0 {when(r.since):%H:%M} "
+                f"{tty:<8} 00:00:03 {r.cmd}\n"
+            )
+        return 0 if rows else 1
+    io.out.write("    PID TTY          TIME CMD\n")
+    for r in rows:
+        tty = "pts/0" if sh.pid in (r.pid, r.ppid) else "?"
+        io.out.write(f"{r.pid:>7} {tty:<8} 00:00:00 {r.comm}\n")
+    return 0 if rows else 1
+
+
+@tool("pkill", "killall", "pgrep")
+def pkill(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
+    args = argv[1:]
+    sig: str | None = "SIGTERM"
+    rest: list[str] = []
+    k = 0
+    while k < len(args):
+        a = args[k]
+        if a in ("-s", "--signal") and k + 1 < len(args):
+            sig = signal_name(args[k + 1])
+            k += 2
+            continue
+        if re.fullmatch(r"-(\d+|[A-Z]+|SIG[A-Z]+)", a):
+            sig = signal_name(a[1:])
+        else:
+            rest.append(a)
+        k += 1
+    flags, _, ops = old_opts(rest, takes={"-u", "-U", "-P", "-g"})
+    if sig is None or not ops:
+        io.err.write(
+            f"{argv[0]}: no matching criteria specified\n"
+            if sig
+            else f"{argv[0]}: invalid signal\n"
+        )
+        return 2
+    full = "-f" in flags
+    exact = "-x" in flags or argv[0] == "killall"
+    target = ops[0]
+    try:
+        regex = re.compile(target)
+    except re.error:
+        io.err.write(f"{argv[0]}: invalid regular expression\n")
+        return 2
+    found = 0
+    for r in processes(sh):
+        text = r.cmd if full else r.comm
+        hit = text == target if exact else regex.search(text) is not None
+        if not hit:
+            continue
+        found += 1
+        if argv[0] == "pgrep":
+            io.out.write(f"{r.pid} {r.cmd}\n" if "-a" in flags else f"{r.pid}\n")
+        elif r.proc is None:
+            io.err.write(f"{argv[0]}: killing pid {r.pid} failed: Operation not permitted\n")
+        else:
+            why = yield from signal_process(sh, r.proc, sig)
+            if why:
+                io.err.write(f"{argv[0]}: killing pid {r.pid} failed: {why}\n")
+    if not found and argv[0] == "killall":
+        io.err.write(f"{target}: no process found\n")
+    return 0 if found else 1
+
+
+@tool("sleep")
+def sleep(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
+    total = 0.0
+    if len(argv) < 2:
+        io.err.write("sleep: missing operand\n")
+        return 1
+    for arg in argv[1:]:
+        if arg in ("inf", "infinity"):
+            total = math.inf
+            continue
+        m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)([smhd]?)", arg)
+        if m is None:
+            io.err.write(f"sleep: invalid time interval '{arg}'\n")
+            return 1
+        total += float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    if math.isinf(total):
+        yield from sh.block(frame)
+    yield from sh.wait(total, frame)
+    return 0
+
+
+@tool("nohup")
+def nohup(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
+    if len(argv) < 2:
+        io.err.write("nohup: missing operand\n")
+        return 125
+    out, err = io.out, io.err
+    if out.tty:
+        sink = sh.open_sink("nohup.out", append=True)
+        if isinstance(sink, str):
+            sink = sh.open_sink(HOME + "/nohup.out", append=True)
+        if isinstance(sink, str):
+            io.err.write(f"nohup: failed to open 'nohup.out': {sink}\n")
+            return 125
+        io.err.write("nohup: ignoring input and appending output to 'nohup.out'\n")
+        out = sink
+    if err.tty:
+        err = out
+    name = argv[1]
+    if "/" not in name and name not in BUILTINS and not sh.fs().tool_here(name):
+        io.err.write(f"nohup: failed to run command '{name}': No such file or directory\n")
+        return 127
+    return (yield from sh.command(argv[1:], IO("", out, err, True), frame))
+
+
+@tool("timeout")
+def timeout(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
+    _, _, ops = old_opts(
+        argv[1:], takes={"-s", "--signal", "-k", "--kill-after"}, stop_at_operand=True
+    )
+    if len(ops) < 2:
+        io.err.write("timeout: missing operand\n")
+        return 125
+    m = re.fullmatch(r"(\d+(?:\.\d*)?)([smhd]?)", ops[0])
+    if m is None:
+        io.err.write(f"timeout: invalid time interval '{ops[0]}'\n")
+        return 125
+    limit = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    mine = sh.world.env.now + limit
+    inner = dataclasses.replace(frame, deadline=min(frame.deadline, mine), started=[])
+    try:
+        status = yield from sh.command(ops[1:], io, inner)
+    except Timeout:
+        if sh.world.env.now < mine - 1e-9:
+            frame.started += inner.started
+            raise
+        for proc, _nohup in inner.started:
+            end_process(sh, proc, "SIGTERM")
+        return 124
+    frame.started += inner.started
+    frame.job_pid = inner.job_pid
+    return status

@@ -1,0 +1,405 @@
+"""The system: disk, memory and GPUs (``du``, ``df``, ``free``, ``nvidia-smi``), who and
+where (``whoami``, ``id``, ``hostname``, ``uname``…), ``env``, ``date``, ``which``."""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from agents.shell.core import IO, Frame, Gen
+from agents.shell.fs import address
+from agents.shell.registry import tool
+from agents.shell.syntax import ASSIGN
+from agents.shell.util import finite, human_free, human_size, join_shown, old_opts, when
+from sim.machine import USER
+
+if TYPE_CHECKING:
+    from agents.shell.interpreter import VirtualShell
+
+
+DRIVER = "Driver Version: 550.54.15      CUDA Version: 12.4     "
+
+
+@tool("du")
+def du(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    flags, values, names = old_opts(argv[1:], takes={"-d", "--max-depth", "-B", "--exclude"})
+    human = bool(flags & {"-h", "--human-readable"})
+    depth_text = values.get("-d", values.get("--max-depth"))
+    max_depth = (
+        0
+        if flags & {"-s", "--summarize"}
+        else (int(depth_text) if depth_text and depth_text.isdigit() else math.inf)
+    )
+    fs = sh.fs()
+    status = 0
+    grand = 0.0
+
+    def shown_size(size: float) -> str:
+        return human_size(size) if human else str(math.ceil(size / 1024))
+
+    def visit(path: str, shown: str, depth: int) -> float:
+        kind = fs.kind(path)
+        if kind != "dir" or path in ("/proc", "/sys"):
+            size = 0.0 if kind == "dir" else math.ceil(fs.stat(path)[1] / 4096) * 4096.0
+            if depth <= max_depth and (kind == "dir" or depth == 0 or "-a" in flags):
+                io.out.write(f"{shown_size(size)}\t{shown}\n")
+            return size
+        total = 4096.0
+        for name in fs.listdir(path):
+            total += visit(
+                posixpath.join(path, name),
+                join_shown(shown, name) if shown != "/" else "/" + name,
+                depth + 1,
+            )
+        if depth <= max_depth:
+            io.out.write(f"{shown_size(total)}\t{shown}\n")
+        return total
+
+    for name in names or ["."]:
+        path = sh.abspath(name)
+        if fs.kind(path) is None:
+            io.err.write(f"du: cannot access '{name}': No such file or directory\n")
+            status = 1
+            continue
+        grand += visit(path, name.rstrip("/") or "/", 0)
+    if flags & {"-c", "--total"}:
+        io.out.write(f"{shown_size(grand)}\ttotal\n")
+    return status
+
+
+@tool("df")
+def df(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    flags, _, names = old_opts(argv[1:], takes={"-B", "-t", "-x", "--output", "--type"})
+    human = bool(flags & {"-h", "--human-readable", "-H", "--si"})
+    host = sh.host
+    disk, used = finite(host.disk), max(0.0, finite(host.disk_used))
+    shm = finite(host.memory) / 2
+    mounts = {
+        "/": ("/dev/nvme0n1p2", disk, used, max(0.0, disk - used)),
+        "/dev/shm": ("tmpfs", shm, 0.0, shm),
+    }
+    chosen: list[str] = []
+    status = 0
+    fs = sh.fs()
+    for name in names:
+        path = sh.abspath(name)
+        if fs.kind(path) is None:
+            io.err.write(f"df: {name}: No such file or directory\n")
+            status = 1
+            continue
+        chosen.append("/dev/shm" if path.startswith("/dev/shm") else "/")
+    rows = [mounts[m] + (m,) for m in (chosen if names else ["/", "/dev/shm"])]
+    if not rows:
+        return status
+    if human:
+        io.out.write(
+            f"{'Filesystem':<15}{'Size':>5}{'Used':>6}{'Avail':>6}{'Use%':>5} Mounted on\n"
+        )
+    else:
+        io.out.write(
+            f"{'Filesystem':<15}{'1K-blocks':>10}{'Used':>10}{'Available':>10}"
+            f"{'Use%':>5} Mounted on\n"
+        )
+    for source, size, in_use, avail, mount in rows:
+        pct = f"{math.ceil(in_use * 100 / (in_use + avail)) if in_use + avail else 0}%"
+        if human:
+            io.out.write(
+                f"{source:<15}{human_size(size):>5}{human_size(in_use):>6}"
+                f"{human_size(avail):>6}{pct:>5} {mount}\n"
+            )
+        else:
+            io.out.write(
+                f"{source:<15}{math.ceil(size / 1024):>10}"
+                f"{math.ceil(in_use / 1024):>10}{avail // 1024:>10.0f}{pct:>5} "
+                f"{mount}\n"
+            )
+    return status
+
+
+@tool("free")
+def free(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    flags, _, _ = old_opts(argv[1:], takes={"-s", "-c"})
+    host = sh.host
+    total = finite(host.memory)
+    used = min(max(0.0, host.memory_used), total)
+    free = total - used
+    divisor = 1024.0
+    for flag, size in (
+        ("-b", 1.0),
+        ("-k", 1024.0),
+        ("-m", 2.0**20),
+        ("-g", 2.0**30),
+        ("--tera", 2.0**40),
+        ("--mega", 1e6),
+        ("--giga", 1e9),
+    ):
+        if flag in flags:
+            divisor = size
+    human = bool(flags & {"-h", "--human"})
+
+    def cell(x: float) -> str:
+        return human_free(x) if human else str(int(x // divisor))
+
+    values = [total, used, free, 0.0, 0.0, free]
+    io.out.write(
+        f"{'':<7}{'total':>13}{'used':>12}{'free':>12}{'shared':>12}"
+        f"{'buff/cache':>12}{'available':>12}\n"
+    )
+    io.out.write(
+        f"{'Mem:':<7}{cell(values[0]):>13}" + "".join(f"{cell(v):>12}" for v in values[1:]) + "\n"
+    )
+    io.out.write(f"{'Swap:':<7}{cell(0):>13}{cell(0):>12}{cell(0):>12}\n")
+    if flags & {"-t", "--total"}:
+        io.out.write(f"{'Total:':<7}{cell(total):>13}{cell(used):>12}{cell(free):>12}\n")
+    return 0
+
+
+def gpus(sh: VirtualShell) -> list[tuple[str, float, float, list[tuple[int, float]]]]:
+    """(name, total, used, [(pid, bytes)]) per GPU, filled by the host's servers."""
+    host = sh.host
+    total = finite(host.gpu_memory)
+    count = max(1, round(total / 80e9)) if total > 96e9 else 1
+    per = total / count
+    name = (
+        "NVIDIA A100-SXM4-80GB"
+        if per >= 70e9
+        else "NVIDIA A100-SXM4-40GB"
+        if per >= 35e9
+        else "NVIDIA A10G"
+        if per >= 20e9
+        else "Tesla T4"
+    )
+    cards: list[tuple[str, float, float, list[tuple[int, float]]]] = [
+        (name, per, 0.0, []) for _ in range(count)
+    ]
+    hs = sh.hs()
+    for server in sorted(host.servers.values(), key=hs.pid_of):
+        need = server.gpu_memory
+        for k, (card, size, used, procs) in enumerate(cards):
+            if need <= 0:
+                break
+            take = min(need, size - used)
+            if take > 0:
+                procs.append((hs.pid_of(server), take))
+                cards[k] = (card, size, used + take, procs)
+                need -= take
+    return cards
+
+
+@tool("nvidia-smi")
+def nvidia_smi(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    flags, values, _ = old_opts(argv[1:], takes={"--query-gpu", "--format", "-i", "--id"})
+    cards = gpus(sh)
+    mib = 2.0**20
+    if flags & {"-L", "--list-gpus"}:
+        for k, (name, *_rest) in enumerate(cards):
+            io.out.write(f"GPU {k}: {name} (UUID: GPU-{k:08x}-5c1e-4f2a-9d3b-{k:012x})\n")
+        return 0
+    if "--query-gpu" in values:
+        fields = [f.strip() for f in values["--query-gpu"].split(",") if f.strip()]
+        fmt = values.get("--format", "csv")
+        units = "nounits" not in fmt
+        getters: dict[str, tuple[str, Callable[[int], str]]] = {
+            "index": ("index", lambda k: str(k)),
+            "name": ("name", lambda k: cards[k][0]),
+            "memory.total": (
+                "memory.total [MiB]",
+                lambda k: f"{cards[k][1] / mib:.0f}" + (" MiB" if units else ""),
+            ),
+            "memory.used": (
+                "memory.used [MiB]",
+                lambda k: f"{cards[k][2] / mib:.0f}" + (" MiB" if units else ""),
+            ),
+            "memory.free": (
+                "memory.free [MiB]",
+                lambda k: f"{(cards[k][1] - cards[k][2]) / mib:.0f}" + (" MiB" if units else ""),
+            ),
+            "utilization.gpu": ("utilization.gpu [%]", lambda k: "0" + (" %" if units else "")),
+        }
+        for f in fields:
+            if f not in getters:
+                io.err.write(f'Field "{f}" is not a valid field to query.\n')
+                return 2
+        if "noheader" not in fmt:
+            io.out.write(", ".join(getters[f][0] for f in fields) + "\n")
+        for k in range(len(cards)):
+            io.out.write(", ".join(getters[f][1](k) for f in fields) + "\n")
+        return 0
+    bar = "+" + "-" * 89 + "+"
+    split = "+" + "-" * 41 + "+" + "-" * 24 + "+" + "-" * 22 + "+"
+
+    def row(a: str, b: str, c: str) -> str:
+        return f"|{a:<41}|{b:<24}|{c:<22}|\n"
+
+    def spread(left: str, right: str, width: int) -> str:
+        return left + " " * max(1, width - len(left) - len(right)) + right
+
+    now = when(sh.world.env.now)
+    out = [
+        f"{now:%a %b} {now.day:>2} {now:%H:%M:%S %Y}       \n",
+        bar + "\n",
+        f"|{spread(' NVIDIA-SMI 550.54.15', DRIVER, 89)}|\n",
+        "|" + split[1:] + "\n",
+        row(
+            " GPU  Name                 Persistence-M",
+            " Bus-Id          Disp.A",
+            " Volatile Uncorr. ECC",
+        ),
+        row(
+            " Fan  Temp   Perf          Pwr:Usage/Cap",
+            "           Memory-Usage",
+            " GPU-Util  Compute M.",
+        ),
+        row("", "", "               MIG M."),
+        "|" + "=" * 41 + "+" + "=" * 24 + "+" + "=" * 22 + "|\n",
+    ]
+    for k, (name, size, used, _procs) in enumerate(cards):
+        power = 62 + 3 * k + (25 if used else 0)
+        out.append(
+            row(
+                spread(f"   {k}  {name}", "On  ", 41),
+                f"   00000000:{7 + 8 * k:02X}:00.0 Off ",
+                f"{'0':>21} ",
+            )
+        )
+        out.append(
+            row(
+                spread(f" N/A   {33 + k}C    P0", f"{power}W /  400W ", 41),
+                f"{f'{used / mib:.0f}MiB':>11} / {f'{size / mib:.0f}MiB':>9} ",
+                f"{'0%':>7}{'Default':>14} ",
+            )
+        )
+        out.append(row("", "", f"{'Disabled':>21} "))
+        out.append(split + "\n")
+    out += [
+        " " * 91 + "\n",
+        bar + "\n",
+        f"|{' Processes:':<89}|\n",
+        "|  GPU   GI   CI        PID   Type   Process name" + " " * 30 + "GPU Memory |\n",
+        "|        ID   ID" + " " * 63 + "Usage      |\n",
+        "|" + "=" * 89 + "|\n",
+    ]
+    procs = [(k, pid, used) for k, card in enumerate(cards) for pid, used in card[3]]
+    if not procs:
+        out.append(f"|{'  No running processes found':<89}|\n")
+    for k, pid, used in procs:
+        left = f"  {k:>3}   N/A  N/A  {pid:>9}      C   python"
+        out.append(f"|{spread(left, f'{used / mib:.0f}MiB', 88)} |\n")
+    out.append(bar + "\n")
+    io.out.write("".join(out))
+    return 0
+
+
+@tool("whoami")
+def whoami(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    io.out.write(USER + "\n")
+    return 0
+
+
+@tool("id")
+def id_(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    machine = sh.world.machine(sh.host)
+    flags, _, _ = old_opts(argv[1:])
+    uid, gid, user = machine.uid, machine.gid, machine.user
+    if flags & {"-u", "-g", "-G"}:
+        number = uid if "-u" in flags else gid
+        io.out.write(f"{user if '-n' in flags else number}\n")
+        return 0
+    io.out.write(f"uid={uid}({user}) gid={gid}({user}) groups={gid}({user})\n")
+    return 0
+
+
+@tool("hostname")
+def hostname(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    flags, _, _ = old_opts(argv[1:])
+    io.out.write((address(sh.host) + " " if flags & {"-I", "-i"} else sh.host.name) + "\n")
+    return 0
+
+
+@tool("nproc")
+def nproc(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    io.out.write(f"{max(1, int(min(sh.host.cpu, 1e6)))}\n")
+    return 0
+
+
+@tool("uname")
+def uname(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    flags, _, _ = old_opts(argv[1:])
+    parts = {
+        "-s": "Linux",
+        "-n": sh.host.name,
+        "-r": "5.15.0-125-generic",
+        "-v": "#135-Ubuntu SMP Fri Sep 27 13:53:58 UTC 2024",
+        "-m": "x86_64",
+        "-p": "x86_64",
+        "-i": "x86_64",
+        "-o": "GNU/Linux",
+    }
+    if "-a" in flags or "--all" in flags:
+        chosen = list(parts)
+    else:
+        chosen = [f for f in parts if f in flags] or ["-s"]
+    io.out.write(" ".join(parts[f] for f in chosen) + "\n")
+    return 0
+
+
+@tool("env", "printenv")
+def env(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
+    args = argv[1:]
+    extra: dict[str, str] = {}
+    clear = False
+    while args and (args[0] in ("-i", "-", "--ignore-environment") or ASSIGN.match(args[0])):
+        clear = clear or not ASSIGN.match(args[0])
+        if "=" in args[0]:
+            name, _, value = args[0].partition("=")
+            extra[name] = value
+        args = args[1:]
+    if argv[0] == "printenv" and args:
+        values = [sh.env[a] for a in args if a in sh.env]
+        io.out.write("".join(v + "\n" for v in values))
+        return 0 if len(values) == len(args) else 1
+    if not args:
+        merged = {**({} if clear else sh.env), **extra}
+        io.out.write("".join(f"{k}={v}\n" for k, v in merged.items()))
+        return 0
+    saved = dict(sh.env)
+    if clear:
+        sh.env = {}
+    sh.env.update(extra)
+    try:
+        return (yield from sh.command(args, io, frame))
+    finally:
+        sh.env = saved
+
+
+@tool("date")
+def date(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    now = when(sh.world.env.now)
+    fmt = next((a[1:] for a in argv[1:] if a.startswith("+")), None)
+    if fmt is not None:
+        io.out.write(now.strftime(fmt.replace("%N", "000000000")) + "\n")
+    else:
+        io.out.write(f"{now:%a %b} {now.day:>2} {now:%H:%M:%S} UTC {now:%Y}\n")
+    return 0
+
+
+@tool("uptime")
+def uptime(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    io.out.write(
+        f" {when(sh.world.env.now):%H:%M:%S} up 19 days,  2:03,  0 users,  "
+        "load average: 0.42, 0.37, 0.33\n"
+    )
+    return 0
+
+
+@tool("which")
+def which(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    status = 0
+    for name in (a for a in argv[1:] if not a.startswith("-")):
+        if sh.fs().tool_here(name):
+            io.out.write(f"/usr/bin/{name}\n")
+        else:
+            status = 1
+    return status
