@@ -50,7 +50,19 @@ class Break(Exception):
 
 
 class ExpandError(Exception):
-    """An expansion error (``${X:?}``, bad arithmetic); the command does not run."""
+    """An expansion error (``${X:?}``, bad arithmetic): the line ends with ``status``."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Return(Exception):
+    """``return`` from a function or a sourced script."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 Ret = int | Generator[Event, Any, int]
@@ -119,4 +131,5 @@ class Frame:
     started: list[tuple[object, bool]] = field(default_factory=list)  # (process, nohup)
     job_pid: int | None = None
     depth: int = 0
+    sourcing: int = 0
     pipeline: list[str] = field(default_factory=list)  # the other commands of a pipeline

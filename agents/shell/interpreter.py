@@ -29,6 +29,7 @@ from agents.shell.core import (
     Gen,
     Null,
     Ret,
+    Return,
     Sink,
     Timeout,
 )
@@ -37,9 +38,11 @@ from agents.shell.processes import hang_up
 from agents.shell.registry import BUILTINS, TOOLS
 from agents.shell.syntax import (
     AndOr,
+    Case,
     CommandList,
     Compound,
     For,
+    FunctionDef,
     If,
     Lexer,
     Pipeline,
@@ -49,6 +52,7 @@ from agents.shell.syntax import (
     Simple,
     While,
     Word,
+    brace_expand,
     parse,
 )
 from agents.shell.util import glob_escape, join_shown
@@ -94,6 +98,7 @@ class VirtualShell:
         if server is not None and self.host is replica.host:
             extra["OPENAI_BASE_URL"] = f"http://localhost:{server.port}/v1"
         self.env: dict[str, str] = self.world.machine(self.host).environment(extra)
+        self.exported: set[str] = set(self.env)
         self.positional: list[str] = []
         self.argv0 = "bash"
         self.status = 0
@@ -101,6 +106,11 @@ class VirtualShell:
         self.history: list[ShellResult] = []
         self.pid = self.hs().new_pid()
         self.subst_status: int | None = None
+        self.functions: dict[str, Any] = {}
+        self.locals: list[dict[str, str | None]] = []
+        self.errexit = False
+        self.conditions = 0
+        self.line = ""
 
     def __repr__(self) -> str:
         return f"<VirtualShell {self.replica.name}@{self.host.name}:{self.cwd}>"
@@ -116,7 +126,13 @@ class VirtualShell:
         world = self.world
         env = world.env
         start = env.now
-        out, err = Buffer(tty=True), Buffer(tty=True)
+        # Each line is a ``bash -c`` of its own, as on a live host: the directory and the
+        # variables carry over; $?, $!, $$, the positional parameters, functions and
+        # options start afresh.
+        self.status, self.last_bg, self.positional = 0, None, []
+        self.functions, self.locals, self.errexit, self.conditions = {}, [], False, 0
+        self.pid, self.line = self.hs().new_pid(), command
+        out, err = Buffer(), Buffer()
         frame = Frame(start + self.timeout, True)
         io = IO("", out, err)
         timed_out = False
@@ -180,6 +196,12 @@ class VirtualShell:
         sub.command_cost = self.command_cost
         sub.cwd = self.cwd if host is None else HOME
         sub.env = dict(self.env)
+        sub.exported = set(self.exported)
+        sub.functions = dict(self.functions)
+        sub.locals = []
+        sub.errexit = self.errexit
+        sub.conditions = self.conditions
+        sub.line = self.line
         sub.positional = list(self.positional)
         sub.argv0 = self.argv0
         sub.status = self.status
@@ -191,6 +213,24 @@ class VirtualShell:
             sub.env.update(PWD=HOME, HOSTNAME=host.name)
             sub.env.pop("OPENAI_BASE_URL", None)
         return sub
+
+    def process(self, host: Host | None = None) -> VirtualShell:
+        """A new bash process (``bash -c``, a script): it inherits only what is exported,
+        and none of the functions or options."""
+        sub = self.child(host)
+        sub.env = {k: v for k, v in sub.env.items() if k in self.exported}
+        sub.functions, sub.errexit, sub.conditions = {}, False, 0
+        if host is None:
+            sub.pid = sub.hs().new_pid()
+        return sub
+
+    def exported_env(self) -> dict[str, str]:
+        """The environment a command started from this shell sees."""
+        return {k: v for k, v in self.env.items() if k in self.exported}
+
+    def set_var(self, name: str, value: str) -> None:
+        """Assign a shell variable (a function's ``local`` keeps its old value)."""
+        self.env[name] = value
 
     def abspath(self, path: str) -> str:
         joined = posixpath.normpath(posixpath.join(self.cwd, path or "."))
@@ -235,11 +275,24 @@ class VirtualShell:
 
     def and_or(self, node: AndOr, io: IO, frame: Frame) -> Gen:
         status = yield from self.pipeline(node.first, io, frame)
+        ran_last = not node.rest
         for op, pipe in node.rest:
             self.status = status
-            if (op == "&&") == (status == 0):
+            ran_last = (op == "&&") == (status == 0)
+            if ran_last:
                 status = yield from self.pipeline(pipe, io, frame)
+        last = node.rest[-1][1] if node.rest else node.first
+        if status and self.errexit and not self.conditions and ran_last and not last.negate:
+            raise Exit(status)  # set -e
         return status
+
+    def condition(self, node: CommandList, io: IO, frame: Frame) -> Gen:
+        """A list tested by ``if``/``while``: ``set -e`` does not apply in it."""
+        self.conditions += 1
+        try:
+            return (yield from self.run_list(node, io, frame))
+        finally:
+            self.conditions -= 1
 
     def pipeline(self, node: Pipeline, io: IO, frame: Frame) -> Gen:
         if len(node.cmds) == 1:
@@ -284,6 +337,9 @@ class VirtualShell:
     def node(self, node: Any, io: IO, frame: Frame) -> Gen:
         if isinstance(node, Simple):
             return (yield from self.simple(node, io, frame))
+        if isinstance(node, FunctionDef):
+            self.functions[node.name] = node.body
+            return 0
         redirected = yield from self.redirect(node.redirs, io, frame)
         if redirected is None:
             return 1
@@ -298,7 +354,7 @@ class VirtualShell:
                 return done.code
         if isinstance(node, If):
             for cond, body in node.branches:
-                status = yield from self.run_list(cond, io, frame)
+                status = yield from self.condition(cond, io, frame)
                 if status == 0:
                     return (yield from self.run_list(body, io, frame))
             if node.orelse is not None:
@@ -328,7 +384,7 @@ class VirtualShell:
         if isinstance(node, While):
             status = 0
             for _ in range(MAX_LOOP):
-                cond = yield from self.run_list(node.cond, io, frame)
+                cond = yield from self.condition(node.cond, io, frame)
                 if (cond == 0) == node.until:
                     break
                 try:
@@ -341,6 +397,18 @@ class VirtualShell:
                         break
                 yield from self.tick(frame, 0.0)
             return status
+        if isinstance(node, Case):
+            try:
+                word = yield from self.string(node.word, io, frame)
+            except ExpandError as error:
+                io.err.write(f"bash: {error}\n")
+                raise Exit(1) from None
+            for patterns, body in node.items:
+                for pattern in patterns:
+                    text = yield from self.pattern(pattern, io, frame)
+                    if fnmatch.fnmatchcase(word, text):
+                        return (yield from self.run_list(body, io, frame))
+            return 0
         raise TypeError(node)
 
     def simple(self, node: Simple, io: IO, frame: Frame) -> Gen:
@@ -352,30 +420,59 @@ class VirtualShell:
                 value = yield from self.string(word, io, frame)
                 assigns.append((name, value))
         except ExpandError as error:
-            io.err.write(f"bash: {error}\n")
-            return 1
+            # An expansion error ends a non-interactive shell's line.
+            io.err.write(f"{self.argv0}: line 1: {error}\n")
+            raise Exit(error.status) from None
         redirected = yield from self.redirect(node.redirs, io, frame)
         if redirected is None:
             return 1
         if not argv:
-            self.env.update(assigns)
+            for name, value in assigns:
+                self.set_var(name, value)
             return self.subst_status or 0
         yield from self.tick(frame)
-        saved = {name: self.env.get(name) for name, _ in assigns}
+        saved = {name: (self.env.get(name), name in self.exported) for name, _ in assigns}
         self.env.update(assigns)
+        self.exported.update(name for name, _ in assigns)
         try:
             status = yield from self.command(argv, redirected, frame)
         finally:
-            for name, old in saved.items():
+            for name, (old, was_exported) in saved.items():
                 if old is None:
                     self.env.pop(name, None)
                 else:
                     self.env[name] = old
+                if not was_exported:
+                    self.exported.discard(name)
         return status
+
+    def call(self, name: str, argv: list[str], io: IO, frame: Frame) -> Gen:
+        """Call a shell function: its own positional parameters and ``local`` variables."""
+        saved = self.positional
+        self.positional = argv[1:]
+        self.locals.append({})
+        frame.depth += 1
+        try:
+            if frame.depth > MAX_DEPTH:
+                io.err.write(f"bash: {name}: maximum function nesting level exceeded\n")
+                return 1
+            return (yield from self.node(self.functions[name], io, frame))
+        except Return as done:
+            return done.code
+        finally:
+            frame.depth -= 1
+            self.positional = saved
+            for var, old in self.locals.pop().items():
+                if old is None:
+                    self.env.pop(var, None)
+                else:
+                    self.env[var] = old
 
     def command(self, argv: list[str], io: IO, frame: Frame) -> Gen:
         """Run one command: a builtin, a tool on the PATH, or a file by its path."""
         name = argv[0]
+        if name in self.functions:
+            return (yield from self.call(name, argv, io, frame))
         method = BUILTINS.get(name)
         if method is None and "/" not in name:
             if not self.fs().tool_here(name):
@@ -437,16 +534,26 @@ class VirtualShell:
         except ShellSyntaxError as error:
             io.err.write(f"{shown}: line 1: {error}\n")
             return 2
-        session = self if here else self.child()
+        session = self if here else self.process()
         saved = (session.positional, session.argv0)
-        session.positional, session.argv0 = list(args), shown
+        session.positional = list(args)
+        if not here:
+            session.argv0 = shown
         frame.depth += 1
+        frame.sourcing += here
         try:
             return (yield from session.run_list(tree, io, frame))
+        except Return as done:
+            if not here:
+                raise
+            return done.code
         except Exit as done:
+            if here:
+                raise  # ``exit`` in a sourced script ends the line
             return done.code
         finally:
             frame.depth -= 1
+            frame.sourcing -= here
             if here:
                 session.positional, session.argv0 = saved
 
@@ -454,7 +561,8 @@ class VirtualShell:
         out: list[str] = []
         glob = not (words and words[0].plain() == "[[")  # [[ ]] neither splits nor globs
         for word in words:
-            out += yield from self.fields(word, io, frame, glob)
+            for part in brace_expand(word) if glob else (word,):
+                out += yield from self.fields(part, io, frame, glob)
         return out
 
     def fields(self, word: Word, io: IO, frame: Frame, glob: bool = True) -> Gen:
@@ -523,6 +631,17 @@ class VirtualShell:
                 parts.append((yield from self.value(seg, io, frame)))
         return "".join(parts)
 
+    def pattern(self, word: Word, io: IO, frame: Frame) -> Gen:
+        """Expand a word into a glob pattern: its quoted parts match themselves."""
+        parts: list[str] = []
+        for seg in word.segs:
+            if seg.kind == "lit":
+                parts.append(glob_escape(seg.text) if seg.quoted else seg.text)
+            else:
+                value = yield from self.value(seg, io, frame)
+                parts.append(glob_escape(value) if seg.quoted else value)
+        return "".join(parts)
+
     def expand_text(self, text: str, io: IO, frame: Frame) -> Gen:
         """Expand ``$…`` inside text, as inside double quotes."""
         if "$" not in text and "`" not in text:
@@ -583,7 +702,7 @@ class VirtualShell:
             return "" if unset else (yield from self.expand_text(arg, io, frame))
         if op in ("?", ":?"):
             if unset:
-                raise ExpandError(f"{name}: {arg or 'parameter null or not set'}")
+                raise ExpandError(f"{name}: {arg or 'parameter null or not set'}", 127)
             return value or ""
         value = value or ""
         pattern = yield from self.expand_text(arg, io, frame)

@@ -399,7 +399,22 @@ class While:
     redirs: list[Redir] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Case:
+    word: Word
+    items: list[tuple[list[Word], CommandList]]
+    redirs: list[Redir] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class FunctionDef:
+    name: str
+    body: Any
+    redirs: list[Redir] = field(default_factory=list)
+
+
 ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
 RESERVED = frozenset({"then", "else", "elif", "fi", "do", "done", "}", "esac"})
@@ -418,8 +433,9 @@ class Parser:
             raise self._unexpected()
         return body
 
-    def peek(self) -> Token | None:
-        return self.t[self.k] if self.k < len(self.t) else None
+    def peek(self, ahead: int = 0) -> Token | None:
+        k = self.k + ahead
+        return self.t[k] if k < len(self.t) else None
 
     def _unexpected(self) -> ShellSyntaxError:
         tok = self.peek()
@@ -433,8 +449,8 @@ class Parser:
             shown = tok.op
         return ShellSyntaxError(f"syntax error near unexpected token `{shown}'")
 
-    def _is_op(self, *ops: str) -> bool:
-        tok = self.peek()
+    def _is_op(self, *ops: str, ahead: int = 0) -> bool:
+        tok = self.peek(ahead)
         return isinstance(tok, Op) and tok.text in ops
 
     def _is_word(self, *words: str) -> bool:
@@ -541,7 +557,93 @@ class Parser:
                 body = self.list_(frozenset({"done"}))
                 self._expect("done")
                 return While(cond, body, word == "until", self._redirs())
+            if word == "case":
+                return self._case()
+            if word == "[[":
+                return self._conditional()
+            if word == "function" and isinstance(self.peek(1), Word):
+                self.k += 1
+                name = self.t[self.k]
+                assert isinstance(name, Word)
+                self.k += 1
+                if self._is_op("(") and self._is_op(")", ahead=1):
+                    self.k += 2
+                return self._function(name.raw)
+            if (
+                word is not None
+                and NAME.fullmatch(word)
+                and self._is_op("(", ahead=1)
+                and self._is_op(")", ahead=2)
+            ):
+                self.k += 3
+                return self._function(word)
         return self._simple()
+
+    def _function(self, name: str) -> FunctionDef:
+        self._newlines()
+        body = self.command()
+        if not isinstance(body, Compound | If | For | While | Case):
+            raise self._unexpected()
+        return FunctionDef(name, body)
+
+    def _conditional(self) -> Simple:
+        """``[[ … ]]``: its words up to ``]]``, operators (``&&``, ``<``) as words."""
+        words: list[Word] = []
+        while True:
+            tok = self.peek()
+            if tok is None:
+                raise self._unexpected()
+            self.k += 1
+            if isinstance(tok, Word):
+                words.append(tok)
+                if tok.plain() == "]]":
+                    break
+            elif isinstance(tok, Op):
+                words.append(Word([Seg("lit", tok.text, True)], tok.text))
+            else:
+                words.append(Word([Seg("lit", tok.op, True)], tok.op))
+                if tok.target is not None:
+                    words.append(tok.target)
+        return Simple([], words, self._redirs())
+
+    def _case(self) -> Case:
+        self.k += 1
+        word = self.peek()
+        if not isinstance(word, Word):
+            raise self._unexpected()
+        self.k += 1
+        self._newlines()
+        self._expect("in")
+        items: list[tuple[list[Word], CommandList]] = []
+        while True:
+            self._newlines()
+            if self._is_word("esac"):
+                self.k += 1
+                break
+            if self._is_op("("):
+                self.k += 1
+            patterns: list[Word] = []
+            while True:
+                tok = self.peek()
+                if not isinstance(tok, Word):
+                    raise self._unexpected()
+                patterns.append(tok)
+                self.k += 1
+                if not self._is_op("|"):
+                    break
+                self.k += 1
+            if not self._is_op(")"):
+                raise self._unexpected()
+            self.k += 1
+            body = self.list_(frozenset({"esac"}))
+            items.append((patterns, body))
+            if self._is_op(";;"):
+                self.k += 1
+                continue
+            self._newlines()
+            self._expect("esac")
+            break
+        return Case(word, items, self._redirs())
 
     def _if(self) -> If:
         self.k += 1
@@ -618,6 +720,38 @@ class Parser:
         if not (assigns or words or redirs):
             raise self._unexpected()
         return Simple(assigns, words, redirs)
+
+
+_BRACES = re.compile(r"\{([^{}\s]*(?:,[^{}\s]*)+|-?\d+\.\.-?\d+|[a-zA-Z]\.\.[a-zA-Z])\}")
+
+
+def brace_expand(word: Word) -> list[Word]:
+    """``a{b,c}d`` and ``f{1..3}``: the words a brace in an unquoted literal makes."""
+    for k, seg in enumerate(word.segs):
+        if seg.kind != "lit" or seg.quoted or "{" not in seg.text:
+            continue
+        match = _BRACES.search(seg.text)
+        if match is None:
+            continue
+        inner = match.group(1)
+        if ".." in inner and "," not in inner:
+            a, b = inner.split("..")
+            if a.lstrip("-").isdigit():
+                lo, hi = int(a), int(b)
+                step = 1 if hi >= lo else -1
+                items = [str(n) for n in range(lo, hi + step, step)]
+            else:
+                step = 1 if ord(b) >= ord(a) else -1
+                items = [chr(c) for c in range(ord(a), ord(b) + step, step)]
+        else:
+            items = inner.split(",")
+        out: list[Word] = []
+        for item in items:
+            text = seg.text[: match.start()] + item + seg.text[match.end() :]
+            segs = [*word.segs[:k], Seg("lit", text, False), *word.segs[k + 1 :]]
+            out += brace_expand(Word(segs, word.raw))
+        return out
+    return [word]
 
 
 def parse(text: str) -> CommandList:

@@ -6,7 +6,7 @@ import fnmatch
 import re
 from typing import TYPE_CHECKING
 
-from agents.shell.core import IO, Break, Exit, Frame, Gen
+from agents.shell.core import IO, Break, Exit, Frame, Gen, Return
 from agents.shell.registry import BUILTINS, builtin
 from agents.shell.syntax import ShellSyntaxError, parse
 from agents.shell.util import unescape
@@ -107,23 +107,51 @@ def printf(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     return 0
 
 
+def _declared(sh: VirtualShell, name: str) -> str:
+    value = sh.env[name].replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'declare {"-x" if name in sh.exported else "--"} {name}="{value}"\n'
+
+
 @builtin("export", "declare", "typeset", "local")
 def export(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    """``export``/``declare``/``typeset``/``local``: set variables, mark them exported,
+    print them (``-p``)."""
+    tool = argv[0]
+    if tool == "local" and not sh.locals:
+        io.err.write(f"{sh.argv0}: line 1: local: can only be used in a function\n")
+        return 1
+    flags = "".join(a[1:] for a in argv[1:] if a.startswith("-") and len(a) > 1)
     args = [a for a in argv[1:] if not a.startswith("-")]
-    if not args:
-        for name, value in sorted(sh.env.items()):
-            io.out.write(f'declare -x {name}="{value}"\n')
-        return 0
+    exporting = tool == "export" or "x" in flags
+    if not args or (flags == "p" and tool != "export"):
+        names = args or sorted(n for n in sh.env if tool != "export" or n in sh.exported)
+        status = 0
+        for name in names:
+            if name in sh.env:
+                io.out.write(_declared(sh, name))
+            else:
+                io.err.write(f"{sh.argv0}: line 1: {tool}: {name}: not found\n")
+                status = 1
+        return status
+    status = 0
     for arg in args:
         name, eq, value = arg.partition("=")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            io.err.write(f"bash: {argv[0]}: `{arg}': not a valid identifier\n")
-            return 1
+            io.err.write(f"{sh.argv0}: line 1: {tool}: `{arg}': not a valid identifier\n")
+            status = 1
+            continue
+        if tool == "local" and name not in sh.locals[-1]:
+            sh.locals[-1][name] = sh.env.get(name)
         if eq:
             sh.env[name] = value
-        else:
+        elif tool == "local":
             sh.env.setdefault(name, "")
-    return 0
+        if exporting:
+            sh.exported.add(name)
+            sh.env.setdefault(name, "")
+        elif "n" in flags:
+            sh.exported.discard(name)
+    return status
 
 
 @builtin("unset")
@@ -131,19 +159,34 @@ def unset(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     for name in argv[1:]:
         if not name.startswith("-"):
             sh.env.pop(name, None)
+            sh.exported.discard(name)
+            if "-f" in argv:
+                sh.functions.pop(name, None)
     return 0
 
 
-@builtin("exit", "return")
+@builtin("exit")
 def exit_(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    code = sh.status
+    raise Exit(_code(sh, argv, io))
+
+
+@builtin("return")
+def return_(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    if not sh.locals and not frame.sourcing:
+        io.err.write(
+            f"{sh.argv0}: line 1: return: can only `return' from a function or sourced script\n"
+        )
+        return 2
+    raise Return(_code(sh, argv, io))
+
+
+def _code(sh: VirtualShell, argv: list[str], io: IO) -> int:
     if len(argv) > 1:
         if not re.fullmatch(r"-?\d+", argv[1]):
-            io.err.write(f"bash: exit: {argv[1]}: numeric argument required\n")
-            code = 2
-        else:
-            code = int(argv[1])
-    raise Exit(code & 255)
+            io.err.write(f"{sh.argv0}: line 1: {argv[0]}: {argv[1]}: numeric argument required\n")
+            return 2
+        return int(argv[1]) & 255
+    return sh.status & 255
 
 
 @builtin("true", ":")
@@ -156,23 +199,78 @@ def false(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     return 1
 
 
-@builtin(
-    "set",
-    "wait",
-    "jobs",
-    "disown",
-    "alias",
-    "unalias",
-    "umask",
-    "ulimit",
-    "trap",
-    "shopt",
-    "hash",
-    "history",
-    "bind",
-    "enable",
-)
-def noop(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+@builtin("set")
+def set_(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    """``set -- ARGS`` (positional parameters), ``set -e``/``+e``; alone, the variables."""
+    args = argv[1:]
+    if not args:
+        io.out.write("".join(f"{k}={v}\n" for k, v in sorted(sh.env.items())))
+        return 0
+    while args and args[0][:1] in "-+" and args[0] not in ("-", "--"):
+        flag = args.pop(0)
+        if flag in ("-o", "+o"):
+            option = args.pop(0) if args else ""
+            if option == "errexit":
+                sh.errexit = flag == "-o"
+            continue
+        if "e" in flag:
+            sh.errexit = flag.startswith("-")
+    if args and args[0] in ("-", "--"):
+        args.pop(0)
+        sh.positional = args
+    elif args:
+        sh.positional = args
+    return 0
+
+
+@builtin("umask")
+def umask(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    if len(argv) == 1:
+        io.out.write("0022\n")
+    return 0
+
+
+@builtin("ulimit")
+def ulimit(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    if len(argv) == 1 or argv[1:] == ["-f"]:
+        io.out.write("unlimited\n")
+    return 0
+
+
+@builtin("hash")
+def hash_(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    if len(argv) == 1:
+        io.out.write("hash: hash table empty\n")
+    return 0
+
+
+@builtin("shopt")
+def shopt(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    """Every optional behaviour is off (``shopt -q NAME`` fails); setting one is kept
+    quiet, as none is modelled."""
+    return 1 if "-q" in argv and "-s" not in argv else 0
+
+
+@builtin("unalias")
+def unalias(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    names = [a for a in argv[1:] if not a.startswith("-")]
+    for name in names:
+        io.err.write(f"{sh.argv0}: line 1: unalias: {name}: not found\n")
+    return 1 if names else 0
+
+
+@builtin("disown")
+def disown(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    if len(argv) == 1 and sh.last_bg is None:
+        io.err.write(f"{sh.argv0}: line 1: disown: current: no such job\n")
+        return 1
+    return 0
+
+
+@builtin("wait", "jobs", "alias", "trap", "history", "bind", "enable")
+def quiet(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    """Builtins that print nothing and succeed in a fresh non-interactive bash (no jobs
+    to list or wait for: a line's background jobs outlive it; no aliases, no history)."""
     return 0
 
 

@@ -55,7 +55,7 @@ def bash(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
         except ShellSyntaxError as error:
             io.err.write(f"{argv[0]}: -c: line 1: {error}\n")
             return 2
-        sub = sh.child()
+        sub = sh.process()
         sub.argv0 = args[0] if args else argv[0]
         sub.positional = args[1:]
         try:
