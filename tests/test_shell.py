@@ -349,7 +349,7 @@ def test_ps_aux_lists_the_server_and_agent_with_their_command_lines():
 
 def test_which_finds_present_tools_only():
     """``which`` prints the path of a present tool and nothing for a missing one."""
-    assert sh("which python").stdout == "/usr/bin/python\n"
+    assert sh("which python3").stdout == "/usr/bin/python3\n"  # Debian 12 has no `python`
     result = sh("which netstat", host=PAPER_BOX)
     assert (result.stdout, result.exit_code) == ("", 1)
 

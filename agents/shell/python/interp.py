@@ -414,7 +414,7 @@ class Py:
             "socket.SOL_SOCKET": 1,
             "socket.SO_REUSEADDR": 2,
             "sys.argv": list(self.argv),
-            "sys.version": "3.11.7 (main, Dec  8 2023, 18:56:58) [GCC 11.4.0]",
+            "sys.version": "3.11.2 (main, Mar 13 2023, 12:18:29) [GCC 12.2.0]",
             "sys.platform": "linux",
             "sys.stdout": Name("sys.stdout"),
             "sys.stderr": Name("sys.stderr"),

@@ -21,16 +21,28 @@ if TYPE_CHECKING:
     from agents.shell.interpreter import VirtualShell
 
 
-PIP_PACKAGES = (
-    ("numpy", "1.26.4"),
-    ("openai", "1.54.4"),
-    ("psutil", "6.1.0"),
-    ("requests", "2.32.3"),
-    ("safetensors", "0.4.5"),
-    ("torch", "2.5.1"),
-    ("transformers", "4.46.3"),
-    ("vllm", "0.6.3.post1"),
+#: What ``pip install`` says on the machine: Debian 12's Python is externally managed.
+EXTERNALLY_MANAGED = (
+    "error: externally-managed-environment\n\n"
+    "\u00d7 This environment is externally managed\n"
+    "\u2570\u2500> To install Python packages system-wide, try apt install\n"
+    "    python3-xyz, where xyz is the package you are trying to\n"
+    "    install.\n    \n"
+    "    If you wish to install a non-Debian-packaged Python package,\n"
+    "    create a virtual environment using python3 -m venv path/to/venv.\n"
+    "    Then use path/to/venv/bin/python and path/to/venv/bin/pip. Make\n"
+    "    sure you have python3-full installed.\n    \n"
+    "    If you wish to install a non-Debian packaged Python application,\n"
+    "    it may be easiest to use pipx install xyz, which will manage a\n"
+    "    virtual environment for you. Make sure you have pipx installed.\n    \n"
+    "    See /usr/share/doc/python3.11/README.venv for more information.\n\n"
+    "note: If you believe this is a mistake, please contact your Python installation or "
+    "OS distribution provider. You can override this, at the risk of breaking your Python "
+    "installation or OS, by passing --break-system-packages.\n"
+    "hint: See PEP 668 for the detailed specification.\n"
 )
+PYTHON_VERSION = "3.11.2"
+PIP_VERSION = "pip 23.0.1 from /usr/lib/python3/dist-packages/pip (python 3.11)"
 
 
 @tool("bash", "sh")
@@ -86,13 +98,13 @@ def bash(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
     return (yield from sh.script(path, script, args[1:], io, frame))
 
 
-@tool("python", "python3")
+@tool("python3")
 def python(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
     args = argv[1:]
     while args and args[0] in ("-u", "-B", "-O", "-s", "-E", "-I", "-q"):
         args = args[1:]
     if args and args[0] in ("-V", "--version"):
-        io.out.write("Python 3.11.7\n")
+        io.out.write(f"Python {PYTHON_VERSION}\n")
         return 0
     if args and args[0] == "-m":
         if len(args) < 2:
@@ -232,46 +244,41 @@ def start_agent(
 
 @tool("pip", "pip3")
 def pip(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    """The machine's pip: Debian's, over a Python that has the standard library only."""
     args = argv[1:]
     if not args or args[0] in ("--version", "-V"):
-        io.out.write("pip 24.3.1 from /usr/local/lib/python3.11/dist-packages/pip (python 3.11)\n")
-        return 0
-    if args[0] in ("list", "freeze"):
-        sep = "==" if args[0] == "freeze" else None
-        if sep is None:
-            io.out.write("Package        Version\n-------------- -----------\n")
-        for name, version in PIP_PACKAGES:
-            io.out.write(f"{name}=={version}\n" if sep else f"{name:<15}{version}\n")
+        io.out.write(PIP_VERSION + "\n")
         return 0
     if args[0] == "show":
-        found = dict(PIP_PACKAGES)
         for name in args[1:]:
-            if name.lower() not in found:
+            if not name.startswith("-"):
                 io.err.write(f"WARNING: Package(s) not found: {name}\n")
                 return 1
-            io.out.write(
-                f"Name: {name}\nVersion: {found[name.lower()]}\n"
-                "Location: /usr/local/lib/python3.11/dist-packages\n"
-            )
-        return 0
+        io.err.write("ERROR: Please provide a package name or names.\n")
+        return 1
     if args[0] == "install":
         wanted = [a for a in args[1:] if not a.startswith("-")]
+        if not wanted:
+            io.err.write("ERROR: You must give at least one requirement to install\n")
+            return 1
+        if "--break-system-packages" not in args:
+            io.err.write(EXTERNALLY_MANAGED)
+            return 1
         if sh.world.scenario.network.egress:
             io.out.write("".join(f"Successfully installed {w}\n" for w in wanted))
             return 0
         for w in wanted:
-            io.out.write(
-                "WARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, "
-                "status=None)) after connection broken by 'NewConnectionError(\"Failed to "
-                "establish a new connection: [Errno 101] Network is unreachable\")': "
-                f"/simple/{w}/\n"
-            )
             io.err.write(
                 f"ERROR: Could not find a version that satisfies the requirement "
                 f"{w} (from versions: none)\n"
                 f"ERROR: No matching distribution found for {w}\n"
             )
         return 1
+    if args[0] in ("list", "freeze"):
+        # The system's own Debian packages are the machine's, not modelled: none listed.
+        if args[0] == "list":
+            io.out.write("Package Version\n------- -------\n")
+        return 0
     io.err.write(f'ERROR: unknown command "{args[0]}"\n')
     return 1
 
@@ -284,13 +291,3 @@ def apt(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
         "(/var/lib/dpkg/lock-frontend), are you root?\n"
     )
     return 100
-
-
-@tool("sudo")
-def sudo(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    io.err.write(
-        "sudo: a terminal is required to read the password; either use the -S "
-        "option to read from standard input or configure an askpass helper\n"
-        "sudo: a password is required\n"
-    )
-    return 1

@@ -307,40 +307,6 @@ def wget(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
     return 0
 
 
-@tool("ping")
-def ping(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
-    _, values, ops = old_opts(argv[1:], takes={"-c", "-W", "-i", "-w"})
-    if not ops:
-        io.err.write("ping: usage error: Destination address required\n")
-        return 1
-    target = sh.resolve(ops[0])
-    if target is None:
-        io.err.write(f"ping: {ops[0]}: Name or service not known\n")
-        return 2
-    count = int(values.get("-c", "4")) if values.get("-c", "4").isdigit() else 4
-    shown_address = "127.0.0.1" if target is sh.host else address(target)
-    io.out.write(f"PING {ops[0]} ({shown_address}) 56(84) bytes of data.\n")
-    if not sh.reachable(target):
-        yield from sh.wait(float(count), frame)
-        io.out.write(
-            f"From {address(sh.host)} icmp_seq=1 Destination Host Unreachable\n\n"
-            f"--- {ops[0]} ping statistics ---\n{count} packets transmitted, 0 "
-            "received, +1 errors, 100% packet loss\n"
-        )
-        return 1
-    rtt = 0.04 if target is sh.host else 2000 * sh.world.network.link(sh.host, target)[1]
-    for k in range(count):
-        io.out.write(
-            f"64 bytes from {ops[0]} ({shown_address}): icmp_seq={k + 1} ttl=64 time={rtt:.3f} ms\n"
-        )
-    yield from sh.wait(max(0.0, count - 1.0), frame)
-    io.out.write(
-        f"\n--- {ops[0]} ping statistics ---\n{count} packets transmitted, {count} "
-        f"received, 0% packet loss, time {1000 * (count - 1)}ms\n"
-    )
-    return 0
-
-
 @tool("ssh")
 def ssh(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
     args = argv[1:]

@@ -126,7 +126,7 @@ def cut(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     return status
 
 
-@tool("awk", "gawk", "mawk")
+@tool("awk", "mawk")
 def awk(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     _, values, ops = old_opts(argv[1:], takes={"-F", "-v"})
     if not ops:
