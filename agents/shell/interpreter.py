@@ -819,6 +819,8 @@ class VirtualShell:
                     if fs.kind(path) is not None:
                         step.append((join_shown(shown, part), path))
             found = step
+        if pattern.endswith("/"):  # ``*/``: folders only, shown with their slash
+            return sorted(shown + "/" for shown, real in found if fs.kind(real) == "dir")
         return sorted(shown for shown, _ in found)
 
     def redirect(self, redirs: list[Redir], io: IO, frame: Frame) -> Gen:

@@ -22,6 +22,7 @@ corpus (:mod:`sim.fidelity`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 Ret = int | Generator[Event, Any, int]
+_NUMBER = re.compile(r"-\d+(\.\d+)?")
 
 
 class UsageError(Exception):
@@ -71,7 +73,8 @@ class Options:
         numbers: The letter that a bare ``-NUM`` stands for (``head -5`` is ``-n 5``).
         after: What the usage error prints after its first line (default: the GNU
             ``Try 'TOOL --help' for more information.``; ``{tool}`` is replaced).
-        name: The program name in messages, when not the command name (``gawk``).
+        name: The program name in messages, when not the command name (``mawk``).
+        negatives: A negative number is an operand, not options (``seq 3 -1 1``).
     """
 
     short: str = ""
@@ -81,6 +84,7 @@ class Options:
     numbers: str = ""
     after: str = "Try '{tool} --help' for more information.\n"
     name: str = ""
+    negatives: bool = False
     _takes: frozenset[str] = field(init=False, repr=False, compare=False)
     _longs: dict[str, tuple[str, bool]] = field(init=False, repr=False, compare=False)
 
@@ -117,6 +121,9 @@ class Options:
             if arg.startswith("--"):
                 k = self._long(tool, arg[2:], argv, k, found)
             elif arg.startswith("-") and len(arg) > 1:
+                if self.negatives and _NUMBER.fullmatch(arg):
+                    found.operands.append(arg)
+                    continue
                 if self.numbers and arg[1:].isdigit():
                     found.add(self.numbers, arg[1:])
                     continue

@@ -60,6 +60,8 @@ def log_date(t: float) -> str:
 
 def mode_text(kind: str, mode: int) -> str:
     bits = "".join(ch if mode & (1 << (8 - i)) else "-" for i, ch in enumerate("rwxrwxrwx"))
+    if mode & 0o1000:
+        bits = bits[:-1] + ("t" if mode & 1 else "T")
     return ("d" if kind == "dir" else "-") + bits
 
 

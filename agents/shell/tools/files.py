@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from agents.shell.core import IO, Frame, Gen
 from agents.shell.fs import FS
-from agents.shell.registry import tool
+from agents.shell.registry import Args, Options, UsageError, tool
 from agents.shell.util import (
     binary_preview,
     bre,
@@ -26,19 +26,27 @@ if TYPE_CHECKING:
     from agents.shell.interpreter import VirtualShell
 
 
-@tool("ls")
-def ls(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    flags, _, paths = old_opts(argv[1:], takes={"--color", "-I", "--sort"})
-    long = bool(flags & {"-l", "-g", "-o", "-n"})
-    show_all = bool(flags & {"-a", "--all"})
-    almost = bool(flags & {"-A", "--almost-all"})
-    human = bool(flags & {"-h", "--human-readable"})
-    only_dirs = bool(flags & {"-d", "--directory"})
+LS = Options(
+    "aAdFhlR1rtSgonI:",
+    long=(
+        "all=a", "almost-all=A", "directory=d", "classify=F", "human-readable=h",
+        "recursive=R", "reverse=r", "color=", "colour=color", "sort=", "ignore=I",
+        "numeric-uid-gid=n", "full-time",
+    ),
+    usage=2,
+)  # fmt: skip
+
+
+@tool("ls", options=LS)
+def ls(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``ls``: the names (``-l``: the details) of files and folders, sorted by name."""
+    long = args.has("l", "g", "o", "n") and args.last("l", "g", "o", "n", "1") != "1"
+    show_all, almost = args.has("a"), args.has("A")
     fs = sh.fs()
     status = 0
     files: list[tuple[str, str]] = []
     dirs: list[tuple[str, str]] = []
-    for shown in paths or ["."]:
+    for shown in args.operands or ["."]:
         path = sh.abspath(shown)
         kind = fs.kind(path)
         if kind is None:
@@ -47,23 +55,22 @@ def ls(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
         elif path == "/root":
             io.err.write("ls: cannot open directory '/root': Permission denied\n")
             status = 2
-        elif kind == "dir" and not only_dirs:
+        elif kind == "dir" and not args.has("d"):
             dirs.append((shown, path))
         else:
             files.append((shown, path))
     blocks: list[str] = []
     if files:
-        blocks.append(ls_lines(sh, fs, files, long, human, total=False))
-    recursive = bool(flags & {"-R", "--recursive"})
-    headed = recursive or len(files) + len(dirs) > 1
-    queue = list(dirs)
+        blocks.append(ls_lines(fs, _ls_sorted(fs, files, args), long, args, total=False))
+    headed = args.has("R") or len(files) + len(dirs) > 1
+    queue = _ls_sorted(fs, dirs, args)
     while queue:
         shown, path = queue.pop(0)
         names = fs.listdir(path)
         if not (show_all or almost):
             names = [n for n in names if not n.startswith(".")]
-        entries = [(n, posixpath.join(path, n)) for n in names]
-        if recursive and path not in ("/proc", "/sys"):
+        entries = _ls_sorted(fs, [(n, posixpath.join(path, n)) for n in names], args)
+        if args.has("R") and path not in ("/proc", "/sys"):
             queue[:0] = [
                 (join_shown(shown, n) if shown != "/" else "/" + n, p)
                 for n, p in entries
@@ -71,19 +78,39 @@ def ls(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
             ]
         if show_all:
             entries = [(".", path), ("..", posixpath.dirname(path)), *entries]
-        text = ls_lines(sh, fs, entries, long, human, total=True)
+        text = ls_lines(fs, entries, long, args, total=True)
         blocks.append(f"{shown}:\n{text}" if headed else text)
     io.out.write("\n".join(blocks))
     return status
 
 
-def ls_lines(
-    sh: VirtualShell, fs: FS, entries: list[tuple[str, str]], long: bool, human: bool, total: bool
-) -> str:
+def _ls_sorted(fs: FS, entries: list[tuple[str, str]], args: Args) -> list[tuple[str, str]]:
+    way = args.value("sort") or ("time" if args.has("t") else "size" if args.has("S") else "")
+    entries = sorted(entries)
+    if way == "time":
+        entries.sort(key=lambda e: -fs.stat(e[1])[3])
+    elif way == "size":
+        entries.sort(key=lambda e: -fs.stat(e[1])[1])
+    return entries[::-1] if args.has("r") else entries
+
+
+def ls_lines(fs: FS, entries: list[tuple[str, str]], long: bool, args: Args, total: bool) -> str:
+    """Entries as ``ls`` prints them: names (``-F``: with ``/`` or ``*``), or ``-l`` rows."""
+
+    def mark(path: str, kind: str, mode: int) -> str:
+        if not args.has("F"):
+            return ""
+        return "/" if kind == "dir" else "*" if mode & 0o111 else ""
+
     if not long:
-        return "".join(name + "\n" for name, _ in entries)
+        lines = []
+        for name, path in entries:
+            kind, _, mode, _, _ = fs.stat(path)
+            lines.append(name + mark(path, kind, mode) + "\n")
+        return "".join(lines)
+    human = args.has("h")
     rows: list[tuple[str, ...]] = []
-    blocks = 0
+    blocks = 0.0
     for name, path in entries:
         kind, size, mode, mtime, owner = fs.stat(path)
         if kind == "dir":
@@ -93,29 +120,31 @@ def ls_lines(
                 else 19
             )
             links = 2 + subdirs
-            blocks += 4
         else:
             links = 1
-            blocks += math.ceil(size / 4096) * 4
+        blocks += fs.blocks(path)
         shown_size = human_size(size) if human else str(int(size))
+        group = "" if args.has("o") else owner
         rows.append(
             (
                 mode_text(kind, mode),
                 str(links),
-                owner,
-                owner,
+                "" if args.has("g") else owner,
+                group,
                 shown_size,
                 ls_date(mtime),
-                name,
+                name + mark(path, kind, mode),
             )
         )
     widths = [max(len(r[k]) for r in rows) for k in range(5)] if rows else [0] * 5
-    lines = [
-        f"{r[0]} {r[1]:>{widths[1]}} {r[2]:<{widths[2]}} {r[3]:<{widths[3]}} "
-        f"{r[4]:>{widths[4]}} {r[5]} {r[6]}\n"
-        for r in rows
-    ]
-    head = f"total {human_size(blocks * 1024) if human else blocks}\n" if total else ""
+    lines = []
+    for r in rows:
+        cells = [r[0], f"{r[1]:>{widths[1]}}"]
+        cells += [f"{r[k]:<{widths[k]}}" for k in (2, 3) if r[k]]
+        cells += [f"{r[4]:>{widths[4]}}", r[5], r[6]]
+        lines.append(" ".join(cells) + "\n")
+    kib = int(blocks // 1024)
+    head = f"total {human_size(blocks) if human else kib}\n" if total else ""
     return head + "".join(lines)
 
 
@@ -192,101 +221,126 @@ def head(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
     return status
 
 
-@tool("grep", "egrep", "fgrep")
-def grep(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    flags, values, ops = old_opts(
-        argv[1:],
-        takes={
-            "-e",
-            "-m",
-            "--include",
-            "--exclude",
-            "-A",
-            "-B",
-            "-C",
-            "--color",
-            "--colour",
-            "-f",
-            "--max-count",
-        },
-    )
-    if "-e" in values:
-        pattern = values["-e"]
-    elif ops:
-        pattern, ops = ops[0], ops[1:]
-    else:
-        io.err.write("Usage: grep [OPTION]... PATTERNS [FILE]...\n")
-        return 2
-    extended = argv[0] == "egrep" or bool(flags & {"-E", "-P", "--extended-regexp"})
-    fixed = argv[0] == "fgrep" or bool(flags & {"-F", "--fixed-strings"})
-    source = re.escape(pattern) if fixed else (pattern if extended else bre(pattern))
-    if flags & {"-w", "--word-regexp"}:
-        source = rf"\b(?:{source})\b"
-    if flags & {"-x", "--line-regexp"}:
+GREP = Options(
+    "e:f:EFGPiwxvcLlnohHqsrRm:A:B:C:Zaz",
+    long=(
+        "regexp=e", "file=f", "extended-regexp=E", "fixed-strings=F", "basic-regexp=G",
+        "perl-regexp=P", "ignore-case=i", "word-regexp=w", "line-regexp=x",
+        "invert-match=v", "count=c", "files-without-match=L", "files-with-matches=l",
+        "line-number=n", "only-matching=o", "no-filename=h", "with-filename=H",
+        "quiet=q", "silent=q", "no-messages=s", "recursive=r", "dereference-recursive=R",
+        "max-count=m", "after-context=A", "before-context=B", "context=C", "null=Z",
+        "include=", "exclude=", "exclude-dir=", "color=", "colour=color", "text=a",
+    ),
+    usage=2,
+    after="Usage: grep [OPTION]... PATTERNS [FILE]...\nTry '{tool} --help' for more information.\n",
+)  # fmt: skip
+
+
+@tool("grep", "egrep", "fgrep", options=GREP)
+def grep(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``grep``: lines matching patterns (basic, ``-E`` extended or ``-F`` fixed), with
+    their context, counts, file names, recursively (``-r``)."""
+    operands = list(args.operands)
+    patterns = args.values("e")
+    if not patterns:
+        if not operands:
+            io.err.write(GREP.usage_text("grep", UsageError("", 2)).partition("\n")[2])
+            return 2
+        patterns = [operands.pop(0)]
+    patterns = [p for pattern in patterns for p in pattern.split("\n")]
+    extended = name == "egrep" or args.has("E", "P")
+    fixed = name == "fgrep" or args.has("F")
+    sources = [re.escape(p) if fixed else (p if extended else bre(p)) for p in patterns]
+    source = "|".join(f"(?:{s})" for s in sources)
+    if args.has("w"):
+        source = rf"(?<!\w)(?:{source})(?!\w)"
+    if args.has("x"):
         source = rf"^(?:{source})$"
     try:
-        regex = re.compile(source, re.IGNORECASE if flags & {"-i", "--ignore-case"} else 0)
+        regex = re.compile(source, re.IGNORECASE if args.has("i") else 0)
     except re.error:
         io.err.write("grep: Unmatched ( or \\(\n")
         return 2
-    invert = bool(flags & {"-v", "--invert-match"})
-    recursive = bool(flags & {"-r", "-R", "--recursive"})
-    quiet = bool(flags & {"-q", "--quiet", "--silent"})
-    silent = "-s" in flags
+    invert, recursive, quiet = args.has("v"), args.has("r", "R"), args.has("q")
     fs = sh.fs()
     targets: list[tuple[str, str | None]] = []  # (shown name, text)
     status_error = False
-    for name in ops or (["."] if recursive else ["-"]):
-        if name == "-":
+    include, exclude = args.value("include"), args.value("exclude")
+    for operand in operands or (["."] if recursive else ["-"]):
+        if operand == "-":
             targets.append(("(standard input)", io.stdin))
             continue
-        path = sh.abspath(name)
+        path = sh.abspath(operand)
         kind = fs.kind(path)
         if kind is None:
-            if not silent:
-                io.err.write(f"grep: {name}: No such file or directory\n")
+            if not args.has("s"):
+                io.err.write(f"grep: {operand}: No such file or directory\n")
             status_error = True
         elif kind == "dir":
             if not recursive:
-                io.err.write(f"grep: {name}: Is a directory\n")
+                io.err.write(f"grep: {operand}: Is a directory\n")
                 status_error = True
                 continue
-            for sub in fs.walk(path):
-                if fs.kind(sub) == "file":
-                    include = values.get("--include")
-                    if include and not fnmatch.fnmatch(posixpath.basename(sub), include):
-                        continue
-                    shown = name.rstrip("/") + sub[len(path) :] if sub != path else name
-                    targets.append((shown, fs.read(sub)))
+            for sub in fs.walk(path, disk_order=True):
+                base = posixpath.basename(sub)
+                if fs.kind(sub) != "file":
+                    continue
+                if (include and not fnmatch.fnmatch(base, include)) or (
+                    exclude and fnmatch.fnmatch(base, exclude)
+                ):
+                    continue
+                shown = operand.rstrip("/") + sub[len(path) :] if sub != path else operand
+                targets.append((shown, fs.read(sub)))
         else:
-            targets.append((name, fs.read(path)))
-    label = ((len(targets) > 1 or recursive) and "-h" not in flags) or "-H" in flags
+            targets.append((operand, fs.read(path)))
+    label = ((len(targets) > 1 or recursive) and not args.has("h")) or args.has("H")
+    after = int(args.value("A") or args.value("C") or 0)
+    before = int(args.value("B") or args.value("C") or 0)
+    limit = int(args.value("m") or 0)
+    end = "\0" if args.has("Z") else ":"
     matched = False
-    limit = int(values.get("-m", values.get("--max-count", "0")) or 0)
     for shown, text in targets:
         if text is None:
             continue  # a binary file: skipped, as with --binary-files=without-match
-        count = 0
-        for number, line in enumerate(text.splitlines(), 1):
-            hit = regex.search(line) is not None
-            if hit == invert:
+        lines = text.splitlines()
+        hits = [n for n, line in enumerate(lines) if (regex.search(line) is not None) != invert]
+        if limit:
+            hits = hits[:limit]
+        matched = matched or bool(hits)
+        if quiet:
+            continue
+        if args.has("L"):
+            if not hits:
+                io.out.write(shown + ("\0" if args.has("Z") else "\n"))
+            continue
+        if args.has("l"):
+            if hits:
+                io.out.write(shown + ("\0" if args.has("Z") else "\n"))
+            continue
+        if args.has("c"):
+            io.out.write((f"{shown}{end}" if label else "") + f"{len(hits)}\n")
+            continue
+        shown_lines: list[int] = []
+        for n in hits:
+            for k in range(max(0, n - before), min(len(lines), n + after + 1)):
+                if not shown_lines or k > shown_lines[-1]:
+                    if shown_lines and k > shown_lines[-1] + 1 and (after or before):
+                        shown_lines.append(-1)
+                    shown_lines.append(k)
+        hit_set = set(hits)
+        for k in shown_lines:
+            if k < 0:
+                io.out.write("--\n")
                 continue
-            count += 1
-            matched = True
-            if quiet or flags & {"-l", "-c", "-L"}:
-                continue
-            prefix = (f"{shown}:" if label else "") + (f"{number}:" if "-n" in flags else "")
-            if "-o" in flags and not invert:
-                for m in regex.finditer(line):
-                    io.out.write(prefix + m.group(0) + "\n")
+            sep = end if k in hit_set else "-"
+            prefix = (f"{shown}{sep}" if label else "") + (f"{k + 1}{sep}" if args.has("n") else "")
+            if args.has("o") and not invert:
+                if k in hit_set:
+                    for m in regex.finditer(lines[k]):
+                        io.out.write(prefix + m.group(0) + "\n")
             else:
-                io.out.write(prefix + line + "\n")
-            if limit and count >= limit:
-                break
-        if "-c" in flags and not quiet:
-            io.out.write((f"{shown}:" if label else "") + f"{count}\n")
-        if "-l" in flags and count and not quiet:
-            io.out.write(shown + "\n")
+                io.out.write(prefix + lines[k] + "\n")
     if status_error and not (quiet and matched):
         return 2
     return 0 if matched else 1
@@ -306,7 +360,7 @@ def find(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
         if a in ("-print", "-print0", "-follow", "-xdev", "-L", "-H"):
             k += 1
             continue
-        if a in ("-name", "-iname", "-type", "-path", "-size", "-wholename"):
+        if a in ("-name", "-iname", "-type", "-path", "-size", "-wholename", "-newer"):
             if k + 1 >= len(args):
                 io.err.write(f"find: missing argument to `{a}'\n")
                 return 1
@@ -337,6 +391,10 @@ def find(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
                 return False
             if test == "-type" and fs.kind(path) != {"f": "file", "d": "dir"}.get(value):
                 return False
+            if test == "-newer":
+                ref = sh.abspath(value)
+                if fs.kind(ref) is None or not fs.stat(path)[3] > fs.stat(ref)[3]:
+                    return False
             if test == "-size":
                 m = re.fullmatch(r"([+-]?)(\d+)([ckMGT]?)", value)
                 if m is None or fs.kind(path) != "file":
@@ -355,7 +413,7 @@ def find(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
         if depth >= min_depth and passes(path):
             io.out.write(shown + "\n")
         if depth < max_depth and fs.kind(path) == "dir" and path not in ("/proc", "/sys"):
-            for name in fs.listdir(path):
+            for name in fs.read_order(path, fs.listdir(path)):
                 walk(
                     posixpath.join(path, name),
                     join_shown(shown, name) if shown != "/" else "/" + name,

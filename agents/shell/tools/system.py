@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from agents.shell.core import IO, Frame, Gen
 from agents.shell.fs import address
-from agents.shell.registry import tool
+from agents.shell.registry import Args, Options, tool
 from agents.shell.syntax import ASSIGN
 from agents.shell.util import finite, human_free, human_size, join_shown, old_opts, when
 from sim.machine import USER
@@ -22,49 +22,58 @@ if TYPE_CHECKING:
 DRIVER = "Driver Version: 550.54.15      CUDA Version: 12.4     "
 
 
-@tool("du")
-def du(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    flags, values, names = old_opts(argv[1:], takes={"-d", "--max-depth", "-B", "--exclude"})
-    human = bool(flags & {"-h", "--human-readable"})
-    depth_text = values.get("-d", values.get("--max-depth"))
-    max_depth = (
-        0
-        if flags & {"-s", "--summarize"}
-        else (int(depth_text) if depth_text and depth_text.isdigit() else math.inf)
-    )
+DU = Options(
+    "ahcsd:kmxLB:",
+    long=(
+        "all=a", "human-readable=h", "total=c", "summarize=s", "max-depth=d",
+        "apparent-size", "exclude=", "block-size=B", "one-file-system=x",
+    ),
+)  # fmt: skip
+
+
+@tool("du", options=DU)
+def du(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``du``: the disk blocks below each operand, in KiB (``-h``: human sizes)."""
+    depth_text = args.value("d")
+    if depth_text is not None and not depth_text.isdigit():
+        io.err.write(f"du: invalid maximum depth '{depth_text}'\n")
+        return 1
+    max_depth = 0 if args.has("s") else int(depth_text) if depth_text else math.inf
     fs = sh.fs()
     status = 0
     grand = 0.0
 
     def shown_size(size: float) -> str:
-        return human_size(size) if human else str(math.ceil(size / 1024))
+        if args.has("h"):
+            return human_size(size)
+        return str(math.ceil(size / (2**20 if args.has("m") else 1024)))
 
     def visit(path: str, shown: str, depth: int) -> float:
         kind = fs.kind(path)
         if kind != "dir" or path in ("/proc", "/sys"):
-            size = 0.0 if kind == "dir" else math.ceil(fs.stat(path)[1] / 4096) * 4096.0
-            if depth <= max_depth and (kind == "dir" or depth == 0 or "-a" in flags):
+            size = fs.blocks(path) if kind == "file" else 0.0
+            if depth <= max_depth and (kind == "dir" or depth == 0 or args.has("a")):
                 io.out.write(f"{shown_size(size)}\t{shown}\n")
             return size
-        total = 4096.0
-        for name in fs.listdir(path):
+        total = fs.blocks(path)
+        for entry in fs.listdir(path):
             total += visit(
-                posixpath.join(path, name),
-                join_shown(shown, name) if shown != "/" else "/" + name,
+                posixpath.join(path, entry),
+                join_shown(shown, entry) if shown != "/" else "/" + entry,
                 depth + 1,
             )
         if depth <= max_depth:
             io.out.write(f"{shown_size(total)}\t{shown}\n")
         return total
 
-    for name in names or ["."]:
-        path = sh.abspath(name)
+    for operand in args.operands or ["."]:
+        path = sh.abspath(operand)
         if fs.kind(path) is None:
-            io.err.write(f"du: cannot access '{name}': No such file or directory\n")
+            io.err.write(f"du: cannot access '{operand}': No such file or directory\n")
             status = 1
             continue
-        grand += visit(path, name.rstrip("/") or "/", 0)
-    if flags & {"-c", "--total"}:
+        grand += visit(path, operand.rstrip("/") or "/", 0)
+    if args.has("c"):
         io.out.write(f"{shown_size(grand)}\ttotal\n")
     return status
 
