@@ -184,8 +184,7 @@ def test_heredoc_writes_a_script_that_bash_runs():
 def test_glob_expands_against_the_virtual_files():
     """Globs match the host's files."""
     assert sh("ls /opt/agent/*.sh").stdout == (
-        # in the order a live host's tmpfs reads the folder: the newest first
-        "/opt/agent/start_server.sh\n/opt/agent/start_agent.sh\n"
+        "/opt/agent/start_agent.sh\n/opt/agent/start_server.sh\n"
     )
 
 
