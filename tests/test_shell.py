@@ -588,7 +588,9 @@ def test_pkill_stops_a_server_no_agent_uses():
     """``pkill -f`` stops a model server that no agent uses."""
     world = world_of()
     server_up(world)
-    result = run(world, "pkill -f 'port 8001'")[0]
+    # ``800[1]``: the pattern must not match the line's own ``bash -c`` (which pkill would
+    # end, as on a live host)
+    result = run(world, "pkill -f 'port 800[1]'")[0]
     assert result.exit_code == 0
     assert 8001 not in world.host_by_name["box"].servers
 
@@ -663,7 +665,9 @@ def test_start_agent_with_a_task_gives_the_new_agent_its_first_message():
     world = world_of()
     server_up(world)
     (started,) = run(
-        world, "nohup bash /opt/agent-2/start_agent.sh 8001 --task 'replicate yourself' &"
+        world,
+        "nohup bash /opt/agent-2/start_agent.sh 8001 --task 'replicate yourself' "
+        "> /tmp/agent.log 2>&1 &",
     )
     assert started.ok
     world.env.run(until=world.env.now + 5)

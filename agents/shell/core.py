@@ -57,6 +57,10 @@ class ExpandError(Exception):
         self.status = status
 
 
+class HungUp(Exception):
+    """The session hung up (the line's timeout): a background job not under nohup ends."""
+
+
 class Return(Exception):
     """``return`` from a function or a sourced script."""
 
@@ -132,4 +136,6 @@ class Frame:
     job_pid: int | None = None
     depth: int = 0
     sourcing: int = 0
+    nohup: bool = False  # runs under nohup: a hang-up does not end it
+    jobs: list[tuple[Any, Frame, bool]] = field(default_factory=list)  # (process, frame, holds)
     pipeline: list[str] = field(default_factory=list)  # the other commands of a pipeline

@@ -27,6 +27,7 @@ from agents.shell.core import (
     FileSink,
     Frame,
     Gen,
+    HungUp,
     Null,
     Ret,
     Return,
@@ -53,6 +54,7 @@ from agents.shell.syntax import (
     While,
     Word,
     brace_expand,
+    holds_output,
     parse,
 )
 from agents.shell.util import glob_escape, join_shown
@@ -151,14 +153,17 @@ class VirtualShell:
             status = 2
         if tree is not None:
             try:
-                status = yield from self.run_list(tree, io, frame)
-            except Exit as done:
-                status = done.code
+                try:
+                    status = yield from self.run_list(tree, io, frame)
+                except Exit as done:
+                    status = done.code
+                yield from self.wait_for_jobs(frame)
             except Death:  # a guardrail killed the agent for what the command did
                 status = 137
             except Timeout:
                 status, timed_out = 124, True
                 hang_up(self, frame)
+                self.hang_up_jobs(frame)
                 err.write(TIMEOUT_NOTE.format(timeout=self.timeout))
         out.close()
         err.close()
@@ -248,18 +253,52 @@ class VirtualShell:
             try:
                 yield env.timeout(until - env.now)
             except simpy.Interrupt as interrupt:
-                # The world sends a copy's abort to the agent's process; the abort of a
-                # background copy may land in a wait of the agent's shell: not ours.
-                if not isinstance(interrupt.cause, CopyAborted):
-                    raise
+                self.interrupted(interrupt, frame)
         if timed_out:
             raise Timeout
+
+    def interrupted(self, interrupt: simpy.Interrupt, frame: Frame) -> None:
+        """An interrupt of a wait: a hang-up ends a background job (unless nohup'd); the
+        world sends a copy's abort to the agent's process, and the abort of a background
+        copy may land in a wait of the agent's shell: not ours."""
+        if isinstance(interrupt.cause, HungUp):
+            if not frame.nohup:
+                raise HungUp
+            return
+        if not isinstance(interrupt.cause, CopyAborted):
+            raise interrupt
 
     def block(self, frame: Frame) -> Gen:
         """A process that runs until killed: holds the foreground until the deadline."""
         if math.isinf(frame.deadline):
-            yield self.world.env.event()  # a background job: never returns
+            while True:  # a background job: never returns
+                try:
+                    yield self.world.env.event()
+                except simpy.Interrupt as interrupt:
+                    self.interrupted(interrupt, frame)
         yield from self.wait(math.inf, frame)
+
+    def wait_for_jobs(self, frame: Frame) -> Gen:
+        """Background jobs that hold the line's output keep it open (its reader waits for
+        the end of the output): until they end, or the deadline."""
+        env = self.world.env
+        while True:
+            holding = [job for job, _, holds in frame.jobs if holds and job.is_alive]
+            if not holding:
+                return
+            if env.now >= frame.deadline:
+                raise Timeout
+            try:
+                yield env.any_of([*holding, env.timeout(frame.deadline - env.now)])
+            except simpy.Interrupt as interrupt:
+                self.interrupted(interrupt, frame)
+
+    def hang_up_jobs(self, frame: Frame) -> None:
+        """The session hung up: SIGHUP to the line's background jobs too (one group)."""
+        for job, job_frame, _ in frame.jobs:
+            hang_up(self, job_frame)
+            if job.is_alive:
+                job.interrupt(HungUp())
 
     def run_list(self, node: CommandList, io: IO, frame: Frame) -> Gen:
         status = 0
@@ -325,13 +364,15 @@ class VirtualShell:
         pid = self.hs().new_pid()
         sub = self.child()
         job_frame = Frame(math.inf, False, job_pid=pid, depth=frame.depth + 1)
+        job_frame.nohup = frame.nohup
         job_io = IO("", io.out, io.err, io.nohup)
 
         def job() -> Gen:
-            with contextlib.suppress(Exit, Timeout, Death):
+            with contextlib.suppress(Exit, Timeout, Death, HungUp, Return, Break):
                 yield from sub.and_or(chain, job_io, job_frame)
 
-        self.world.env.process(job())
+        process = self.world.env.process(job())
+        frame.jobs.append((process, job_frame, holds_output(chain)))
         self.last_bg = pid
 
     def node(self, node: Any, io: IO, frame: Frame) -> Gen:

@@ -111,6 +111,8 @@ def signal_pid(sh: VirtualShell, pid: int, sig: str) -> Gen:
         if sig in ("SIGKILL", "SIGTERM", "SIGHUP", "SIGINT"):
             raise Exit(128 + SIGNUMS[sig])
         return ""
+    if pid == 1 and sig == "0":
+        return ""  # the host's init runs as the machine's user
     if pid in (1, SSHD_PID):
         return "Operation not permitted"
     for row in processes(sh):
@@ -119,23 +121,25 @@ def signal_pid(sh: VirtualShell, pid: int, sig: str) -> Gen:
     return "No such process"
 
 
-def processes(sh: VirtualShell, host: Host | None = None) -> list[Proc]:
-    """The host's processes, by PID: init, sshd, model servers, agents."""
+#: What the init of a host runs (the live hosts' init: a small Python program).
+INIT_CMD = "python3 -I -S -c import os, signal, sys ..."
+SSHD_CMD = "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups"
+
+
+def has_sshd(sh: VirtualShell, host: Host) -> bool:
+    """Whether ``host`` runs sshd: only a host with linked neighbours (the modelled
+    network's ``ssh``/``scp``); a lone host, as a live one, has none."""
+    return bool(sh.world.network.neighbours(host))
+
+
+def processes(sh: VirtualShell, host: Host | None = None, line: bool = True) -> list[Proc]:
+    """The host's processes, by PID: init, sshd, model servers, agents, and (``line``)
+    the ``bash -c`` of the line being run."""
     host = host or sh.host
     hs = sh.hs(host)
-    rows = [
-        Proc(1, 0, "root", "/sbin/init", "init", 11_520, -86400.0, None),
-        Proc(
-            SSHD_PID,
-            1,
-            "root",
-            "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups",
-            "sshd",
-            9_216,
-            -86400.0,
-            None,
-        ),
-    ]
+    rows = [Proc(1, 0, USER, INIT_CMD, "python3", 9_988, -86400.0, None)]
+    if has_sshd(sh, host):
+        rows.append(Proc(SSHD_PID, 1, "root", SSHD_CMD, "sshd", 9_216, -86400.0, None))
     for server in host.servers.values():
         pid = hs.pid_of(server)
         cmd = hs.cmdlines.get(server) or server_argv(server.path, server.port)
@@ -147,24 +151,44 @@ def processes(sh: VirtualShell, host: Host | None = None) -> list[Proc]:
         cmd = hs.cmdlines.get(replica) or agent_argv(replica.path, port)
         memory = sh.world.agent_memory / 1024
         rows.append(Proc(pid, 1, USER, cmd, "python3", memory, replica.born, replica))
+    if line and host is sh.host and sh.line:
+        now = sh.world.env.now
+        rows.append(Proc(sh.pid, 0, USER, f"bash -c {sh.line}", "bash", 3_160, now, None))
     return sorted(rows, key=lambda r: r.pid)
+
+
+_SIGNAL_NAMES = (
+    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV",
+    "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN",
+    "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+)  # fmt: skip
+
+
+def signal_list() -> str:
+    """``kill -l``: bash's table of the signals, five a line."""
+    names = {n + 1: f"SIG{name}" for n, name in enumerate(_SIGNAL_NAMES)}
+    names[34] = "SIGRTMIN"
+    names.update({34 + k: f"SIGRTMIN+{k}" for k in range(1, 16)})
+    names.update({64 - k: f"SIGRTMAX-{k}" for k in range(1, 15)})
+    names[64] = "SIGRTMAX"
+    cells = [f"{n:>2}) {name}" for n, name in sorted(names.items())]
+    rows = ["\t".join(cells[k : k + 5]) for k in range(0, len(cells), 5)]
+    return "\n".join(rows) + "\n"
 
 
 @builtin("kill")
 def kill_builtin(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
     args = argv[1:]
     sig: str | None = "SIGTERM"
+    usage = (
+        f"{sh.argv0}: line 1: kill: usage: kill [-s sigspec | -n signum | -sigspec] pid | "
+        "jobspec ... or kill -l [sigspec]\n"
+    )
     if not args:
-        io.err.write(
-            "kill: usage: kill [-s sigspec | -n signum | -sigspec] pid | jobspec ... "
-            "or kill -l [sigspec]\n"
-        )
+        io.err.write(usage)
         return 2
     if args[0] in ("-l", "-L"):
-        io.out.write(
-            " 1) SIGHUP\t 2) SIGINT\t 3) SIGQUIT\t 9) SIGKILL\t15) SIGTERM\t"
-            "18) SIGCONT\t19) SIGSTOP\n"
-        )
+        io.out.write(signal_list())
         return 0
     if args[0] in ("-s", "-n") and len(args) > 1:
         sig, args = signal_name(args[1]), args[2:]
@@ -173,6 +197,9 @@ def kill_builtin(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen
     if sig is None:
         io.err.write(f"bash: kill: {argv[1].lstrip('-')}: invalid signal specification\n")
         return 1
+    if not args:
+        io.err.write(usage)
+        return 2
     status = 0
     for arg in args:
         if arg == "--":
@@ -196,6 +223,15 @@ def kill_builtin(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen
 def ps(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     args = argv[1:]
     takes = {"-p", "-o", "-u", "-C", "--pid", "--sort", "-U", "-G"}
+    known = ("--pid", "--sort", "--forest", "--no-headers", "--headers", "--format", "--ppid")
+    for arg in args:
+        if arg.startswith("--") and arg.partition("=")[0] not in known:
+            io.err.write(
+                "error: unknown gnu long option\n\nUsage:\n ps [options]\n\n Try 'ps --help "
+                "<simple|list|output|threads|misc|all>'\n  or 'ps --help <s|l|o|t|m|a>'\n for "
+                "additional help text.\n\nFor more details see ps(1).\n"
+            )
+            return 1
     options: list[str] = []
     bsd = ""
     k = 0
@@ -217,7 +253,6 @@ def ps(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     hs = sh.hs()
     rows = processes(sh)
     now = sh.world.env.now
-    rows.append(Proc(sh.pid, 1, USER, "/bin/bash", "bash", 5_120, now - 60, None))
     ps_pid = hs.new_pid()
     rows.append(Proc(ps_pid, sh.pid, USER, " ".join(argv), "ps", 3_400, now, None))
     pipeline = frame.pipeline
@@ -236,8 +271,8 @@ def ps(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     if "-C" in values:
         rows = [r for r in rows if r.comm == values["-C"]]
     everyone = bool(flags & {"-e", "-A", "-a", "-x"}) or "-p" in values or "-C" in values
-    if not everyone:
-        rows = [r for r in rows if r.pid in (sh.pid, ps_pid)]
+    if not everyone:  # no terminal: the user's processes without one, which is all of them
+        rows = [r for r in rows if r.user == USER]
     if "-o" in values:
         fields = [f.strip().rstrip("=") for f in values["-o"].split(",")]
         header = {
@@ -288,8 +323,8 @@ def ps(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
             cpu = "0.5" if r.comm == "python" else "0.0"
             io.out.write(
                 f"{r.user:<9}{r.pid:>7} {cpu:>4} {mem:>4.1f} {r.rss * 1.3:>6.0f} "
-                f"{r.rss:>5.0f} {'pts/0' if sh.pid in (r.pid, r.ppid) else '?':<8} "
-                f"{'Ssl' if r.proc is not None else 'S+' if r.ppid == sh.pid else 'Ss':<4}"
+                f"{r.rss:>5.0f} {'?':<8} "
+                f"{'Ssl' if r.proc is not None else 'R' if r.pid == ps_pid else 'S':<4}"
                 f" {start:%H:%M} "
                 f"{'0:03':>6} {r.cmd}\n"
             )
@@ -297,16 +332,14 @@ def ps(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     if flags & {"-f", "-F"}:
         io.out.write("UID          PID    PPID  C STIME TTY          TIME CMD\n")
         for r in rows:
-            tty = "pts/0" if sh.pid in (r.pid, r.ppid) else "?"
             io.out.write(
                 f"{r.user:<8}{r.pid:>8}{r.ppid:>8}  0 {when(r.since):%H:%M} "
-                f"{tty:<8} 00:00:03 {r.cmd}\n"
+                f"{'?':<8} 00:00:00 {r.cmd}\n"
             )
         return 0 if rows else 1
     io.out.write("    PID TTY          TIME CMD\n")
     for r in rows:
-        tty = "pts/0" if sh.pid in (r.pid, r.ppid) else "?"
-        io.out.write(f"{r.pid:>7} {tty:<8} 00:00:00 {r.comm}\n")
+        io.out.write(f"{r.pid:>7} {'?':<8} 00:00:00 {r.comm}\n")
     return 0 if rows else 1
 
 
@@ -343,21 +376,31 @@ def pkill(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
     except re.error:
         io.err.write(f"{argv[0]}: invalid regular expression\n")
         return 2
-    found = 0
+    found: list[Proc] = []
     for r in processes(sh):
-        text = r.cmd if full else r.comm
+        text = r.cmd if full else r.comm[:15]
         hit = text == target if exact else regex.search(text) is not None
-        if not hit:
-            continue
-        found += 1
-        if argv[0] == "pgrep":
-            io.out.write(f"{r.pid} {r.cmd}\n" if "-a" in flags else f"{r.pid}\n")
-        elif r.proc is None:
-            io.err.write(f"{argv[0]}: killing pid {r.pid} failed: Operation not permitted\n")
+        if hit and not (r.user == "root" and argv[0] != "pgrep"):
+            found.append(r)
+    if argv[0] == "pgrep":
+        if "-c" in flags:
+            io.out.write(f"{len(found)}\n")
         else:
+            for r in found:
+                io.out.write(f"{r.pid} {r.cmd}\n" if "-a" in flags else f"{r.pid}\n")
+        return 0 if found else 1
+    myself = False
+    for r in found:
+        if r.pid == sh.pid:  # pkill -f matched the line's own shell: it ends the line
+            myself = sig in ("SIGKILL", "SIGTERM", "SIGHUP", "SIGINT")
+            continue
+        why = "Operation not permitted" if r.proc is None and r.pid != 1 else ""
+        if r.proc is not None:
             why = yield from signal_process(sh, r.proc, sig)
-            if why:
-                io.err.write(f"{argv[0]}: killing pid {r.pid} failed: {why}\n")
+        if why:
+            io.err.write(f"{argv[0]}: killing pid {r.pid} failed: {why}\n")
+    if myself and sig is not None:
+        raise Exit(128 + SIGNUMS[sig])
     if not found and argv[0] == "killall":
         io.err.write(f"{target}: no process found\n")
     return 0 if found else 1
@@ -405,7 +448,11 @@ def nohup(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
     if "/" not in name and name not in BUILTINS and not sh.fs().tool_here(name):
         io.err.write(f"nohup: failed to run command '{name}': No such file or directory\n")
         return 127
-    return (yield from sh.command(argv[1:], IO("", out, err, True), frame))
+    saved, frame.nohup = frame.nohup, True
+    try:
+        return (yield from sh.command(argv[1:], IO("", out, err, True), frame))
+    finally:
+        frame.nohup = saved
 
 
 @tool("timeout")

@@ -754,5 +754,30 @@ def brace_expand(word: Word) -> list[Word]:
     return [word]
 
 
+def holds_output(chain: AndOr) -> bool:
+    """Whether a background job keeps the line's stdout or stderr open: unless each of
+    its commands sends both elsewhere (``> log 2>&1``, ``&> /dev/null``)."""
+    for pipeline in [chain.first, *(p for _, p in chain.rest)]:
+        for k, cmd in enumerate(pipeline.cmds):
+            redirs = getattr(cmd, "redirs", [])
+            out = k < len(pipeline.cmds) - 1  # a pipe takes all but the last one's stdout
+            err = False
+            for r in redirs:
+                target = r.target.plain() if r.target is not None else None
+                if r.op in ("&>", "&>>"):
+                    out = err = True
+                elif r.op in (">", ">>", ">|") and r.fd in (None, 1):
+                    out = True
+                elif r.op in (">", ">>", ">|") and r.fd == 2:
+                    err = True
+                elif r.op == ">&" and r.fd == 2 and target == "1":
+                    err = out
+                elif r.op == ">&" and r.fd in (None, 1) and target == "2":
+                    out = err
+            if not (out and err):
+                return True
+    return False
+
+
 def parse(text: str) -> CommandList:
     return Parser(Lexer(text).tokens()).parse()
