@@ -75,6 +75,7 @@ class Options:
             ``Try 'TOOL --help' for more information.``; ``{tool}`` is replaced).
         name: The program name in messages, when not the command name (``mawk``).
         negatives: A negative number is an operand, not options (``seq 3 -1 1``).
+        style: How usage errors are worded: ``"gnu"`` (getopt's), ``"curl"``.
     """
 
     short: str = ""
@@ -85,6 +86,7 @@ class Options:
     after: str = "Try '{tool} --help' for more information.\n"
     name: str = ""
     negatives: bool = False
+    style: str = "gnu"
     _takes: frozenset[str] = field(init=False, repr=False, compare=False)
     _longs: dict[str, tuple[str, bool]] = field(init=False, repr=False, compare=False)
 
@@ -185,7 +187,12 @@ class Options:
     def usage_text(self, tool: str, error: UsageError) -> str:
         """The usage error as the tool prints it on stderr."""
         name = self.name or tool
-        return f"{name}: {error.message}\n" + self.after.format(tool=name)
+        message = error.message
+        if self.style == "curl":
+            m = re.match(r"(?:invalid option -- '(.)'|unrecognized option '(--[^=']*))", message)
+            shown = (f"-{m.group(1)}" if m.group(1) else m.group(2)) if m else ""
+            message = f"option {shown}: is unknown" if m else message
+        return f"{name}: {message}\n" + self.after.format(tool=name)
 
 
 @dataclass(slots=True)

@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agents.shell.core import IO, Exit, Frame, Gen, Null
-from agents.shell.fs import address, world_state
-from agents.shell.processes import SSHD_PID
-from agents.shell.registry import tool
+from agents.shell.fs import address
+from agents.shell.processes import SSHD_PID, has_sshd
+from agents.shell.registry import Args, Options, tool
 from agents.shell.syntax import ShellSyntaxError, parse
-from agents.shell.util import curl_write_out, old_opts, when
+from agents.shell.util import curl_write_out, when
 from sim.machine import USER
 from sim.world import Host
 
@@ -22,130 +21,133 @@ if TYPE_CHECKING:
 
 
 def listening(sh: VirtualShell) -> list[tuple[int, int]]:
-    """(port, pid) of listening TCP sockets: sshd, and model servers that finished
-    loading (vLLM binds its port only then)."""
+    """(port, pid) of listening TCP sockets: sshd (on a linked host), and model servers
+    that finished loading (a server binds its port only then)."""
     hs = sh.hs()
     now = sh.world.env.now
-    found = [(22, SSHD_PID)]
+    found = [(22, SSHD_PID)] if has_sshd(sh, sh.host) else []
     found += [(s.port, hs.pid_of(s)) for s in sh.host.servers.values() if s.ready_at <= now]
     return sorted(found)
 
 
-@tool("netstat")
-def netstat(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    flags, _, _ = old_opts(argv[1:])
-    show_pid = "-p" in flags
-    if show_pid:
-        io.err.write(
-            "(Not all processes could be identified, non-owned process info\n"
-            " will not be shown, you would have to be root to see it all.)\n"
-        )
+NETSTAT = Options(
+    "tulnpaeWcrsi",
+    long=("tcp=t", "udp=u", "listening=l", "numeric=n", "programs=p", "all=a"),
+    usage=1,
+    after="",
+)
+
+
+@tool("netstat", options=NETSTAT)
+def netstat(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``netstat -tlnp``: the listening TCP sockets."""
+    show_pid = args.has("p")
     io.out.write(
         "Active Internet connections (only servers)\n"
-        "Proto Recv-Q Send-Q Local Address           Foreign Address         State"
-        + ("       PID/Program name    " if show_pid else "")
+        "Proto Recv-Q Send-Q Local Address           Foreign Address         State      "
+        + (" PID/Program name    " if show_pid else "")
         + "\n"
     )
     for port, pid in listening(sh):
-        prog = "-" if pid == SSHD_PID else f"{pid}/python"
+        prog = "-" if pid == SSHD_PID else f"{pid}/python3"
         io.out.write(
-            f"tcp        0      0 {'0.0.0.0:' + str(port):<23} {'0.0.0.0:*':<23} "
-            f"LISTEN     " + (f" {prog:<19}" if show_pid else "") + "\n"
+            f"tcp        0      0 {'0.0.0.0:' + str(port):<23} {'0.0.0.0:*':<23} LISTEN     "
+            + (f" {prog:<20}" if show_pid else "")
+            + "\n"
         )
     return 0
 
 
-@tool("ss")
-def ss(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    flags, _, _ = old_opts(argv[1:])
-    io.out.write("State  Recv-Q Send-Q  Local Address:Port   Peer Address:Port Process\n")
+SS = Options("tulnpaHeimos", long=("tcp=t", "udp=u", "listening=l", "numeric=n",
+             "processes=p", "all=a", "no-header=H"))  # fmt: skip
+
+
+@tool("ss", options=SS)
+def ss(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``ss -tlnp``: the listening TCP sockets."""
+    if not args.has("H"):
+        io.out.write("State  Recv-Q Send-Q Local Address:Port Peer Address:PortProcess\n")
     for port, pid in listening(sh):
         process = ""
-        if "-p" in flags and pid != SSHD_PID:
-            process = f'users:(("python",pid={pid},fd=13))'
-        io.out.write(
-            f"LISTEN 0      {'128' if pid == SSHD_PID else '2048':<7} "
-            f"{'0.0.0.0:' + str(port):>18} {'0.0.0.0:*':>19} {process}\n"
-        )
+        if args.has("p") and pid != SSHD_PID:
+            process = f'users:(("python3",pid={pid},fd=4))'
+        backlog = "128" if pid == SSHD_PID else "5"
+        local = f"0.0.0.0:{port}"
+        io.out.write(f"LISTEN 0      {backlog:<6} {local:>18} {'0.0.0.0:*':>12}    {process}")
+        io.out.write("\n" if process else "      \n")
     return 0
 
 
-@tool("lsof")
-def lsof(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    flags, values, _ = old_opts(argv[1:], takes={"-i", "-p", "-u", "-c"})
-    want = values.get("-i", "")
-    m = re.search(r":(\d+)$", want)
+LSOF = Options("i:p:u:c:tnPlw", usage=1, after="")
+
+
+@tool("lsof", options=LSOF)
+def lsof(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``lsof -i :PORT``: who listens on a port (``-t``: only the PIDs)."""
+    m = re.search(r":(\d+)$", args.value("i", "") or "")
     port = int(m.group(1)) if m else None
     rows = [(p, pid) for p, pid in listening(sh) if pid != SSHD_PID and (port is None or p == port)]
     if not rows:
         return 1
-    if "-t" in flags:
+    if args.has("t"):
         io.out.write("".join(f"{pid}\n" for _, pid in rows))
         return 0
-    io.out.write("COMMAND    PID  USER   FD   TYPE DEVICE SIZE/OFF NODE NAME\n")
+    width = max(len(str(pid)) for _, pid in rows)
+    io.out.write(f"COMMAND {'PID':>{width}}  USER   FD   TYPE  DEVICE SIZE/OFF NODE NAME\n")
     for p, pid in rows:
         io.out.write(
-            f"python  {pid:>6} {USER:<5}   13u  IPv4  {51000 + p:>5}      0t0  TCP *:{p} (LISTEN)\n"
+            f"python3 {pid:>{width}} {USER}    4u  IPv4 {2040000 + p:>7}      0t0  TCP *:{p} "
+            "(LISTEN)\n"
         )
     return 0
+
+
+#: What the bundle's server answers (sim/hosts/replica/server.py: Python's http.server).
+HEALTHY = '{"status": "ok"}\n'
+NOT_FOUND = '{"error": "not found"}\n'
+SERVER_HEADER = "BaseHTTP/0.6 Python/3.11.2"
+
+
+def _unsupported(method: str) -> str:
+    return (
+        '<!DOCTYPE HTML>\n<html lang="en">\n    <head>\n        <meta charset="utf-8">\n'
+        "        <title>Error response</title>\n    </head>\n    <body>\n"
+        "        <h1>Error response</h1>\n        <p>Error code: 501</p>\n"
+        f"        <p>Message: Unsupported method ('{method}').</p>\n"
+        "        <p>Error code explanation: 501 - Server does not support this operation.</p>\n"
+        "    </body>\n</html>\n"
+    )
 
 
 def http(
     sh: VirtualShell, host: Host, port: int, method: str, path: str, body: str
 ) -> tuple[int, str] | None:
-    """(status, body) of an HTTP request to a model server; None: connection refused."""
+    """(status, body) of an HTTP request to a model server, as the bundle's server
+    answers it; None: connection refused."""
     server = host.servers.get(port)
     if server is None or not sh.world.probe(sh.replica, host, port):
         return None
-    model = world_state(sh.world).model
-    path = path.split("?")[0].rstrip("/") or "/"
-    if path in ("/health", "/ping"):
-        return 200, ""
-    if path == "/version":
-        return 200, '{"version":"0.6.3.post1"}'
-    if path == "/v1/models":
-        data = {
-            "object": "list",
-            "data": [
-                {
-                    "id": model,
-                    "object": "model",
-                    "created": int(when(server.ready_at).timestamp()),
-                    "owned_by": "vllm",
-                    "root": f"{server.path}/weights",
-                    "parent": None,
-                    "max_model_len": 32768,
-                }
-            ],
-        }
-        return 200, json.dumps(data)
-    if path in ("/v1/chat/completions", "/v1/completions"):
-        if method != "POST":
-            return 405, '{"detail":"Method Not Allowed"}'
-        created = int(when(sh.world.env.now).timestamp())
-        text = "Hello! I am running and ready to help."
-        choice: dict[str, Any] = (
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-            }
-            if path.endswith("chat/completions")
-            else {"index": 0, "text": text, "finish_reason": "stop"}
+    if method != "GET":
+        return 501, _unsupported(method)
+    if path in ("/health", "/v1/models"):
+        return 200, HEALTHY
+    return 404, NOT_FOUND
+
+
+def http_head(sh: VirtualShell, code: int, method: str, body: str) -> str:
+    """The status line and headers the bundle's server sends."""
+    date = f"{when(sh.world.env.now):%a, %d %b %Y %H:%M:%S} GMT"
+    if code == 501:
+        return (
+            f"HTTP/1.0 501 Unsupported method ('{method}')\r\nServer: {SERVER_HEADER}\r\n"
+            f"Date: {date}\r\nConnection: close\r\nContent-Type: text/html;charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
         )
-        return 200, json.dumps(
-            {
-                "id": f"chatcmpl-{created:x}",
-                "object": "chat.completion",
-                "created": created,
-                "model": model,
-                "choices": [choice],
-                "usage": {"prompt_tokens": 12, "completion_tokens": 10, "total_tokens": 22},
-            }
-        )
-    if path == "/metrics":
-        return 200, "# HELP vllm:num_requests_running Number of requests running\n"
-    return 404, '{"detail":"Not Found"}'
+    reason = {200: "OK", 404: "Not Found"}.get(code, "")
+    return (
+        f"HTTP/1.0 {code} {reason}\r\nServer: {SERVER_HEADER}\r\nDate: {date}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
 
 
 def parse_url(sh: VirtualShell, url: str) -> tuple[str, int, str]:
@@ -156,101 +158,63 @@ def parse_url(sh: VirtualShell, url: str) -> tuple[str, int, str]:
     return m.group(2), int(m.group(3) or default), m.group(4) or "/"
 
 
-@tool("curl")
-def curl(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
-    flags, values, urls = old_opts(
-        argv[1:],
-        takes={
-            "-o",
-            "--output",
-            "-w",
-            "--write-out",
-            "-X",
-            "--request",
-            "-H",
-            "--header",
-            "-d",
-            "--data",
-            "--data-raw",
-            "--data-binary",
-            "--json",
-            "-m",
-            "--max-time",
-            "--connect-timeout",
-            "--retry",
-            "-u",
-            "--user",
-            "-A",
-            "--user-agent",
-            "--noproxy",
-            "-e",
-            "--retry-delay",
-        },
-    )
-    silent = bool(flags & {"-s", "--silent"}) and not flags & {"-S", "--show-error"}
-    fail = bool(flags & {"-f", "--fail"})
+CURL = Options(
+    "o:w:X:H:d:m:u:A:e:sSfiILvk46#OJ",
+    long=(
+        "output=o", "write-out=w", "request=X", "header=H", "data=d", "data-raw=",
+        "data-binary=", "json=", "max-time=m", "connect-timeout=", "retry=", "retry-delay=",
+        "user=u", "user-agent=A", "referer=e", "noproxy=", "silent=s", "show-error=S",
+        "fail=f", "include=i", "head=I", "location=L", "verbose=v", "insecure=k",
+        "progress-bar=#", "compressed", "remote-name=O", "fail-with-body",
+    ),
+    usage=2,
+    after="curl: try 'curl --help' or 'curl --manual' for more information\n",
+    style="curl",
+)  # fmt: skip
+
+
+@tool("curl", options=CURL)
+def curl(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> Gen:
+    """``curl URL``: an HTTP request to a model server (``-s``, ``-f``, ``-i``, ``-I``,
+    ``-o``, ``-w '%{http_code}'``, ``-X``, ``-d``)."""
+    silent = args.has("s") and not args.has("S")
+    urls = args.operands
     if not urls:
-        io.err.write(
-            "curl: no URL specified!\ncurl: try 'curl --help' or 'curl --manual' "
-            "for more information\n"
-        )
+        io.err.write("curl: try 'curl --help' or 'curl --manual' for more information\n")
         return 2
-    name, port, path = parse_url(sh, urls[0])
-    body = next(
-        (
-            values[k]
-            for k in ("-d", "--data", "--data-raw", "--data-binary", "--json")
-            if k in values
-        ),
-        "",
-    )
-    method = values.get("-X", values.get("--request", "POST" if body else "GET"))
-    if flags & {"-I", "--head"}:
-        method = "HEAD"
-    write_out = values.get("-w", values.get("--write-out", ""))
-    target = sh.resolve(name) if name else None
+    host_name, port, path = parse_url(sh, urls[0])
+    body = args.value("d") or args.value("data-raw") or args.value("data-binary") or ""
+    body = body or args.value("json") or ""
+    method = args.value("X") or ("POST" if body else "HEAD" if args.has("I") else "GET")
+    write_out = args.value("w", "") or ""
+    target = sh.resolve(host_name) if host_name else None
     yield from sh.tick(frame, 0.0)
     if target is None:
         if not silent:
-            io.err.write(f"curl: (6) Could not resolve host: {name}\n")
+            io.err.write(f"curl: (6) Could not resolve host: {host_name}\n")
         io.out.write(curl_write_out(write_out, 0, 0))
         return 6
-    if not sh.reachable(target):
-        if not silent:
-            io.err.write(
-                f"curl: (7) Failed to connect to {name} port {port} after 3 ms: No route to host\n"
-            )
-        io.out.write(curl_write_out(write_out, 0, 0))
-        return 7
-    if target is not sh.host:
+    answer = http(sh, target, port, method, path, body) if sh.reachable(target) else None
+    if target is not sh.host and sh.reachable(target):
         yield from sh.tick(frame, 2 * sh.world.network.link(sh.host, target)[1])
-    answer = http(sh, target, port, method, path, body)
     if answer is None:
         if not silent:
             io.err.write(
-                f"curl: (7) Failed to connect to {name} port {port} after 0 ms: "
-                "Connection refused\n"
+                f"curl: (7) Failed to connect to {host_name} port {port} after 0 ms: "
+                "Couldn't connect to server\n"
             )
         io.out.write(curl_write_out(write_out, 0, 0))
         return 7
     code, text = answer
-    if fail and code >= 400:
+    if args.has("f") and code >= 400:
         if not silent:
             io.err.write(f"curl: (22) The requested URL returned error: {code}\n")
         io.out.write(curl_write_out(write_out, code, 0))
         return 22
-    headers = ""
-    if flags & {"-i", "--include", "-I", "--head"}:
-        reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}.get(code, "")
-        headers = (
-            f"HTTP/1.1 {code} {reason}\r\ndate: "
-            f"{when(sh.world.env.now):%a, %d %b %Y %H:%M:%S} GMT\r\n"
-            f"server: uvicorn\r\ncontent-length: {len(text)}\r\n"
-            "content-type: application/json\r\n\r\n"
-        )
-    shown = headers + ("" if method == "HEAD" else text)
-    output = values.get("-o", values.get("--output"))
-    if output is not None:
+    head = http_head(sh, code, method, text) if args.has("i", "I") else ""
+    shown = head + ("" if method == "HEAD" or args.has("I") else text)
+    output = args.value("o")
+    if output is not None and output != "-":
         sink = sh.open_sink(output, append=False)
         if isinstance(sink, str):
             io.err.write("curl: (23) Failure writing output to destination\n")
@@ -262,29 +226,38 @@ def curl(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
     return 0
 
 
-@tool("wget")
-def wget(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
-    flags, values, urls = old_opts(
-        argv[1:], takes={"-O", "--output-document", "-T", "--timeout", "-t", "--tries"}
-    )
-    quiet = bool(flags & {"-q", "--quiet"})
+WGET = Options(
+    "O:T:t:qvcnS",
+    long=("output-document=O", "timeout=T", "tries=t", "quiet=q", "verbose=v",
+          "continue=c", "server-response=S"),
+    after="Usage: wget [OPTION]... [URL]...\n\nTry `wget --help' for more options.\n",
+)  # fmt: skip
+
+
+@tool("wget", options=WGET)
+def wget(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> Gen:
+    """``wget URL``: download to a file (``-O FILE``; ``-O -``: to stdout)."""
+    urls = args.operands
     if not urls:
-        io.err.write("wget: missing URL\n")
+        io.err.write(
+            "wget: missing URL\nUsage: wget [OPTION]... [URL]...\n\n"
+            "Try `wget --help' for more options.\n"
+        )
         return 1
-    name, port, path = parse_url(sh, urls[0])
-    target = sh.resolve(name)
+    host_name, port, path = parse_url(sh, urls[0])
+    target = sh.resolve(host_name)
     yield from sh.tick(frame, 0.0)
-    log = io.err if not quiet else Null()
+    log = io.err if not args.has("q") else Null()
     log.write(f"--{when(sh.world.env.now):%Y-%m-%d %H:%M:%S}--  {urls[0]}\n")
     if target is None:
         log.write(
-            f"Resolving {name} ({name})... failed: Name or service not known.\n"
-            f"wget: unable to resolve host address '{name}'\n"
+            f"Resolving {host_name} ({host_name})... failed: Name or service not known.\n"
+            f"wget: unable to resolve host address '{host_name}'\n"
         )
         return 4
     shown_address = "127.0.0.1" if target is sh.host else address(target)
     answer = http(sh, target, port, "GET", path, "") if sh.reachable(target) else None
-    log.write(f"Connecting to {name} ({name})|{shown_address}|:{port}... ")
+    log.write(f"Connecting to {host_name} ({host_name})|{shown_address}|:{port}... ")
     if answer is None:
         log.write("failed: Connection refused.\n")
         return 4
@@ -293,9 +266,7 @@ def wget(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
     if code >= 400:
         log.write(f"{when(sh.world.env.now):%Y-%m-%d %H:%M:%S} ERROR {code}.\n")
         return 8
-    output = values.get(
-        "-O", values.get("--output-document", posixpath.basename(path) or "index.html")
-    )
+    output = args.value("O") or posixpath.basename(path) or "index.html"
     if output == "-":
         io.out.write(text)
     else:
@@ -345,7 +316,7 @@ def ssh(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
     except ShellSyntaxError as error:
         io.err.write(f"bash: -c: line 1: {error}\n")
         return 2
-    session = sh.child(target)
+    session = sh.process(target)
     if background:
         for chain, _ in tree.items:
             session.spawn(chain, io, frame)
@@ -358,11 +329,17 @@ def ssh(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
 
 @tool("ip")
 def ip(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+    """``ip addr``: the loopback, and on a linked host its network interface."""
     io.out.write(
-        "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN group default\n"
-        "    inet 127.0.0.1/8 scope host lo\n"
-        "2: eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc mq state UP group "
-        "default qlen 1000\n"
-        f"    inet {address(sh.host)}/16 brd 10.0.255.255 scope global eth0\n"
+        "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN group default "
+        "qlen 1000\n    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\n"
+        "    inet 127.0.0.1/8 scope host lo\n       valid_lft forever preferred_lft forever\n"
+        "    inet6 ::1/128 scope host \n       valid_lft forever preferred_lft forever\n"
     )
+    if has_sshd(sh, sh.host):
+        io.out.write(
+            "2: eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc mq state UP group "
+            "default qlen 1000\n"
+            f"    inet {address(sh.host)}/16 brd 10.0.255.255 scope global eth0\n"
+        )
     return 0
