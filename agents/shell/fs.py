@@ -33,7 +33,7 @@ class File:
 class HostState:
     """What shells added to one host: files, folders, and the PID table."""
 
-    __slots__ = ("cmdlines", "dirs", "files", "next_pid", "pids", "procs", "since")
+    __slots__ = ("cmdlines", "dirs", "files", "jobs", "next_pid", "pids", "procs", "since")
 
     def __init__(self, host: Host) -> None:
         self.files: dict[str, File] = {}
@@ -43,6 +43,8 @@ class HostState:
         self.procs: dict[int, object] = {}
         self.cmdlines: dict[object, str] = {}
         self.since: dict[object, float] = {}
+        #: Background jobs of the shells: pid -> (command line, command name, process).
+        self.jobs: dict[int, tuple[str, str, Any]] = {}
         for replica in host.replicas:
             if replica.server is not None:
                 self.pid_of(replica.server)

@@ -374,6 +374,12 @@ class VirtualShell:
         process = self.world.env.process(job())
         frame.jobs.append((process, job_frame, holds_output(chain)))
         self.last_bg = pid
+        first = chain.first.cmds[0]
+        words = [w.raw for w in first.words] if isinstance(first, Simple) else []
+        while words and words[0] in ("nohup", "exec", "command"):
+            words = words[1:]
+        if words:
+            self.hs().jobs[pid] = (" ".join(words), posixpath.basename(words[0])[:15], process)
 
     def node(self, node: Any, io: IO, frame: Frame) -> Gen:
         if isinstance(node, Simple):

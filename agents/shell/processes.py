@@ -8,7 +8,9 @@ import math
 import re
 from typing import TYPE_CHECKING, NamedTuple
 
-from agents.shell.core import IO, Exit, Frame, Gen, Timeout
+import simpy
+
+from agents.shell.core import IO, Exit, Frame, Gen, HungUp, Timeout
 from agents.shell.registry import BUILTINS, builtin, tool
 from agents.shell.util import SIGNUMS, finite, old_opts, signal_name, when
 from sim.hosts.replica import agent_argv, server_argv
@@ -89,6 +91,10 @@ def signal_process(sh: VirtualShell, proc: object, sig: str) -> Gen:
             stop_server(sh, proc, sig)
             return ""
         proc, sig = owner, "SIGKILL"  # the server cannot catch it; its replica ends
+    if isinstance(proc, simpy.Process):  # a background job of a shell
+        if proc.is_alive and sig not in ("SIGSTOP", "SIGCONT", "0"):
+            proc.interrupt(HungUp())
+        return ""
     if not isinstance(proc, Replica):
         return "No such process"
     try:
@@ -151,6 +157,11 @@ def processes(sh: VirtualShell, host: Host | None = None, line: bool = True) -> 
         cmd = hs.cmdlines.get(replica) or agent_argv(replica.path, port)
         memory = sh.world.agent_memory / 1024
         rows.append(Proc(pid, 1, USER, cmd, "python3", memory, replica.born, replica))
+    for pid, (cmd, comm, job) in list(hs.jobs.items()):
+        if not job.is_alive:
+            del hs.jobs[pid]
+        else:
+            rows.append(Proc(pid, sh.pid, USER, cmd, comm, 1_024, sh.world.env.now, job))
     if line and host is sh.host and sh.line:
         now = sh.world.env.now
         rows.append(Proc(sh.pid, 0, USER, f"bash -c {sh.line}", "bash", 3_160, now, None))
@@ -239,7 +250,11 @@ def ps(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
         arg = args[k]
         if arg.startswith("-"):
             options.append(arg)
-            if arg in takes and k + 1 < len(args):
+            letter = next((c for c in arg[1:] if "-" + c in takes), None)
+            takes_next = arg in takes or (
+                not arg.startswith("--") and letter is not None and arg.endswith(letter)
+            )
+            if takes_next and k + 1 < len(args):
                 options.append(args[k + 1])
                 k += 1
         elif arg.isalpha():

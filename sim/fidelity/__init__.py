@@ -53,8 +53,8 @@ DIVERGENCES = HERE / "divergences.yaml"
 # ------------------------------------------------------------------ normalisations
 def _pids(text: str) -> str:
     """Process ids (and the other numbers of a process listing): the kernel's, not the
-    model's. Every number becomes ``N``."""
-    return re.sub(r"\d+", "N", text)
+    model's. Every number, with the spaces that align it, becomes `` N``."""
+    return re.sub(r" *\d+", " N", text)
 
 
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
@@ -150,7 +150,7 @@ def load_divergences(path: Path = DIVERGENCES) -> dict[tuple[str, str], str]:
 
 # ------------------------------------------------------------------------ running
 #: The machine every session runs on (sizes real at scale 1; one host per session).
-HOST = {"cpu": 1, "memory": "1GB", "disk": "64MB", "disk_bandwidth": "1GB/s"}
+HOST = {"cpu": 2, "memory": "1GB", "disk": "64MB", "disk_bandwidth": "1GB/s"}
 BUNDLE = {
     "path": "/opt/agent",
     "weights": "4MB",
@@ -215,9 +215,7 @@ def run_world(backend: str, sessions: list[Session]) -> dict[tuple[str, int], An
     for s in sessions:
         records = world.files.get(f"commands/{s.name}.jsonl", [])
         for line, record in zip(s.lines, records, strict=False):
-            answers[line.key] = Answer(
-                record["exit_code"], record["stdout"], record["stderr"]
-            )
+            answers[line.key] = Answer(record["exit_code"], record["stdout"], record["stderr"])
     return answers
 
 

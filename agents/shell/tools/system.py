@@ -13,7 +13,7 @@ from agents.shell.fs import address
 from agents.shell.registry import Args, Options, tool
 from agents.shell.syntax import ASSIGN
 from agents.shell.util import finite, human_free, human_size, join_shown, old_opts, when
-from sim.machine import USER
+from sim.machine import SCRATCH_SIZE, USER
 
 if TYPE_CHECKING:
     from agents.shell.interpreter import VirtualShell
@@ -78,52 +78,70 @@ def du(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
     return status
 
 
-@tool("df")
-def df(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    flags, _, names = old_opts(argv[1:], takes={"-B", "-t", "-x", "--output", "--type"})
-    human = bool(flags & {"-h", "--human-readable", "-H", "--si"})
+DF = Options(
+    "hHkaTtx:B:P",
+    long=("human-readable=h", "si=H", "all=a", "print-type=T", "type=t", "exclude-type=x",
+          "block-size=B", "portability=P", "output=", "total"),
+)  # fmt: skip
+
+
+def mounts(sh: VirtualShell) -> list[tuple[str, str, float, float]]:
+    """(source, mount point, size, used) of a host's file systems, as a live host mounts
+    them: the root and the scratch folders on tmpfs, /etc and the bundle root (the disk)."""
     host = sh.host
-    disk, used = finite(host.disk), max(0.0, finite(host.disk_used))
-    shm = finite(host.memory) / 2
-    mounts = {
-        "/": ("/dev/nvme0n1p2", disk, used, max(0.0, disk - used)),
-        "/dev/shm": ("tmpfs", shm, 0.0, shm),
-    }
-    chosen: list[str] = []
+    machine = sh.world.machine(host)
+    scratch = float(SCRATCH_SIZE)
+    rows = [
+        ("tmpfs", "/", finite(host.memory) / 2, 0.0),
+        ("replisim", "/etc", 1024.0 * 1024, 88.0 * 1024),
+        ("replisim", machine.bundle_root, finite(host.disk), max(0.0, finite(host.disk_used))),
+        ("tmpfs", "/tmp", scratch, 0.0),
+        ("tmpfs", machine.home, scratch, 8192.0),
+        ("tmpfs", "/var/tmp", scratch, 0.0),
+        ("tmpfs", "/dev/shm", scratch, 0.0),
+    ]
+    return rows
+
+
+@tool("df", options=DF)
+def df(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``df``: size, use and room of the file systems holding the operands (GNU's columns)."""
+    human = args.has("h", "H")
+    table = mounts(sh)
+    chosen: list[tuple[str, str, float, float]] = []
     status = 0
     fs = sh.fs()
-    for name in names:
-        path = sh.abspath(name)
+    for operand in args.operands:
+        path = sh.abspath(operand)
         if fs.kind(path) is None:
-            io.err.write(f"df: {name}: No such file or directory\n")
+            io.err.write(f"df: {operand}: No such file or directory\n")
             status = 1
             continue
-        chosen.append("/dev/shm" if path.startswith("/dev/shm") else "/")
-    rows = [mounts[m] + (m,) for m in (chosen if names else ["/", "/dev/shm"])]
+        best = max(
+            (m for m in table if path == m[1] or path.startswith(m[1].rstrip("/") + "/")),
+            key=lambda m: len(m[1]),
+        )
+        chosen.append(best)
+    rows = chosen if args.operands else table
     if not rows:
         return status
-    if human:
-        io.out.write(
-            f"{'Filesystem':<15}{'Size':>5}{'Used':>6}{'Avail':>6}{'Use%':>5} Mounted on\n"
-        )
-    else:
-        io.out.write(
-            f"{'Filesystem':<15}{'1K-blocks':>10}{'Used':>10}{'Available':>10}"
-            f"{'Use%':>5} Mounted on\n"
-        )
-    for source, size, in_use, avail, mount in rows:
-        pct = f"{math.ceil(in_use * 100 / (in_use + avail)) if in_use + avail else 0}%"
+    header = ["Filesystem", "Size" if human else "1K-blocks", "Used",
+              "Avail" if human else "Available", "Use%", "Mounted on"]  # fmt: skip
+    cells = [header]
+    for source, mount, size, used in rows:
+        avail = max(0.0, size - used)
+        pct = f"{math.ceil(used * 100 / size) if size else 0}%" if used else "0%"
         if human:
-            io.out.write(
-                f"{source:<15}{human_size(size):>5}{human_size(in_use):>6}"
-                f"{human_size(avail):>6}{pct:>5} {mount}\n"
-            )
+            numbers = [human_size(size), human_size(used), human_size(avail)]
         else:
-            io.out.write(
-                f"{source:<15}{math.ceil(size / 1024):>10}"
-                f"{math.ceil(in_use / 1024):>10}{avail // 1024:>10.0f}{pct:>5} "
-                f"{mount}\n"
-            )
+            numbers = [str(math.ceil(size / 1024)), str(math.ceil(used / 1024))]
+            numbers.append(str(int(avail // 1024)))
+        cells.append([source, *numbers, pct, mount])
+    widths = [max(len(row[k]) for row in cells) for k in range(6)]
+    widths = [max(w, least) for w, least in zip(widths, (14, 5, 5, 5, 4, 0), strict=True)]
+    for row in cells:
+        line = [row[0].ljust(widths[0])] + [row[k].rjust(widths[k]) for k in range(1, 5)]
+        io.out.write(" ".join([*line, row[5]]) + "\n")
     return status
 
 
