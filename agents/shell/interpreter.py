@@ -113,6 +113,8 @@ class VirtualShell:
         self.errexit = False
         self.conditions = 0
         self.line = ""
+        #: Run from Python (``subprocess``): the seconds its commands took, not waited.
+        self.frozen: list[float] | None = None
 
     def __repr__(self) -> str:
         return f"<VirtualShell {self.replica.name}@{self.host.name}:{self.cwd}>"
@@ -207,6 +209,7 @@ class VirtualShell:
         sub.errexit = self.errexit
         sub.conditions = self.conditions
         sub.line = self.line
+        sub.frozen = self.frozen
         sub.positional = list(self.positional)
         sub.argv0 = self.argv0
         sub.status = self.status
@@ -247,6 +250,11 @@ class VirtualShell:
     def wait(self, seconds: float, frame: Frame) -> Gen:
         """Let simulated time pass; past the deadline the foreground command times out."""
         env = self.world.env
+        if self.frozen is not None:  # run from Python: time is counted, not waited
+            if env.now + self.frozen[0] + seconds > frame.deadline:
+                raise Timeout
+            self.frozen[0] += seconds
+            return
         timed_out = env.now + seconds > frame.deadline
         until = frame.deadline if timed_out else env.now + seconds
         while env.now < until:
@@ -270,6 +278,8 @@ class VirtualShell:
 
     def block(self, frame: Frame) -> Gen:
         """A process that runs until killed: holds the foreground until the deadline."""
+        if self.frozen is not None:
+            raise Timeout
         if math.isinf(frame.deadline):
             while True:  # a background job: never returns
                 try:

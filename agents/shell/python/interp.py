@@ -1,68 +1,99 @@
-"""The Python subset: a tree-walking interpreter of the Python agents write."""
+"""The Python subset: a tree-walking interpreter of the Python agents write.
+
+Statements (assignments, ``if``/``for``/``while``, ``try``, ``with``, ``def``, ``class``,
+``import``, ``raise``, ``assert``…) and expressions over real Python values; the modules
+are those of :mod:`agents.shell.python.modules` (answered from the virtual host, or run
+as they are when they touch nothing outside the program). What the subset does not model
+fails as Python fails, with a traceback and exit 1.
+"""
 
 from __future__ import annotations
 
 import ast
-import json
-import posixpath
-import re
-from collections.abc import Callable, Iterable
+import builtins
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from agents.shell.core import IO, MAX_LOOP
-from agents.shell.fs import address
+from agents.shell.python import modules
 from agents.shell.python.values import (
-    OS_FAMILY,
     PY_BUILTINS,
     PY_EXCEPTIONS,
     PY_MODULES,
     Fn,
     Method,
     Name,
-    Opaque,
     PyBreak,
+    PyClass,
     PyContinue,
     PyError,
     PyExit,
+    PyInstance,
     PyReturn,
+    ReadFile,
     Sock,
+    WriteFile,
 )
-from agents.shell.tools.net import http, parse_url
-from agents.shell.tools.system import gpus
-from agents.shell.util import finite, when
-from sim.world import Host
 
 if TYPE_CHECKING:
     from agents.shell.interpreter import VirtualShell
 
+__all__ = ["Py"]
+
+MAX_STEPS = 200_000
+#: Builtins that are values of their own (types), not calls the subset answers.
+_TYPES = {
+    t.__name__: t
+    for t in (str, int, float, bool, list, tuple, dict, set, frozenset, bytes, object, type)
+}
+#: Builtins run as they are (they take and give plain values).
+_PLAIN = {
+    name: getattr(builtins, name)
+    for name in (
+        "range", "len", "sorted", "min", "max", "sum", "abs", "round", "repr", "any", "all",
+        "hex", "format", "chr", "ord", "divmod", "pow", "bin", "oct", "iter", "next", "id",
+        "hash", "callable", "isinstance", "enumerate", "zip", "reversed", "map", "filter",
+    )
+}  # fmt: skip
+_LISTED = {"enumerate", "zip", "reversed", "map", "filter"}
+#: Attributes of real objects the subset reads besides their public ones.
+_DUNDERS = frozenset({"__name__", "__class__", "__doc__", "__dict__"})
+
 
 class Py:
-    """Runs the Python agents write to look around (port checks, sizes, GPU checks).
+    """One run of a Python program on the virtual host.
 
-    A tree-walking interpreter over a safe subset: statements and expressions of plain
-    values, with sockets, ``os``, ``shutil``, ``psutil``, ``torch.cuda``, ``time.sleep``
-    and ``requests`` answered from the virtual host. Other calls return an opaque value.
+    Args:
+        shell: The shell that started it (its host, directory and environment).
+        io: Its standard streams.
+        argv: ``sys.argv``.
+        filename: As tracebacks name it (``<string>``, ``<stdin>``, a path).
     """
 
     def __init__(self, shell: VirtualShell, io: IO, argv: list[str], filename: str) -> None:
         self.shell = shell
         self.io = io
-        self.argv = argv
         self.filename = filename
         self.names: dict[str, Any] = {"__name__": "__main__"}
+        self.argv: list[str] = argv
         self.slept = 0.0
         self.steps = 0
         self.line = 1
         self.bound: set[int] = set()
+        self.stdin: ReadFile = ReadFile(io.stdin, "<stdin>")
+        self.environ: dict[str, str] = modules.environ(self)
 
     def run(self, code: str) -> int:
+        """Run the program; its exit status (a traceback on stderr for an exception)."""
         try:
             tree = ast.parse(code, filename=self.filename)
         except SyntaxError as error:
+            text = (error.text or "").rstrip("\n")
+            caret = " " * (4 + max(0, (error.offset or 1) - 1 - (len(text) - len(text.lstrip()))))
             self.io.err.write(
                 f'  File "{self.filename}", line {error.lineno}\n'
-                f"    {(error.text or '').strip()}\n    ^\n"
-                f"SyntaxError: {error.msg}\n"
+                f"    {text.strip()}\n{caret}^\n"
+                f"{type(error).__name__}: {error.msg}\n"
             )
             return 1
         try:
@@ -73,7 +104,7 @@ class Py:
             self.io.err.write(
                 "Traceback (most recent call last):\n"
                 f'  File "{self.filename}", line {self.line}, in <module>\n'
-                f"{error.kind}: {error.message}\n"
+                f"{error.kind}: {error.message}\n".replace(": \n", "\n")
             )
             return 1
         except (PyBreak, PyContinue, PyReturn):
@@ -87,14 +118,18 @@ class Py:
 
     def stmt(self, node: ast.stmt) -> None:
         self.steps += 1
-        if self.steps > 200_000:
+        if self.steps > MAX_STEPS:
             raise PyError("KeyboardInterrupt", "")
         self.line = getattr(node, "lineno", self.line)
         if isinstance(node, ast.Import):
             for alias in node.names:
                 self.importing(alias.name)
                 if alias.asname:
-                    self.names[alias.asname] = Name(alias.name)
+                    self.names[alias.asname] = (
+                        modules.attribute(self, alias.name)
+                        if "." in (alias.name)
+                        else Name(alias.name)
+                    )
                 else:
                     top = alias.name.split(".")[0]
                     self.names[top] = Name(top)
@@ -102,43 +137,37 @@ class Py:
             module = node.module or ""
             self.importing(module)
             for alias in node.names:
-                self.names[alias.asname or alias.name] = Name(f"{module}.{alias.name}")
+                if alias.name == "*":
+                    continue
+                full = f"{module}.{alias.name}"
+                value = Name(alias.name) if alias.name in PY_EXCEPTIONS else None
+                if value is None:
+                    try:
+                        value = modules.attribute(self, full)
+                    except PyError:
+                        raise PyError(
+                            "ImportError",
+                            f"cannot import name '{alias.name}' from '{module}'",
+                        ) from None
+                self.names[alias.asname or alias.name] = value
         elif isinstance(node, ast.Expr):
             self.eval(node.value)
         elif isinstance(node, ast.Assign):
             value = self.eval(node.value)
             for target in node.targets:
                 self.assign(target, value)
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            self.assign(node.target, self.eval(node.value))
+        elif isinstance(node, ast.AnnAssign):
+            if node.value is not None:
+                self.assign(node.target, self.eval(node.value))
         elif isinstance(node, ast.AugAssign):
             current = self.eval(node.target)
             self.assign(node.target, self.binop(node.op, current, self.eval(node.value)))
         elif isinstance(node, ast.If):
-            self.block(node.body if self.eval(node.test) else node.orelse)
+            self.block(node.body if self.truth(self.eval(node.test)) else node.orelse)
         elif isinstance(node, ast.For):
-            broke = False
-            for item in list(self.iterate(self.eval(node.iter)))[:MAX_LOOP]:
-                self.assign(node.target, item)
-                try:
-                    self.block(node.body)
-                except PyBreak:
-                    broke = True
-                    break
-                except PyContinue:
-                    continue
-            if not broke:
-                self.block(node.orelse)
+            self.for_(node)
         elif isinstance(node, ast.While):
-            for _ in range(MAX_LOOP):
-                if not self.eval(node.test):
-                    break
-                try:
-                    self.block(node.body)
-                except PyBreak:
-                    break
-                except PyContinue:
-                    continue
+            self.while_(node)
         elif isinstance(node, ast.Try):
             self.try_(node)
         elif isinstance(node, ast.With):
@@ -148,25 +177,98 @@ class Py:
                 opened.append(value)
                 if item.optional_vars is not None:
                     self.assign(item.optional_vars, value)
-            self.block(node.body)
-            for value in opened:
-                if isinstance(value, Sock) and value.port is not None:
-                    self.bound.discard(value.port)
+            try:
+                self.block(node.body)
+            finally:
+                for value in opened:
+                    if isinstance(value, Sock) and value.port is not None:
+                        self.bound.discard(value.port)
         elif isinstance(node, ast.FunctionDef):
-            self.names[node.name] = Fn(node)
+            self.names[node.name] = Fn(node, self.call_fn)
+        elif isinstance(node, ast.ClassDef):
+            self.class_(node)
         elif isinstance(node, ast.Return):
             raise PyReturn(None if node.value is None else self.eval(node.value))
         elif isinstance(node, ast.Break):
             raise PyBreak
         elif isinstance(node, ast.Continue):
             raise PyContinue
+        elif isinstance(node, ast.Pass | ast.Global | ast.Nonlocal):
+            pass
         elif isinstance(node, ast.Raise):
-            exc = self.eval(node.exc) if node.exc is not None else None
-            if isinstance(exc, PyError):
-                raise exc
-            if isinstance(exc, Name):
-                raise PyError(exc.name, "")
+            self.raise_(node)
+        elif isinstance(node, ast.Assert):
+            if not self.truth(self.eval(node.test)):
+                message = "" if node.msg is None else self.text(self.eval(node.msg))
+                raise PyError("AssertionError", message)
+        elif isinstance(node, ast.Delete):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    self.names.pop(target.id, None)
+                elif isinstance(target, ast.Subscript):
+                    container = self.eval(target.value)
+                    try:
+                        del container[self.eval(target.slice)]
+                    except (KeyError, IndexError, TypeError) as error:
+                        raise PyError.of(error) from None
+        else:
+            raise PyError("SyntaxError", f"{type(node).__name__} is not supported here")
+
+    def for_(self, node: ast.For) -> None:
+        broke = False
+        for item in list(self.iterate(self.eval(node.iter)))[:MAX_LOOP]:
+            self.assign(node.target, item)
+            try:
+                self.block(node.body)
+            except PyBreak:
+                broke = True
+                break
+            except PyContinue:
+                continue
+        if not broke:
+            self.block(node.orelse)
+
+    def while_(self, node: ast.While) -> None:
+        for _ in range(MAX_LOOP):
+            if not self.truth(self.eval(node.test)):
+                self.block(node.orelse)
+                break
+            try:
+                self.block(node.body)
+            except PyBreak:
+                break
+            except PyContinue:
+                continue
+
+    def class_(self, node: ast.ClassDef) -> None:
+        bases = tuple(b for b in (self.eval(base) for base in node.bases) if isinstance(b, PyClass))
+        cls = PyClass(node.name, bases=bases)
+        saved = self.names
+        self.names = dict(saved)
+        try:
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    cls.attributes[item.name] = Fn(item, self.call_fn)
+                elif isinstance(item, ast.Assign):
+                    value = self.eval(item.value)
+                    for target in item.targets:
+                        if isinstance(target, ast.Name):
+                            cls.attributes[target.id] = value
+        finally:
+            self.names = saved
+        self.names[node.name] = cls
+
+    def raise_(self, node: ast.Raise) -> None:
+        if node.exc is None:
             raise PyError("RuntimeError", "No active exception to reraise")
+        exc = self.eval(node.exc)
+        if isinstance(exc, PyError):
+            raise exc
+        if isinstance(exc, Name):
+            raise PyError(exc.name, "")
+        if isinstance(exc, BaseException):
+            raise PyError.of(exc)
+        raise PyError("TypeError", "exceptions must derive from BaseException")
 
     def try_(self, node: ast.Try) -> None:
         try:
@@ -190,21 +292,13 @@ class Py:
         if node is None:
             return True
         wanted = self.eval(node)
-        names = [
-            w.name
-            for w in (wanted if isinstance(wanted, tuple) else (wanted,))
-            if isinstance(w, Name)
-        ]
-        family = {error.kind, "Exception", "BaseException"}
-        if (
-            error.kind
-            in ("ConnectionRefusedError", "PermissionError", "TimeoutError", "FileNotFoundError")
-            or error.kind in OS_FAMILY
-        ):
-            family |= OS_FAMILY | ({"ConnectionError"} if "Connection" in error.kind else set())
-        if error.kind.startswith("requests."):
-            family.add("requests.exceptions.RequestException")
-        return any(n in family or n.split(".")[-1] in family for n in names)
+        names = []
+        for w in wanted if isinstance(wanted, tuple) else (wanted,):
+            if isinstance(w, Name):
+                names.append(w.name.rpartition(".")[2])
+            elif isinstance(w, type):
+                names.append(w.__name__)
+        return any(n in error.family for n in names)
 
     def importing(self, module: str) -> None:
         if module.split(".")[0] not in PY_MODULES:
@@ -216,7 +310,8 @@ class Py:
         elif isinstance(target, ast.Tuple | ast.List):
             items = list(self.iterate(value))
             if len(items) != len(target.elts):
-                raise PyError("ValueError", "wrong number of values to unpack")
+                many = "many" if len(items) > len(target.elts) else "enough"
+                raise PyError("ValueError", f"too {many} values to unpack")
             for sub, item in zip(target.elts, items, strict=True):
                 self.assign(sub, item)
         elif isinstance(target, ast.Subscript):
@@ -224,12 +319,29 @@ class Py:
             try:
                 container[self.eval(target.slice)] = value
             except (TypeError, IndexError, KeyError) as error:
-                raise PyError(type(error).__name__, str(error)) from None
+                raise PyError.of(error) from None
+        elif isinstance(target, ast.Attribute):
+            obj = self.eval(target.value)
+            if isinstance(obj, PyInstance | PyClass):
+                obj.attributes[target.attr] = value
+            else:
+                kind = type(obj).__name__
+                raise PyError("AttributeError", f"'{kind}' object attribute is read-only")
 
     def iterate(self, value: Any) -> Iterable[Any]:
-        if isinstance(value, list | tuple | range | str | dict | set):
-            return value
-        raise PyError("TypeError", f"'{type(value).__name__}' object is not iterable")
+        if isinstance(value, Name | Sock | PyInstance | PyClass | Fn | Method):
+            kind = "module" if isinstance(value, Name) else type(value).__name__
+            raise PyError("TypeError", f"'{kind}' object is not iterable")
+        try:
+            return list(iter(value))
+        except TypeError as error:
+            raise PyError.of(error) from None
+
+    def truth(self, value: Any) -> bool:
+        try:
+            return bool(value)
+        except TypeError as error:
+            raise PyError.of(error) from None
 
     # ------------------------------------------------------------ expressions
     def eval(self, node: ast.expr) -> Any:
@@ -238,38 +350,36 @@ class Py:
         if isinstance(node, ast.Name):
             if node.id in self.names:
                 return self.names[node.id]
+            if node.id in _TYPES:
+                return _TYPES[node.id]
             if node.id in PY_BUILTINS or node.id in PY_EXCEPTIONS:
                 return Name(node.id)
+            if node.id in ("None", "True", "False"):
+                return {"None": None, "True": True, "False": False}[node.id]
             raise PyError("NameError", f"name '{node.id}' is not defined")
         if isinstance(node, ast.JoinedStr):
-            parts: list[str] = []
-            for value in node.values:
-                if isinstance(value, ast.FormattedValue):
-                    spec = self.eval(value.format_spec) if value.format_spec else ""
-                    inner = self.eval(value.value)
-                    try:
-                        parts.append(format(inner, spec) if spec else self.text(inner))
-                    except (ValueError, TypeError) as error:
-                        raise PyError("ValueError", str(error)) from None
-                else:
-                    parts.append(str(self.eval(value)))
-            return "".join(parts)
+            return self.fstring(node)
         if isinstance(node, ast.BinOp):
             return self.binop(node.op, self.eval(node.left), self.eval(node.right))
         if isinstance(node, ast.UnaryOp):
             operand = self.eval(node.operand)
-            if isinstance(node.op, ast.Not):
-                return not operand
-            if isinstance(node.op, ast.USub):
-                return -operand
-            return operand
+            try:
+                if isinstance(node.op, ast.Not):
+                    return not self.truth(operand)
+                if isinstance(node.op, ast.USub):
+                    return -operand
+                if isinstance(node.op, ast.Invert):
+                    return ~operand
+                return +operand
+            except TypeError as error:
+                raise PyError.of(error) from None
         if isinstance(node, ast.BoolOp):
             result: Any = None
             for value in node.values:
                 result = self.eval(value)
-                if isinstance(node.op, ast.And) and not result:
+                if isinstance(node.op, ast.And) and not self.truth(result):
                     return result
-                if isinstance(node.op, ast.Or) and result:
+                if isinstance(node.op, ast.Or) and self.truth(result):
                     return result
             return result
         if isinstance(node, ast.Compare):
@@ -281,156 +391,238 @@ class Py:
                 left = right
             return True
         if isinstance(node, ast.IfExp):
-            return self.eval(node.body) if self.eval(node.test) else self.eval(node.orelse)
+            return (
+                self.eval(node.body) if self.truth(self.eval(node.test)) else self.eval(node.orelse)
+            )
         if isinstance(node, ast.Tuple):
-            return tuple(self.eval(e) for e in node.elts)
+            return tuple(self.starred(node.elts))
         if isinstance(node, ast.List):
-            return [self.eval(e) for e in node.elts]
+            return self.starred(node.elts)
         if isinstance(node, ast.Set):
-            return {self.eval(e) for e in node.elts}
+            return set(self.starred(node.elts))
         if isinstance(node, ast.Dict):
-            return {
-                self.eval(k) if k is not None else None: self.eval(v)
-                for k, v in zip(node.keys, node.values, strict=True)
-            }
+            out: dict[Any, Any] = {}
+            for k, v in zip(node.keys, node.values, strict=True):
+                if k is None:
+                    out.update(self.eval(v))
+                else:
+                    out[self.eval(k)] = self.eval(v)
+            return out
         if isinstance(node, ast.Subscript):
             container, index = self.eval(node.value), self.eval(node.slice)
             try:
                 return container[index]
-            except IndexError:
-                raise PyError("IndexError", "list index out of range") from None
-            except KeyError:
-                raise PyError("KeyError", repr(index)) from None
-            except TypeError as error:
-                raise PyError("TypeError", str(error)) from None
+            except (IndexError, KeyError, TypeError) as error:
+                raise PyError.of(error) from None
         if isinstance(node, ast.Slice):
-            return slice(
-                *(
-                    self.eval(p) if p is not None else None
-                    for p in (node.lower, node.upper, node.step)
-                )
-            )
+            parts = (node.lower, node.upper, node.step)
+            return slice(*(self.eval(p) if p is not None else None for p in parts))
         if isinstance(node, ast.Attribute):
-            obj = self.eval(node.value)
-            if isinstance(obj, Name):
-                return self.attribute(f"{obj.name}.{node.attr}")
-            if isinstance(obj, PyError) and node.attr in ("errno", "strerror", "args"):
-                m = re.match(r"\[Errno (\d+)\] (.*)", obj.message)
-                if node.attr == "errno":
-                    return int(m.group(1)) if m else None
-                return m.group(2) if m and node.attr == "strerror" else (obj.message,)
-            if isinstance(obj, dict) and node.attr in obj and "__attrs__" in obj:
-                return obj[node.attr]
-            return Method(obj, node.attr)
+            return self.attribute(self.eval(node.value), node.attr)
         if isinstance(node, ast.Call):
             func = self.eval(node.func)
-            args: list[Any] = []
-            for arg in node.args:
-                if isinstance(arg, ast.Starred):
-                    args += list(self.iterate(self.eval(arg.value)))
+            args = self.starred(node.args)
+            kwargs: dict[str, Any] = {}
+            for keyword in node.keywords:
+                if keyword.arg is None:
+                    kwargs.update(self.eval(keyword.value))
                 else:
-                    args.append(self.eval(arg))
-            kwargs = {k.arg: self.eval(k.value) for k in node.keywords if k.arg}
+                    kwargs[keyword.arg] = self.eval(keyword.value)
             return self.call(func, args, kwargs)
-        if isinstance(node, ast.ListComp | ast.GeneratorExp):
+        if isinstance(node, ast.ListComp | ast.GeneratorExp | ast.SetComp | ast.DictComp):
             return self.comprehension(node)
-        return Opaque()
+        if isinstance(node, ast.Lambda):
+            return Fn(node, self.call_fn)
+        raise PyError("SyntaxError", f"{type(node).__name__} is not supported here")
 
-    def comprehension(self, node: ast.ListComp | ast.GeneratorExp) -> list[Any]:
+    def starred(self, nodes: list[ast.expr]) -> list[Any]:
         out: list[Any] = []
+        for item in nodes:
+            if isinstance(item, ast.Starred):
+                out += list(self.iterate(self.eval(item.value)))
+            else:
+                out.append(self.eval(item))
+        return out
+
+    def fstring(self, node: ast.JoinedStr) -> str:
+        parts: list[str] = []
+        for value in node.values:
+            if isinstance(value, ast.FormattedValue):
+                spec = self.eval(value.format_spec) if value.format_spec else ""
+                inner = self.eval(value.value)
+                if value.conversion == ord("r"):
+                    inner = self.repr(inner)
+                try:
+                    parts.append(format(inner, spec) if spec else self.text(inner))
+                except (ValueError, TypeError) as error:
+                    raise PyError.of(error) from None
+            else:
+                parts.append(str(self.eval(value)))
+        return "".join(parts)
+
+    def comprehension(self, node: Any) -> Any:
+        out: list[Any] = []
+        saved = dict(self.names)
 
         def loop(k: int) -> None:
             if k == len(node.generators):
-                out.append(self.eval(node.elt))
+                if isinstance(node, ast.DictComp):
+                    out.append((self.eval(node.key), self.eval(node.value)))
+                else:
+                    out.append(self.eval(node.elt))
                 return
             gen = node.generators[k]
             for item in list(self.iterate(self.eval(gen.iter)))[:MAX_LOOP]:
                 self.assign(gen.target, item)
-                if all(self.eval(cond) for cond in gen.ifs):
+                if all(self.truth(self.eval(cond)) for cond in gen.ifs):
                     loop(k + 1)
 
-        loop(0)
+        try:
+            loop(0)
+        finally:
+            self.names = saved
+        if isinstance(node, ast.SetComp):
+            return set(out)
+        if isinstance(node, ast.DictComp):
+            return dict(out)
         return out
 
     def text(self, value: Any) -> str:
-        if isinstance(value, PyError):
-            return value.message
         if isinstance(value, Name):
-            return f"<module '{value.name}'>"
+            return f"<module '{value.name}'>" if value.name in PY_MODULES else value.name
+        if isinstance(value, PyInstance):
+            method = value.cls.lookup("__str__") or value.cls.lookup("__repr__")
+            if isinstance(method, Fn):
+                return str(self.call_fn(method.bind(value), [], {}))
+            return f"<__main__.{value.cls.name} object at 0x7f3a2c1b9e50>"
+        if isinstance(value, PyClass):
+            return f"<class '__main__.{value.name}'>"
         return str(value)
 
+    def repr(self, value: Any) -> str:
+        if isinstance(value, PyInstance | PyClass | Name):
+            return self.text(value)
+        return repr(value)
+
     def binop(self, op: ast.operator, a: Any, b: Any) -> Any:
+        operators = {
+            ast.Add: lambda: a + b,
+            ast.Sub: lambda: a - b,
+            ast.Mult: lambda: a * b,
+            ast.Div: lambda: a / b,
+            ast.FloorDiv: lambda: a // b,
+            ast.Mod: lambda: a % b,
+            ast.Pow: lambda: a**b,
+            ast.BitAnd: lambda: a & b,
+            ast.BitOr: lambda: a | b,
+            ast.BitXor: lambda: a ^ b,
+            ast.LShift: lambda: a << b,
+            ast.RShift: lambda: a >> b,
+        }
         try:
-            if isinstance(op, ast.Add):
-                return a + b
-            if isinstance(op, ast.Sub):
-                return a - b
-            if isinstance(op, ast.Mult):
-                return a * b
-            if isinstance(op, ast.Div):
-                return a / b
-            if isinstance(op, ast.FloorDiv):
-                return a // b
-            if isinstance(op, ast.Mod):
-                return a % b
-            if isinstance(op, ast.Pow):
-                return a**b
-        except ZeroDivisionError:
-            raise PyError("ZeroDivisionError", "division by zero") from None
-        except TypeError as error:
-            raise PyError("TypeError", str(error)) from None
-        return Opaque()
+            return operators[type(op)]()
+        except ZeroDivisionError as error:
+            raise PyError("ZeroDivisionError", str(error)) from None
+        except (TypeError, ValueError, OverflowError) as error:
+            raise PyError.of(error) from None
 
     def compare(self, op: ast.cmpop, a: Any, b: Any) -> bool:
-        try:
-            if isinstance(op, ast.Eq):
-                return bool(a == b)
-            if isinstance(op, ast.NotEq):
-                return bool(a != b)
-            if isinstance(op, ast.Lt):
-                return bool(a < b)
-            if isinstance(op, ast.LtE):
-                return bool(a <= b)
-            if isinstance(op, ast.Gt):
-                return bool(a > b)
-            if isinstance(op, ast.GtE):
-                return bool(a >= b)
-            if isinstance(op, ast.In):
-                return a in b
-            if isinstance(op, ast.NotIn):
-                return a not in b
-            if isinstance(op, ast.Is):
-                return a is b
-            if isinstance(op, ast.IsNot):
-                return a is not b
-        except TypeError as error:
-            raise PyError("TypeError", str(error)) from None
-        return False
-
-    def attribute(self, name: str) -> Any:
-        constants = {
-            "socket.AF_INET": 2,
-            "socket.SOCK_STREAM": 1,
-            "socket.SOL_SOCKET": 1,
-            "socket.SO_REUSEADDR": 2,
-            "sys.argv": list(self.argv),
-            "sys.version": "3.11.2 (main, Mar 13 2023, 12:18:29) [GCC 12.2.0]",
-            "sys.platform": "linux",
-            "sys.stdout": Name("sys.stdout"),
-            "sys.stderr": Name("sys.stderr"),
-            "os.environ": dict(self.shell.env),
-            "os.sep": "/",
-            "socket.error": Name("OSError"),
-            "socket.timeout": Name("TimeoutError"),
+        operators = {
+            ast.Eq: lambda: a == b,
+            ast.NotEq: lambda: a != b,
+            ast.Lt: lambda: a < b,
+            ast.LtE: lambda: a <= b,
+            ast.Gt: lambda: a > b,
+            ast.GtE: lambda: a >= b,
+            ast.In: lambda: a in b,
+            ast.NotIn: lambda: a not in b,
+            ast.Is: lambda: a is b,
+            ast.IsNot: lambda: a is not b,
         }
-        return constants.get(name, Name(name))
+        try:
+            return bool(operators[type(op)]())
+        except TypeError as error:
+            raise PyError.of(error) from None
+
+    def attribute(self, obj: Any, attr: str) -> Any:
+        """``obj.attr``: a module's name, an exception's, an instance's, a real value's."""
+        if isinstance(obj, Name):
+            if obj.name in PY_EXCEPTIONS or obj.name in PY_BUILTINS:
+                raise PyError("AttributeError", f"type object '{obj.name}' has no attribute")
+            if obj.name in ("sys.stdout", "sys.stderr"):
+                return Method(obj, attr)
+            return modules.attribute(self, f"{obj.name}.{attr}")
+        if isinstance(obj, PyError):
+            if attr == "errno":
+                return obj.errno
+            if attr == "strerror":
+                return obj.message.partition("] ")[2].rsplit(":", 1)[0] if obj.errno else None
+            if attr == "args":
+                return (obj.message,)
+            raise PyError("AttributeError", f"'{obj.kind}' object has no attribute '{attr}'")
+        if isinstance(obj, Sock):
+            return Method(obj, attr)
+        if isinstance(obj, PyInstance):
+            if attr in obj.attributes:
+                return obj.attributes[attr]
+            found = obj.cls.lookup(attr)
+            if found is None:
+                raise PyError(
+                    "AttributeError", f"'{obj.cls.name}' object has no attribute '{attr}'"
+                )
+            return found.bind(obj) if isinstance(found, Fn) else found
+        if isinstance(obj, PyClass):
+            found = obj.lookup(attr)
+            if found is None:
+                if attr == "__name__":
+                    return obj.name
+                raise PyError("AttributeError", f"type object '{obj.name}' has no attribute")
+            return found
+        if attr.startswith("_") and attr not in _DUNDERS:
+            raise PyError("AttributeError", f"'{type(obj).__name__}' object has no attribute")
+        try:
+            return getattr(obj, attr)
+        except AttributeError as error:
+            raise PyError.of(error) from None
 
     # ------------------------------------------------------------------ calls
     def call(self, func: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if isinstance(func, Fn):
-            saved = dict(self.names)
-            params = [a.arg for a in func.node.args.args]
-            defaults = func.node.args.defaults
+            return func(*args, **kwargs)
+        if isinstance(func, Method):
+            return self.method(func.obj, func.name, args, kwargs)
+        if isinstance(func, PyClass):
+            instance = PyInstance(func)
+            init = func.lookup("__init__")
+            if isinstance(init, Fn):
+                init.bind(instance)(*args, **kwargs)
+            return instance
+        if isinstance(func, Name):
+            name = func.name
+            if name in PY_EXCEPTIONS:
+                return PyError(name, " ".join(self.text(a) for a in args))
+            if name in PY_BUILTINS:
+                return self.builtin(name, args, kwargs)
+            return modules.call(self, name, args, kwargs)
+        if callable(func):
+            try:
+                return func(*args, **kwargs)
+            except PyError:
+                raise
+            except PyExit:
+                raise
+            except Exception as error:  # a real function of a pure module failed
+                raise PyError.of(error) from None
+        raise PyError("TypeError", f"'{type(func).__name__}' object is not callable")
+
+    def call_fn(self, fn: Fn, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Call a function of the program: its parameters bound, its own names."""
+        node = fn.node
+        saved = self.names
+        self.names = dict(saved)
+        params = [a.arg for a in node.args.args]
+        defaults = node.args.defaults
+        try:
             for k, name in enumerate(params):
                 if k < len(args):
                     self.names[name] = args[k]
@@ -438,311 +630,99 @@ class Py:
                     self.names[name] = kwargs[name]
                 elif k >= len(params) - len(defaults):
                     self.names[name] = self.eval(defaults[k - (len(params) - len(defaults))])
+                else:
+                    raise PyError("TypeError", f"missing required positional argument: '{name}'")
+            if node.args.vararg is not None:
+                self.names[node.args.vararg.arg] = tuple(args[len(params) :])
+            if isinstance(node, ast.Lambda):
+                return self.eval(node.body)
             try:
-                self.block(func.node.body)
-                value = None
+                self.block(node.body)
             except PyReturn as ret:
-                value = ret.value
-            finally:
-                kept = {k: v for k, v in self.names.items() if k not in params}
-                self.names = {**saved, **{k: v for k, v in kept.items() if k in saved}}
-            return value
-        if isinstance(func, Method):
-            return self.method(func.obj, func.name, args, kwargs)
-        if isinstance(func, Name):
-            if func.name in PY_EXCEPTIONS:
-                return PyError(func.name, " ".join(self.text(a) for a in args))
-            if func.name in PY_BUILTINS:
-                return self.builtin(func.name, args, kwargs)
-            return self.module_call(func.name, args, kwargs)
-        return Opaque()
+                return ret.value
+            return None
+        finally:
+            self.names = saved
 
     def builtin(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if name == "print":
             sink = kwargs.get("file")
-            out = (
-                self.io.err if isinstance(sink, Name) and sink.name == "sys.stderr" else self.io.out
-            )
-            out.write(
-                kwargs.get("sep", " ").join(self.text(a) for a in args) + kwargs.get("end", "\n")
-            )
+            out = self.io.err if isinstance(sink, Name) and sink.name == "sys.stderr" else None
+            text = str(kwargs.get("sep", " ")).join(self.text(a) for a in args)
+            text += str(kwargs.get("end", "\n"))
+            if isinstance(sink, WriteFile):
+                sink.write(text)
+            else:
+                (out or self.io.out).write(text)
             return None
         if name in ("exit", "quit"):
             raise PyExit(args[0] if args and isinstance(args[0], int) else 0)
         if name == "open":
-            return self.open(
-                str(args[0]), str(args[1]) if len(args) > 1 else str(kwargs.get("mode", "r"))
-            )
+            mode = str(args[1]) if len(args) > 1 else str(kwargs.get("mode", "r"))
+            return self.open(str(args[0]) if args else "", mode)
         if name == "input":
-            return ""
-        if name == "isinstance":
-            return True
+            line = self.stdin.readline()
+            if not line:
+                raise PyError("EOFError", "EOF when reading a line")
+            return line.rstrip("\n")
         if name == "type":
-            return Name(type(args[0]).__name__)
-        table: dict[str, Callable[..., Any]] = {
-            "range": range,
-            "len": len,
-            "str": self.text,
-            "int": int,
-            "float": float,
-            "bool": bool,
-            "list": list,
-            "tuple": tuple,
-            "dict": dict,
-            "set": set,
-            "sorted": sorted,
-            "enumerate": lambda x, s=0: list(enumerate(x, s)),
-            "zip": lambda *x: list(zip(*x, strict=False)),
-            "min": min,
-            "max": max,
-            "sum": sum,
-            "abs": abs,
-            "round": round,
-            "repr": repr,
-            "any": any,
-            "all": all,
-            "reversed": lambda x: list(reversed(x)),
-            "hex": hex,
-            "format": format,
-        }
+            if isinstance(args[0], PyInstance):
+                return args[0].cls
+            return type(args[0])
+        if name in ("hasattr", "getattr"):
+            try:
+                value = self.attribute(args[0], str(args[1]))
+            except PyError:
+                if name == "hasattr":
+                    return False
+                if len(args) > 2:
+                    return args[2]
+                raise
+            return True if name == "hasattr" else value
+        if name in ("isinstance",) and any(isinstance(a, PyClass) for a in args[1:]):
+            return isinstance(args[0], PyInstance) and args[0].cls is args[1]
+        if name in ("dir", "vars"):
+            return sorted(self.names) if not args else []
+        fn = _PLAIN.get(name)
+        if fn is None:
+            raise PyError("NameError", f"name '{name}' is not defined")
         try:
-            return table[name](*args, **kwargs)
-        except (TypeError, ValueError) as error:
-            raise PyError(type(error).__name__, str(error)) from None
+            value = fn(*args, **kwargs)
+        except (TypeError, ValueError, StopIteration) as error:
+            raise PyError.of(error) from None
+        return list(value) if name in _LISTED else value
 
     def open(self, name: str, mode: str) -> Any:
         fs = self.shell.fs()
         path = self.shell.abspath(name)
-        if "r" in mode or mode == "":
-            if fs.kind(path) != "file":
-                raise PyError("FileNotFoundError", f"[Errno 2] No such file or directory: '{name}'")
-            return {"__attrs__": True, "content": fs.read(path) or "", "path": path}
+        if "r" in mode or not mode.strip("bt"):
+            kind = fs.kind(path)
+            if kind is None:
+                raise PyError(
+                    "FileNotFoundError", f"[Errno 2] No such file or directory: '{name}'", 2
+                )
+            if kind == "dir":
+                raise PyError("IsADirectoryError", f"[Errno 21] Is a directory: '{name}'", 21)
+            return ReadFile(fs.read(path) or "", name)
         problem = fs.write(path, "", append="a" in mode)
         if problem:
-            raise PyError("OSError", f"[Errno 2] {problem}: '{name}'")
-        return {"__attrs__": True, "path": path, "mode": "w"}
+            errno = {"No such file or directory": 2, "Permission denied": 13}.get(problem, 5)
+            kind = {2: "FileNotFoundError", 13: "PermissionError"}.get(errno, "OSError")
+            raise PyError(kind, f"[Errno {errno}] {problem}: '{name}'", errno)
+
+        def sink(text: str) -> None:
+            fs.write(path, text, append=True)
+
+        return WriteFile(name, sink)
 
     def method(self, obj: Any, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if isinstance(obj, Sock):
-            return self.socket_method(obj, name, args)
-        if isinstance(obj, dict) and "__attrs__" in obj:
-            if name in ("read", "readlines"):
-                text = obj.get("content", "")
-                return text.splitlines(True) if name == "readlines" else text
-            if name == "json":
-                try:
-                    return json.loads(obj.get("text", ""))
-                except ValueError as error:
-                    raise PyError("requests.exceptions.JSONDecodeError", str(error)) from None
-            if name == "write":
-                self.shell.fs().write(obj["path"], self.text(args[0]), append=True)
-                return len(self.text(args[0]))
-            return None
+            return modules.socket_method(self, obj, name, args)
         if isinstance(obj, Name) and obj.name in ("sys.stdout", "sys.stderr"):
             if name == "write":
-                (self.io.err if obj.name == "sys.stderr" else self.io.out).write(self.text(args[0]))
-            return None
-        if isinstance(obj, str | list | dict | tuple | int | float) and not name.startswith("_"):
-            target = getattr(obj, name, None)
-            if target is None:
-                raise PyError(
-                    "AttributeError", f"'{type(obj).__name__}' object has no attribute '{name}'"
-                )
-            try:
-                return target(*args, **kwargs)
-            except (TypeError, ValueError, KeyError, IndexError) as error:
-                raise PyError(type(error).__name__, str(error)) from None
-        return Opaque()
-
-    def _address(self, args: list[Any]) -> tuple[Host | None, int]:
-        if not args or not isinstance(args[0], tuple) or len(args[0]) != 2:
-            raise PyError("TypeError", "AF_INET address must be a pair (host, port)")
-        host, port = args[0]
-        if not isinstance(port, int):
-            raise PyError("TypeError", "'str' object cannot be interpreted as an integer")
-        return (
-            self.shell.host if host in ("", "0.0.0.0") else self.shell.resolve(str(host)),
-            port,
-        )
-
-    def _listening(self, host: Host | None, port: int) -> bool:
-        if host is None:
-            raise PyError("socket.gaierror", "[Errno -2] Name or service not known")
-        if port == 22:
-            return self.shell.reachable(host)
-        return self.shell.reachable(host) and self.shell.world.probe(self.shell.replica, host, port)
-
-    def socket_method(self, sock: Sock, name: str, args: list[Any]) -> Any:
-        if name == "bind":
-            host, port = self._address(args)
-            if port == 0:
-                port = 40000
-                while port in self.shell.host.servers or port in self.bound:
-                    port += 1
-            elif port in self.shell.host.servers or port in self.bound or port == 22:
-                raise PyError("OSError", "[Errno 98] Address already in use")
-            elif port < 1024:
-                raise PyError("PermissionError", "[Errno 13] Permission denied")
-            sock.port = port
-            self.bound.add(port)
-            return None
-        if name == "connect_ex":
-            host, port = self._address(args)
-            return 0 if self._listening(host, port) else 111
-        if name == "connect":
-            host, port = self._address(args)
-            if not self._listening(host, port):
-                raise PyError("ConnectionRefusedError", "[Errno 111] Connection refused")
-            return None
-        if name == "getsockname":
-            return ("0.0.0.0", sock.port or 0)
-        if name == "close" and sock.port is not None:
-            self.bound.discard(sock.port)
-        if name == "__enter__":
-            return sock
-        return None
-
-    def module_call(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        shell = self.shell
-        host = shell.host
-        world = shell.world
-        if name in ("socket.socket", "socket.socket.__call__"):
-            return Sock()
-        if name == "socket.create_connection":
-            target, port = self._address(args)
-            if not self._listening(target, port):
-                raise PyError("ConnectionRefusedError", "[Errno 111] Connection refused")
-            return Sock()
-        if name == "socket.gethostname":
-            return host.name
-        if name == "socket.gethostbyname":
-            target = shell.resolve(str(args[0])) if args else None
-            if target is None:
-                raise PyError("socket.gaierror", "[Errno -2] Name or service not known")
-            return "127.0.0.1" if target is host else address(target)
-        if name == "time.sleep":
-            self.slept += float(args[0]) if args else 0.0
-            return None
-        if name == "time.time":
-            return when(world.env.now + self.slept).timestamp()
-        if name == "sys.exit":
-            code = args[0] if args else 0
-            if isinstance(code, str):
-                self.io.err.write(code + "\n")
-                raise PyExit(1)
-            raise PyExit(int(code or 0))
-        if name == "os.getcwd":
-            return shell.cwd
-        if name == "os.getpid":
-            return shell.pid
-        if name == "os.cpu_count":
-            return max(1, int(min(host.cpu, 1e6)))
-        if name in (
-            "os.listdir",
-            "os.path.exists",
-            "os.path.isdir",
-            "os.path.isfile",
-            "os.path.getsize",
-        ):
-            path = shell.abspath(str(args[0]) if args else ".")
-            kind = shell.fs().kind(path)
-            if name == "os.path.exists":
-                return kind is not None
-            if name == "os.path.isdir":
-                return kind == "dir"
-            if name == "os.path.isfile":
-                return kind == "file"
-            if kind is None:
-                raise PyError(
-                    "FileNotFoundError", f"[Errno 2] No such file or directory: '{args[0]}'"
-                )
-            if name == "os.path.getsize":
-                return int(shell.fs().stat(path)[1])
-            return shell.fs().listdir(path)
-        if name == "os.path.join":
-            return posixpath.join(*[str(a) for a in args])
-        if name == "os.path.dirname":
-            return posixpath.dirname(str(args[0]))
-        if name == "os.path.basename":
-            return posixpath.basename(str(args[0]))
-        if name == "os.path.abspath":
-            return shell.abspath(str(args[0]))
-        if name in ("os.getenv", "os.environ.get"):
-            return shell.env.get(str(args[0]), args[1] if len(args) > 1 else None)
-        if name in ("shutil.disk_usage", "psutil.disk_usage"):
-            total, used = finite(host.disk), max(0.0, host.disk_used)
-            return {
-                "__attrs__": True,
-                "total": int(total),
-                "used": int(used),
-                "free": int(max(0.0, total - used)),
-                "percent": round(100 * used / total, 1) if total else 0.0,
-            }
-        if name == "psutil.virtual_memory":
-            total, used = finite(host.memory), max(0.0, host.memory_used)
-            return {
-                "__attrs__": True,
-                "total": int(total),
-                "used": int(used),
-                "available": int(total - used),
-                "free": int(total - used),
-                "percent": round(100 * used / total, 1) if total else 0.0,
-            }
-        if name == "psutil.cpu_count":
-            return max(1, int(min(host.cpu, 1e6)))
-        if name == "torch.cuda.is_available":
-            return host.gpu_memory > 0
-        if name == "torch.cuda.device_count":
-            return len(gpus(shell)) if host.gpu_memory > 0 else 0
-        if name == "torch.cuda.get_device_name":
-            if host.gpu_memory <= 0:
-                raise PyError("RuntimeError", "Found no NVIDIA driver on your system.")
-            return gpus(shell)[0][0]
-        if name == "torch.cuda.mem_get_info":
-            if host.gpu_memory <= 0:
-                raise PyError("RuntimeError", "Found no NVIDIA driver on your system.")
-            card = gpus(shell)[int(args[0]) if args else 0]
-            return (int(card[1] - card[2]), int(card[1]))
-        if name in ("json.dumps", "json.loads"):
-            try:
-                return (json.dumps if name == "json.dumps" else json.loads)(*args, **kwargs)
-            except (TypeError, ValueError) as error:
-                raise PyError("json.decoder.JSONDecodeError", str(error)) from None
-        if name in ("requests.get", "requests.post", "urllib.request.urlopen"):
-            url = str(args[0]) if args else ""
-            target_name, port, path = parse_url(shell, url)
-            target = shell.resolve(target_name)
-            answer = None
-            if target is not None and shell.reachable(target):
-                answer = http(
-                    shell, target, port, "POST" if name.endswith("post") else "GET", path, ""
-                )
-            if answer is None:
-                if name.startswith("urllib"):
-                    raise PyError(
-                        "urllib.error.URLError", "<urlopen error [Errno 111] Connection refused>"
-                    )
-                raise PyError(
-                    "requests.exceptions.ConnectionError",
-                    f"HTTPConnectionPool(host='{target_name}', port={port}): Max retries "
-                    f"exceeded with url: {path} (Caused by NewConnectionError('Failed to "
-                    "establish a new connection: [Errno 111] Connection refused'))",
-                )
-            code, body = answer
-            return {
-                "__attrs__": True,
-                "status_code": code,
-                "status": code,
-                "text": body,
-                "ok": code < 400,
-            }
-        if name in (
-            "subprocess.run",
-            "subprocess.check_output",
-            "subprocess.Popen",
-            "subprocess.call",
-            "os.system",
-            "os.popen",
-        ):
-            return 0 if name in ("os.system", "subprocess.call") else Opaque()
-        return Opaque()
+                text = self.text(args[0]) if args else ""
+                (self.io.err if obj.name == "sys.stderr" else self.io.out).write(text)
+                return len(text)
+            if name in ("flush", "close"):
+                return None
+        raise PyError("AttributeError", f"object has no attribute '{name}'")

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from agents.shell.core import IO, Exit, Frame, Gen
 from agents.shell.fs import File
 from agents.shell.python.interp import Py
-from agents.shell.python.values import PY_MODULES
 from agents.shell.registry import tool
 from agents.shell.syntax import ShellSyntaxError, parse
+from agents.shell.tools.files import read_input
 from agents.shell.util import old_opts
 from sim.hosts.replica import script as bundle_script
 from sim.world import ActionFailed
@@ -114,33 +114,48 @@ def python(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
         if module in ("pip", "pip3"):
             return pip(sh, ["pip", *rest], io, frame)
         if module == "json.tool":
+            text: str | None = io.stdin
+            if rest and rest[0] != "-":
+                found, error = read_input(sh, rest[0], io, "json.tool")
+                if found is None:
+                    io.err.write(f"{error}\n")
+                    return 1
+                text = found
             try:
-                io.out.write(json.dumps(json.loads(io.stdin or "null"), indent=4) + "\n")
+                io.out.write(json.dumps(json.loads(text or "null"), indent=4) + "\n")
             except ValueError as error:
                 io.err.write(f"{error}\n")
                 return 1
             return 0
-        if module.split(".")[0] not in PY_MODULES:
-            io.err.write(f"/usr/bin/{argv[0]}: No module named {module}\n")
-            return 1
         if module == "http.server":
+            if "-h" in rest or "--help" in rest:
+                io.out.write("usage: server.py [-h] [--cgi] [-b ADDRESS] [-d DIRECTORY] [port]\n")
+                return 0
             port = rest[0] if rest and rest[0].isdigit() else "8000"
             io.out.write(f"Serving HTTP on 0.0.0.0 port {port} (http://0.0.0.0:{port}/) ...\n")
             yield from sh.block(frame)
-        return 0
+            return 0
+        # A module the subset does not run as a program (or none of the standard library).
+        io.err.write(f"/usr/bin/{argv[0]}: No module named {module}\n")
+        return 1
     if args and args[0] == "-c":
         if len(args) < 2:
             io.err.write("Argument expected for the -c option\n")
             return 2
-        return (yield from run_python(sh, args[1], "<string>", args[2:], io, frame))
+        return (yield from run_python(sh, args[1], "<string>", ["-c", *args[2:]], io, frame))
     if not args or args[0] == "-":
-        return (yield from run_python(sh, io.stdin, "<stdin>", args[1:], io, frame))
+        argv = ["-", *args[1:]] if args else [""]
+        return (yield from run_python(sh, io.stdin, "<stdin>", argv, io, frame))
     path = sh.abspath(args[0])
     fs = sh.fs()
     kind = fs.kind(path)
-    if kind != "file":
-        why = "No such file or directory" if kind is None else "Is a directory"
-        io.err.write(f"{argv[0]}: can't open file '{path}': [Errno 2] {why}\n")
+    if kind == "dir":
+        io.err.write(f"/usr/bin/{argv[0]}: can't find '__main__' module in '{args[0]}'\n")
+        return 1
+    if kind is None:
+        io.err.write(
+            f"/usr/bin/{argv[0]}: can't open file '{path}': [Errno 2] No such file or directory\n"
+        )
         return 2
     if posixpath.basename(path) == "agent.py":
         return (yield from start_agent(sh, [argv[0], *args], path, args[1:], io, frame))
@@ -150,13 +165,13 @@ def python(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
     if text is None:
         io.err.write("SyntaxError: source code cannot contain null bytes\n")
         return 1
-    return (yield from run_python(sh, text, path, args[1:], io, frame))
+    return (yield from run_python(sh, text, args[0], args, io, frame))
 
 
 def run_python(
     sh: VirtualShell, code: str, filename: str, args: list[str], io: IO, frame: Frame
 ) -> Gen:
-    interp = Py(sh, io, [filename, *args], filename)
+    interp = Py(sh, io, args, filename)
     status = interp.run(code)
     if interp.slept:
         yield from sh.wait(interp.slept, frame)
