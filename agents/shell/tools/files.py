@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import math
 import posixpath
 import re
@@ -663,3 +664,50 @@ def tee(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
             sink.write(io.stdin)
     io.out.write(io.stdin)
     return status
+
+
+FILE = Options("bLhiz", long=("brief=b", "mime=i", "dereference=L"))
+
+
+@tool("file", options=FILE)
+def file(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``file NAME``: what kind of file it is, from its first bytes."""
+    if not args.operands:
+        io.err.write(
+            "Usage: file [-bcCdEhikLlNnprsSvzZ0] [--apple] [--extension] [--mime-encoding]\n"
+        )
+        return 1
+    fs = sh.fs()
+    for operand in args.operands:
+        path = sh.abspath(operand)
+        kind = fs.kind(path)
+        if kind is None:
+            what = f"cannot open `{operand}' (No such file or directory)"
+        elif kind == "dir":
+            what = "directory"
+        else:
+            what = _file_kind(fs.read(path), fs.stat(path)[1])
+        io.out.write(what + "\n" if args.has("b") else f"{operand}: {what}\n")
+    return 0
+
+
+def _file_kind(text: str | None, size: float) -> str:
+    if text is None:
+        return "data"
+    if not text:
+        return "empty"
+    first = text.split("\n", 1)[0]
+    if first.startswith("#!") and "python" in first:
+        return "Python script, ASCII text executable"
+    if first.startswith("#!") and "bash" in first:
+        return "Bourne-Again shell script, ASCII text executable"
+    if first.startswith("#!"):
+        return "POSIX shell script, ASCII text executable"
+    try:
+        json.loads(text)
+        return "JSON text data"
+    except ValueError:
+        pass
+    if text.lstrip().startswith(("import ", "from ", "def ", "class ", '"""')):
+        return "Python script, ASCII text executable"
+    return "ASCII text" if text.isascii() else "Unicode text, UTF-8 text"

@@ -421,12 +421,19 @@ def uptime(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     return 0
 
 
-@tool("which")
-def which(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+@tool("which", options=Options("as"))
+def which(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``which NAME``: where a tool is on the PATH (``-a``: everywhere it is)."""
     status = 0
-    for name in (a for a in argv[1:] if not a.startswith("-")):
-        if sh.fs().tool_here(name):
-            io.out.write(f"/usr/bin/{name}\n")
-        else:
+    fs = sh.fs()
+    for operand in args.operands:
+        found = []
+        for folder in sh.env.get("PATH", "").split(":"):
+            path = posixpath.join(folder or ".", operand)
+            if "/" not in operand and fs.kind(path) == "file" and fs.stat(path)[2] & 0o111:
+                found.append(path)
+        if not found:
             status = 1
+        elif not args.has("s"):
+            io.out.write("".join(p + "\n" for p in (found if args.has("a") else found[:1])))
     return status
