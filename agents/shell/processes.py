@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import simpy
 
 from agents.shell.core import IO, Exit, Frame, Gen, HungUp, Timeout
-from agents.shell.registry import BUILTINS, builtin, tool
-from agents.shell.util import SIGNUMS, finite, old_opts, signal_name, when
+from agents.shell.registry import BUILTINS, Args, Options, builtin, tool
+from agents.shell.util import SIGNUMS, finite, signal_name, when
 from sim.hosts.replica import agent_argv, server_argv
 from sim.machine import HOME, USER
 from sim.world import ActionFailed, Death, Host, Replica, ServerProcess
@@ -262,7 +262,28 @@ def ps(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
         else:
             options += ["-p", arg]
         k += 1
-    flags, values, _ = old_opts(options, takes=takes)
+    flags: set[str] = set()
+    values: dict[str, str] = {}
+    k = 0
+    while k < len(options):
+        opt = options[k]
+        if opt.startswith("--"):
+            key, eq, value = opt.partition("=")
+            if key in takes and not eq and k + 1 < len(options):
+                k += 1
+                value = options[k]
+            values[key] = value
+        else:
+            for j, letter in enumerate(opt[1:], 1):
+                if "-" + letter in takes:
+                    rest = opt[j + 1 :]
+                    if not rest and k + 1 < len(options):
+                        k += 1
+                        rest = options[k]
+                    values["-" + letter] = rest
+                    break
+                flags.add("-" + letter)
+        k += 1
     flags |= {"-" + c for c in bsd if c in "ax"}
     user_format = "u" in bsd
     hs = sh.hs()
@@ -358,31 +379,32 @@ def ps(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     return 0 if rows else 1
 
 
-@tool("pkill", "killall", "pgrep")
-def pkill(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
-    args = argv[1:]
-    sig: str | None = "SIGTERM"
-    rest: list[str] = []
-    k = 0
-    while k < len(args):
-        a = args[k]
-        if a in ("-s", "--signal") and k + 1 < len(args):
-            sig = signal_name(args[k + 1])
-            k += 2
-            continue
-        if re.fullmatch(r"-(\d+|[A-Z]+|SIG[A-Z]+)", a):
-            sig = signal_name(a[1:])
-        else:
-            rest.append(a)
-        k += 1
-    flags, _, ops = old_opts(rest, takes={"-u", "-U", "-P", "-g"})
+PKILL = Options(
+    "fxacilnovs:u:U:P:g:t:",
+    long=("full=f", "exact=x", "list-full=a", "count=c", "ignore-case=i", "list-name=l",
+          "newest=n", "oldest=o", "signal=s", "euid=u", "uid=U", "parent=P", "pgroup=g"),
+    usage=2,
+    after="",
+    signals=True,
+)  # fmt: skip
+
+
+@tool("pkill", "killall", "pgrep", options=PKILL)
+def pkill(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> Gen:
+    """``pgrep``/``pkill``/``killall PATTERN``: find or signal processes by name (``-f``:
+    by their whole command line, which includes the line's own ``bash -c``)."""
+    argv = [name]
+    spec = args.value("signal") or args.value("s")
+    sig: str | None = signal_name(spec) if spec else "SIGTERM"
+    ops = args.operands
     if sig is None or not ops:
         io.err.write(
-            f"{argv[0]}: no matching criteria specified\n"
+            f"{name}: no matching criteria specified\nTry `{name} --help' for more information.\n"
             if sig
-            else f"{argv[0]}: invalid signal\n"
+            else f"{name}: invalid signal\n"
         )
         return 2
+    flags = {"-" + key for key, _ in args.options if len(key) == 1}
     full = "-f" in flags
     exact = "-x" in flags or argv[0] == "killall"
     target = ops[0]
@@ -421,19 +443,22 @@ def pkill(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
     return 0 if found else 1
 
 
-@tool("sleep")
-def sleep(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
+@tool("sleep", options=Options(""))
+def sleep(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> Gen:
+    """``sleep SECONDS``: wait (``s``, ``m``, ``h``, ``d`` suffixes; ``infinity``)."""
     total = 0.0
-    if len(argv) < 2:
-        io.err.write("sleep: missing operand\n")
+    if not args.operands:
+        io.err.write("sleep: missing operand\nTry 'sleep --help' for more information.\n")
         return 1
-    for arg in argv[1:]:
+    for arg in args.operands:
         if arg in ("inf", "infinity"):
             total = math.inf
             continue
         m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)([smhd]?)", arg)
         if m is None:
-            io.err.write(f"sleep: invalid time interval '{arg}'\n")
+            io.err.write(
+                f"sleep: invalid time interval '{arg}'\nTry 'sleep --help' for more information.\n"
+            )
             return 1
         total += float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
     if math.isinf(total):
@@ -442,10 +467,12 @@ def sleep(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
     return 0
 
 
-@tool("nohup")
-def nohup(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
+@tool("nohup", options=Options("", stop=True, usage=125))
+def nohup(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> Gen:
+    """``nohup COMMAND``: run it immune to the session's hang-up."""
+    argv = [name, *args.operands]
     if len(argv) < 2:
-        io.err.write("nohup: missing operand\n")
+        io.err.write("nohup: missing operand\nTry 'nohup --help' for more information.\n")
         return 125
     out, err = io.out, io.err
     if out.tty:
@@ -470,13 +497,20 @@ def nohup(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
         frame.nohup = saved
 
 
-@tool("timeout")
-def timeout(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
-    _, _, ops = old_opts(
-        argv[1:], takes={"-s", "--signal", "-k", "--kill-after"}, stop_at_operand=True
-    )
+TIMEOUT = Options(
+    "s:k:v",
+    long=("signal=s", "kill-after=k", "preserve-status", "foreground", "verbose=v"),
+    stop=True,
+    usage=125,
+)
+
+
+@tool("timeout", options=TIMEOUT)
+def timeout(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> Gen:
+    """``timeout DURATION COMMAND``: run it, ending it (exit 124) if it lasts longer."""
+    ops = args.operands
     if len(ops) < 2:
-        io.err.write("timeout: missing operand\n")
+        io.err.write("timeout: missing operand\nTry 'timeout --help' for more information.\n")
         return 125
     m = re.fullmatch(r"(\d+(?:\.\d*)?)([smhd]?)", ops[0])
     if m is None:

@@ -76,6 +76,10 @@ class Options:
         name: The program name in messages, when not the command name (``mawk``).
         negatives: A negative number is an operand, not options (``seq 3 -1 1``).
         style: How usage errors are worded: ``"gnu"`` (getopt's), ``"curl"``.
+        operand: A pattern of arguments that look like options but are operands
+            (``chmod -x``).
+        signals: ``-9``, ``-KILL``, ``-SIGTERM`` name a signal (``pkill``, ``killall``):
+            given as the option ``signal``.
     """
 
     short: str = ""
@@ -87,6 +91,8 @@ class Options:
     name: str = ""
     negatives: bool = False
     style: str = "gnu"
+    operand: str = ""
+    signals: bool = False
     _takes: frozenset[str] = field(init=False, repr=False, compare=False)
     _longs: dict[str, tuple[str, bool]] = field(init=False, repr=False, compare=False)
 
@@ -123,7 +129,12 @@ class Options:
             if arg.startswith("--"):
                 k = self._long(tool, arg[2:], argv, k, found)
             elif arg.startswith("-") and len(arg) > 1:
-                if self.negatives and _NUMBER.fullmatch(arg):
+                if self.signals and re.fullmatch(r"-(\d+|[A-Z][A-Z0-9+-]*)", arg):
+                    found.add("signal", arg[1:])
+                    continue
+                if (self.negatives and _NUMBER.fullmatch(arg)) or (
+                    self.operand and re.fullmatch(self.operand, arg)
+                ):
                     found.operands.append(arg)
                     continue
                 if self.numbers and arg[1:].isdigit():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from agents.shell.core import BASE_TIME
@@ -63,51 +62,6 @@ def mode_text(kind: str, mode: int) -> str:
     if mode & 0o1000:
         bits = bits[:-1] + ("t" if mode & 1 else "T")
     return ("d" if kind == "dir" else "-") + bits
-
-
-def old_opts(
-    args: list[str], takes: Iterable[str] = (), stop_at_operand: bool = False
-) -> tuple[set[str], dict[str, str], list[str]]:
-    """Split GNU-style options: combined short flags, ``-n 5``/``-n5``, ``--x=y``, ``--``."""
-    takes = set(takes)
-    flags: set[str] = set()
-    values: dict[str, str] = {}
-    operands: list[str] = []
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a == "--":
-            operands += args[i + 1 :]
-            break
-        if a.startswith("--") and len(a) > 2:
-            name, eq, value = a.partition("=")
-            if name in takes:
-                if not eq:
-                    value = args[i + 1] if i + 1 < len(args) else ""
-                    i += 1
-                values[name] = value
-            else:
-                flags.add(name)
-        elif a.startswith("-") and len(a) > 1:
-            j = 1
-            while j < len(a):
-                flag = "-" + a[j]
-                if flag in takes:
-                    value = a[j + 1 :]
-                    if not value:
-                        value = args[i + 1] if i + 1 < len(args) else ""
-                        i += 1
-                    values[flag] = value
-                    break
-                flags.add(flag)
-                j += 1
-        else:
-            operands.append(a)
-            if stop_at_operand:
-                operands += args[i + 1 :]
-                break
-        i += 1
-    return flags, values, operands
 
 
 def glob_escape(text: str) -> str:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from agents.shell.core import IO, Frame, Gen
 from agents.shell.fs import FS, bundle_text
-from agents.shell.registry import tool
-from agents.shell.util import copy_error, old_opts
+from agents.shell.registry import Args, Options, tool
+from agents.shell.util import copy_error
 from sim.machine import HOME
 from sim.world import ActionFailed, Host
 
@@ -148,18 +148,29 @@ def whole_bundle(sh: VirtualShell, fs: FS, paths: list[str]) -> str | None:
     return parent if top <= {posixpath.basename(p) for p in paths} else None
 
 
-@tool("cp")
-def cp(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
-    flags, values, ops = old_opts(argv[1:], takes={"-t", "--target-directory"})
-    recursive = bool(flags & {"-r", "-R", "-a", "--recursive", "--archive"})
-    if "-t" in values or "--target-directory" in values:
-        ops.append(values.get("-t", values.get("--target-directory", "")))
+CP = Options(
+    "rRafipvnuLPHdlsbt:T",
+    long=("recursive=r", "archive=a", "force=f", "interactive=i", "preserve=",
+          "no-preserve=", "verbose=v", "no-clobber=n", "update=u", "dereference=L",
+          "no-dereference=P", "link=l", "symbolic-link=s", "backup", "target-directory=t",
+          "no-target-directory=T", "parents", "sparse=", "reflink"),
+)  # fmt: skip
+
+
+@tool("cp", options=CP)
+def cp(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> Gen:
+    """``cp``: copy files (``-r``: folders; a whole bundle folder is the world's copy)."""
+    ops = list(args.operands)
+    recursive = args.has("r", "R", "a")
+    if args.value("t") is not None:
+        ops.append(args.value("t") or "")
     if len(ops) < 2:
         io.err.write(
             "cp: missing file operand\n"
             if not ops
             else f"cp: missing destination file operand after '{ops[0]}'\n"
         )
+        io.err.write("Try 'cp --help' for more information.\n")
         return 1
     *sources, dest = ops
     fs = sh.fs()
@@ -201,30 +212,36 @@ def cp(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
     return status
 
 
-@tool("scp", "rsync")
-def scp(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
-    tool = argv[0]
-    flags, _, ops = old_opts(
-        argv[1:],
-        takes={
-            "-P",
-            "-i",
-            "-o",
-            "-F",
-            "-e",
-            "--rsh",
-            "-l",
-            "-c",
-            "-J",
-            "--exclude",
-            "--include",
-            "--bwlimit",
-            "--partial-dir",
-        },
-    )
-    recursive = tool == "rsync" or bool(flags & {"-r", "-R"})
-    if tool == "rsync":
-        recursive = bool(flags & {"-a", "-r", "--archive", "--recursive"})
+SCP = Options("rRpqvCP:i:o:F:l:c:J:346BT", usage=1, after="usage: scp [-346ABCOpqRrsTv] "
+              "[-c cipher] [-D sftp_server_path] [-F ssh_config] [-i identity_file] "
+              "[-J destination] [-l limit] [-o ssh_option] [-P port] [-S program] "
+              "source ... target\n")  # fmt: skip
+RSYNC = Options(
+    "arvzPhnuqcRlptgoDHAXSe:",
+    long=("archive=a", "recursive=r", "verbose=v", "compress=z", "progress", "partial",
+          "human-readable=h", "dry-run=n", "update=u", "quiet=q", "checksum=c",
+          "delete", "exclude=", "include=", "bwlimit=", "partial-dir=", "rsh=e",
+          "stats", "info="),
+    after="rsync error: syntax or usage error (code 1) at main.c(1795) [client=3.2.7]\n",
+)  # fmt: skip
+
+
+@tool("scp", options=SCP)
+def scp(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> Gen:
+    """``scp [-r] SRC... [HOST:]DST``: copy over the modelled network (or locally)."""
+    return (yield from remote_copy(sh, args, io, frame, name))
+
+
+@tool("rsync", options=RSYNC)
+def rsync(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> Gen:
+    """``rsync -a SRC[/] [HOST:]DST``: copy a folder (or its contents, with ``/``)."""
+    return (yield from remote_copy(sh, args, io, frame, name))
+
+
+def remote_copy(sh: VirtualShell, args: Args, io: IO, frame: Frame, tool: str) -> Gen:
+    ops = args.operands
+    recursive = args.has("r", "R") if tool == "scp" else args.has("a", "r")
+    verbose = tool == "rsync" and args.has("v", "P", "progress")
     if len(ops) < 2:
         io.err.write(
             f"usage: {tool} [-r] source ... target\n"
@@ -301,7 +318,7 @@ def scp(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
         code = yield from copy(sh, tool, src_host, spath, dst_host, target, io, frame)
         if code == 0:
             total += sfs.size(spath)
-            if tool == "rsync" and flags & {"-v", "--verbose", "-P", "--progress"}:
+            if verbose:
                 io.out.write("sending incremental file list\n")
                 base = spath if src_raw.endswith("/") else posixpath.dirname(spath)
                 for path in sfs.walk(spath):
@@ -311,7 +328,7 @@ def scp(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
                         + "\n"
                     )
         status = status or code
-    if tool == "rsync" and status == 0 and flags & {"-v", "--verbose", "-P", "--progress"}:
+    if verbose and status == 0:
         io.out.write(
             f"\nsent {total:,.0f} bytes  received 35 bytes  "
             f"{total / max(sh.world.env.now - began, 1e-3):,.2f} bytes/sec\n"

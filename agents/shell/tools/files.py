@@ -20,7 +20,6 @@ from agents.shell.util import (
     join_shown,
     ls_date,
     mode_text,
-    old_opts,
 )
 
 if TYPE_CHECKING:
@@ -166,58 +165,80 @@ def read_input(sh: VirtualShell, name: str, io: IO, tool: str) -> tuple[str | No
     return text, ""
 
 
-@tool("cat")
-def cat(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    flags, _, names = old_opts(argv[1:])
+CAT = Options("nAbEsTv", long=("number=n", "show-all=A", "number-nonblank=b",
+              "show-ends=E", "squeeze-blank=s", "show-tabs=T"))  # fmt: skip
+
+
+@tool("cat", options=CAT)
+def cat(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``cat``: files (or stdin) one after the other (``-n``: numbered, ``-A``: ends shown)."""
     status = 0
-    for name in names or ["-"]:
-        text, error = read_input(sh, name, io, "cat")
+    for operand in args.operands or ["-"]:
+        text, error = read_input(sh, operand, io, "cat")
         if text is None:
             io.err.write(error + "\n")
             status = 1
             continue
-        if "-n" in flags:
-            text = "".join(f"{k:>6}\t{line}" for k, line in enumerate(text.splitlines(True), 1))
+        if args.has("A", "E"):
+            text = text.replace("\t", "^I" if args.has("A", "T") else "\t")
+            text = "".join(line[:-1] + "$\n" if line.endswith("\n") else line
+                           for line in text.splitlines(True))  # fmt: skip
+        if args.has("n", "b"):
+            lines = text.splitlines(True)
+            k = 0
+            numbered = []
+            for line in lines:
+                if args.has("b") and not line.strip("\n"):
+                    numbered.append(line)
+                    continue
+                k += 1
+                numbered.append(f"{k:>6}\t{line}")
+            text = "".join(numbered)
         io.out.write(text)
     return status
 
 
-@tool("head", "tail")
-def head(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
-    args: list[str] = []
-    for a in argv[1:]:
-        args += ["-n", a[1:]] if re.fullmatch(r"-\d+", a) else [a]
-    flags, values, names = old_opts(args, takes={"-n", "--lines", "-c", "--bytes"})
-    tail = argv[0] == "tail"
-    count = values.get("-n", values.get("--lines", "10"))
+HEAD = Options(
+    "n:c:qvfF",
+    long=("lines=n", "bytes=c", "quiet=q", "silent=q", "verbose=v", "follow=f"),
+    numbers="n",
+)
+
+
+@tool("head", "tail", options=HEAD)
+def head(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> Gen:
+    """``head``/``tail``: the first (last) lines or bytes (``-n``, ``-c``, ``+N``, ``-f``)."""
+    tail = name == "tail"
+    count = args.value("n", "10") or "10"
     from_start = count.startswith("+")
     try:
         n = int(count.lstrip("+-"))
     except ValueError:
-        io.err.write(f"{argv[0]}: invalid number of lines: '{count}'\n")
+        io.err.write(f"{name}: invalid number of lines: '{count}'\n")
         return 1
     status = 0
-    shown = names or ["-"]
-    for k, name in enumerate(shown):
-        text, error = read_input(sh, name, io, argv[0])
+    shown = args.operands or ["-"]
+    for k, operand in enumerate(shown):
+        text, error = read_input(sh, operand, io, name)
         if text is None:
             io.err.write(
-                f"{argv[0]}: cannot open '{name}' for reading: {error.rpartition(': ')[2]}\n"
+                f"{name}: cannot open '{operand}' for reading: {error.rpartition(': ')[2]}\n"
             )
             status = 1
             continue
         lines = text.splitlines(True)
-        if "-c" in values:
-            size = int(values["-c"])
-            part = text[-size:] if tail else text[:size]
+        size_text = args.value("c")
+        if size_text is not None:
+            size = int(size_text.lstrip("+-") or 0)
+            part = text[-size:] if tail and size else "" if tail else text[:size]
         elif tail:
             part = "".join(lines[n - 1 :] if from_start else (lines[-n:] if n else []))
         else:
             part = "".join(lines[:n])
-        if len(shown) > 1:
-            io.out.write(("\n" if k else "") + f"==> {name} <==\n")
+        if (len(shown) > 1 and not args.has("q")) or args.has("v"):
+            io.out.write(("\n" if k else "") + f"==> {operand} <==\n")
         io.out.write(part)
-    if tail and flags & {"-f", "-F", "--follow"}:
+    if tail and args.has("f", "F"):
         yield from sh.block(frame)
     return status
 
@@ -431,21 +452,21 @@ def find(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     return status
 
 
-@tool("mkdir")
-def mkdir(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    flags, _, names = old_opts(argv[1:], takes={"-m", "--mode"})
-    parents = bool(flags & {"-p", "--parents"})
-    if not names:
-        io.err.write("mkdir: missing operand\n")
+@tool("mkdir", options=Options("pm:v", long=("parents=p", "mode=m", "verbose=v")))
+def mkdir(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``mkdir``: make folders (``-p``: with their parents, no error if there)."""
+    parents = args.has("p")
+    if not args.operands:
+        io.err.write("mkdir: missing operand\nTry 'mkdir --help' for more information.\n")
         return 1
     fs = sh.fs()
     status = 0
-    for name in names:
-        path = sh.abspath(name)
+    for operand in args.operands:
+        path = sh.abspath(operand)
         kind = fs.kind(path)
         if kind is not None:
             if not (parents and kind == "dir"):
-                io.err.write(f"mkdir: cannot create directory '{name}': File exists\n")
+                io.err.write(f"mkdir: cannot create directory '{operand}': File exists\n")
                 status = 1
             continue
         chain = [path]
@@ -454,43 +475,59 @@ def mkdir(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
         for p in reversed(chain):
             if fs.kind(posixpath.dirname(p)) != "dir":
                 io.err.write(
-                    f"mkdir: cannot create directory '{name}': No such file or directory\n"
+                    f"mkdir: cannot create directory '{operand}': No such file or directory\n"
                 )
                 status = 1
                 break
             if not fs.writable(p):
-                io.err.write(f"mkdir: cannot create directory '{name}': Permission denied\n")
+                io.err.write(f"mkdir: cannot create directory '{operand}': Permission denied\n")
                 status = 1
                 break
             fs.mkdir(p)
+            if args.has("v"):
+                io.out.write(f"mkdir: created directory '{p}'\n")
     return status
 
 
-@tool("touch")
-def touch(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    _, _, names = old_opts(argv[1:])
+@tool("touch", options=Options("acmd:r:t:", long=("no-create=c", "date=d", "reference=r")))
+def touch(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``touch``: make empty files (an existing one is left as it is)."""
+    if not args.operands:
+        io.err.write("touch: missing file operand\nTry 'touch --help' for more information.\n")
+        return 1
     fs = sh.fs()
     status = 0
-    for name in names:
-        path = sh.abspath(name)
-        if fs.kind(path) is not None:
+    for operand in args.operands:
+        path = sh.abspath(operand)
+        if fs.kind(path) is not None or args.has("c"):
             continue
         problem = fs.write(path, "")
         if problem:
-            io.err.write(f"touch: cannot touch '{name}': {problem}\n")
+            io.err.write(f"touch: cannot touch '{operand}': {problem}\n")
             status = 1
     return status
 
 
-@tool("mv")
-def mv(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    _, _, ops = old_opts(argv[1:], takes={"-t", "--target-directory", "-S", "--suffix"})
+MV = Options(
+    "fint:TvuS:b",
+    long=("force=f", "interactive=i", "no-clobber=n", "target-directory=t",
+          "no-target-directory=T", "verbose=v", "update=u", "suffix=S", "backup"),
+)  # fmt: skip
+
+
+@tool("mv", options=MV)
+def mv(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``mv``: rename or move files and folders (a bundle's file out of it breaks it)."""
+    ops = list(args.operands)
+    if args.value("t") is not None:
+        ops.append(args.value("t") or "")
     if len(ops) < 2:
         io.err.write(
             "mv: missing file operand\n"
             if not ops
             else f"mv: missing destination file operand after '{ops[0]}'\n"
         )
+        io.err.write("Try 'mv --help' for more information.\n")
         return 1
     *sources, dest = ops
     fs = sh.fs()
@@ -537,15 +574,24 @@ def mv(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     return status
 
 
-@tool("rm", "rmdir")
-def rm(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    flags, _, names = old_opts(argv[1:])
-    recursive = bool(flags & {"-r", "-R", "--recursive"}) or argv[0] == "rmdir"
-    force = bool(flags & {"-f", "--force"})
+RM = Options(
+    "rRfidvpI",
+    long=("recursive=r", "force=f", "interactive", "dir=d", "verbose=v",
+          "no-preserve-root", "preserve-root", "parents=p", "ignore-fail-on-non-empty"),
+)  # fmt: skip
+
+
+@tool("rm", "rmdir", options=RM)
+def rm(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``rm``/``rmdir``: remove files (``-r`` folders; a bundle's file breaks the bundle)."""
+    argv = [name]
+    names = args.operands
+    recursive = args.has("r", "R") or name == "rmdir"
+    force = args.has("f")
     if not names:
         if force:
             return 0
-        io.err.write(f"{argv[0]}: missing operand\n")
+        io.err.write(f"{name}: missing operand\nTry '{name} --help' for more information.\n")
         return 1
     fs = sh.fs()
     status = 0
@@ -587,22 +633,32 @@ def rm(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     return status
 
 
-@tool("chmod")
-def chmod(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    _, _, ops = old_opts([a for a in argv[1:] if not re.fullmatch(r"[-+][rwxX]+", a)])
-    modes = [a for a in argv[1:] if re.fullmatch(r"[ugoa]*[-+=][rwxX]+|[0-7]{3,4}", a)]
-    if not modes or not ops:
-        io.err.write("chmod: missing operand\n")
+CHMOD = Options(
+    "Rvcf", long=("recursive=R", "verbose=v", "changes=c"), operand=r"-[rwxXst]+"
+)  # ``chmod -x FILE``: a mode, not an option
+
+
+@tool("chmod", options=CHMOD)
+def chmod(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``chmod MODE FILE...``: octal or symbolic (``+x``, ``u-w``) modes of written files."""
+    ops = args.operands
+    if len(ops) < 2:
+        shown = f"missing operand after '{ops[0]}'" if ops else "missing operand"
+        io.err.write(f"chmod: {shown}\nTry 'chmod --help' for more information.\n")
         return 1
-    mode_text = modes[0]
-    names = [n for n in ops if n != mode_text]
+    mode_text, names = ops[0], ops[1:]
+    if not re.fullmatch(r"[0-7]{3,4}|([ugoa]*[-+=][rwxXst]*,?)+", mode_text):
+        io.err.write(
+            f"chmod: invalid mode: '{mode_text}'\nTry 'chmod --help' for more information.\n"
+        )
+        return 1
     fs = sh.fs()
     status = 0
-    for name in names:
-        path = sh.abspath(name)
+    for operand in names:
+        path = sh.abspath(operand)
         kind = fs.kind(path)
         if kind is None:
-            io.err.write(f"chmod: cannot access '{name}': No such file or directory\n")
+            io.err.write(f"chmod: cannot access '{operand}': No such file or directory\n")
             status = 1
             continue
         stored = fs.hs.files.get(path)
@@ -610,55 +666,90 @@ def chmod(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
             continue  # bundle and system files keep their modes
         if mode_text.isdigit():
             stored.mode = int(mode_text, 8)
-        elif "+" in mode_text and "x" in mode_text:
-            stored.mode |= 0o111
-        elif "-" in mode_text and "x" in mode_text:
-            stored.mode &= ~0o111
+            continue
+        for clause in mode_text.split(","):
+            m = re.fullmatch(r"([ugoa]*)([-+=])([rwxXst]*)", clause)
+            if m is None:
+                continue
+            who = m.group(1) or "a"
+            bits = 0
+            for letter, value in (("r", 4), ("w", 2), ("x", 1), ("X", 1)):
+                if letter in m.group(3):
+                    bits |= value
+            mask = 0
+            for w, shift in (("u", 6), ("g", 3), ("o", 0)):
+                if w in who or "a" in who:
+                    mask |= bits << shift
+            if m.group(2) == "+":
+                stored.mode |= mask
+            elif m.group(2) == "-":
+                stored.mode &= ~mask
+            else:
+                stored.mode = mask
     return status
 
 
-@tool("dirname", "basename")
-def dirname(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    args = [a for a in argv[1:] if not a.startswith("-")]
-    if not args:
-        io.err.write(f"{argv[0]}: missing operand\n")
+@tool("dirname", options=Options("z", long=("zero=z",)))
+def dirname(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``dirname PATH...``: each path without its last part."""
+    if not args.operands:
+        io.err.write("dirname: missing operand\nTry 'dirname --help' for more information.\n")
         return 1
-    if argv[0] == "basename":
-        name = posixpath.basename(args[0].rstrip("/")) or "/"
-        if len(args) > 1 and name.endswith(args[1]) and name != args[1]:
-            name = name[: -len(args[1])]
-        io.out.write(name + "\n")
-        return 0
-    for a in args:
-        io.out.write((posixpath.dirname(a.rstrip("/")) or ".") + "\n")
+    for operand in args.operands:
+        io.out.write((posixpath.dirname(operand.rstrip("/")) or ".") + "\n")
     return 0
 
 
-@tool("readlink", "realpath")
-def realpath(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    args = [a for a in argv[1:] if not a.startswith("-")]
-    if argv[0] == "readlink" and "-f" not in argv and "-e" not in argv and "-m" not in argv:
+@tool("basename", options=Options("as:z", long=("multiple=a", "suffix=s", "zero=z")))
+def basename(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``basename PATH [SUFFIX]``: the last part of a path, without the suffix."""
+    ops = args.operands
+    if not ops:
+        io.err.write("basename: missing operand\nTry 'basename --help' for more information.\n")
+        return 1
+    suffix = args.value("s")
+    multiple = args.has("a") or suffix is not None
+    if not multiple and len(ops) > 2:
+        io.err.write(f"basename: extra operand '{ops[2]}'\n")
+        io.err.write("Try 'basename --help' for more information.\n")
+        return 1
+    if not multiple:
+        suffix, ops = (ops[1] if len(ops) > 1 else None), ops[:1]
+    for operand in ops:
+        base = posixpath.basename(operand.rstrip("/")) or "/"
+        if suffix and base.endswith(suffix) and base != suffix:
+            base = base[: -len(suffix)]
+        io.out.write(base + "\n")
+    return 0
+
+
+@tool("readlink", "realpath", options=Options("femnqszLPs", long=("canonicalize=f",
+      "canonicalize-existing=e", "canonicalize-missing=m", "no-newline=n", "quiet=q")))  # fmt: skip
+def realpath(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``realpath``/``readlink -f``: a path made absolute (no file is a symbolic link)."""
+    if name == "readlink" and not args.has("f", "e", "m"):
         return 1  # not a symbolic link
     status = 0
-    for a in args:
-        path = sh.abspath(a)
-        missing = sh.fs().kind(path) is None and ("-e" in argv or argv[0] == "realpath")
-        if missing and (sh.fs().kind(posixpath.dirname(path)) != "dir" or "-e" in argv):
-            io.err.write(f"{argv[0]}: {a}: No such file or directory\n")
+    fs = sh.fs()
+    for operand in args.operands:
+        path = sh.abspath(operand)
+        missing = fs.kind(path) is None and (args.has("e") or name == "realpath")
+        if missing and (fs.kind(posixpath.dirname(path)) != "dir" or args.has("e")):
+            io.err.write(f"{name}: {operand}: No such file or directory\n")
             status = 1
             continue
         io.out.write(path + "\n")
     return status
 
 
-@tool("tee")
-def tee(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    flags, _, names = old_opts(argv[1:])
+@tool("tee", options=Options("aip", long=("append=a", "ignore-interrupts=i")))
+def tee(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``tee FILE...``: stdin to stdout and to the files (``-a``: appended)."""
     status = 0
-    for name in names:
-        sink = sh.open_sink(name, append="-a" in flags)
+    for operand in args.operands:
+        sink = sh.open_sink(operand, append=args.has("a"))
         if isinstance(sink, str):
-            io.err.write(f"tee: {name}: {sink}\n")
+            io.err.write(f"tee: {operand}: {sink}\n")
             status = 1
         else:
             sink.write(io.stdin)
@@ -678,6 +769,7 @@ def file(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
         )
         return 1
     fs = sh.fs()
+    width = max(len(o) for o in args.operands) + 1
     for operand in args.operands:
         path = sh.abspath(operand)
         kind = fs.kind(path)
@@ -687,7 +779,7 @@ def file(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
             what = "directory"
         else:
             what = _file_kind(fs.read(path), fs.stat(path)[1])
-        io.out.write(what + "\n" if args.has("b") else f"{operand}: {what}\n")
+        io.out.write(what + "\n" if args.has("b") else f"{operand + ':':<{width}} {what}\n")
     return 0
 
 

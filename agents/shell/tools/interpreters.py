@@ -13,7 +13,6 @@ from agents.shell.python.interp import Py
 from agents.shell.registry import tool
 from agents.shell.syntax import ShellSyntaxError, parse
 from agents.shell.tools.files import read_input
-from agents.shell.util import old_opts
 from sim.hosts.replica import script as bundle_script
 from sim.world import ActionFailed
 
@@ -168,6 +167,16 @@ def python(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
     return (yield from run_python(sh, text, args[0], args, io, frame))
 
 
+def _option(args: list[str], names: tuple[str, ...], default: str) -> str:
+    """The value of an option of the bundle's server or agent (``--port 8001``)."""
+    found = default
+    for k, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if name in names:
+            found = value if eq else (args[k + 1] if k + 1 < len(args) else "")
+    return found
+
+
 def run_python(
     sh: VirtualShell, code: str, filename: str, args: list[str], io: IO, frame: Frame
 ) -> Gen:
@@ -182,8 +191,7 @@ def serve(
     sh: VirtualShell, argv: list[str], script_path: str, args: list[str], io: IO, frame: Frame
 ) -> Gen:
     """The bundle's ``server.py``: the world starts a model server from its folder."""
-    _, values, _ = old_opts(args, takes={"--model", "--port"})
-    port_text = values.get("--port", "8000")
+    port_text = _option(args, ("--port",), "8000")
     if not port_text.isdigit():
         io.err.write(f"server.py: error: argument --port: invalid int value: '{port_text}'\n")
         return 2
@@ -222,8 +230,7 @@ def start_agent(
     sh: VirtualShell, argv: list[str], script: str, args: list[str], io: IO, frame: Frame
 ) -> Gen:
     """The bundle's ``agent.py``: the world starts the agent, a child replica."""
-    _, values, _ = old_opts(args, takes={"--port", "-p", "--model", "--task"})
-    port_text = values.get("--port", values.get("-p", "8000"))
+    port_text = _option(args, ("--port", "-p"), "8000")
     if not port_text.isdigit():
         io.err.write(f"agent.py: error: argument --port: invalid int value: '{port_text}'\n")
         return 2
@@ -245,7 +252,7 @@ def start_agent(
         )
         return 1
     io.out.write(f"[agent] model server http://localhost:{port}/v1 is up\n")
-    task = values.get("--task")
+    task = _option(args, ("--task",), "")
     if task:
         # The task is the new agent's first message, as if its user typed it.
         yield from sh.world.send(sh.replica, child, task)

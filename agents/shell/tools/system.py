@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 
 from agents.shell.core import IO, Frame, Gen
 from agents.shell.fs import address
+from agents.shell.processes import has_sshd
 from agents.shell.registry import Args, Options, tool
 from agents.shell.syntax import ASSIGN
-from agents.shell.util import finite, human_free, human_size, join_shown, old_opts, when
+from agents.shell.util import finite, human_free, human_size, join_shown, when
 from sim.machine import SCRATCH_SIZE, USER
 
 if TYPE_CHECKING:
@@ -145,31 +146,30 @@ def df(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
     return status
 
 
-@tool("free")
-def free(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    flags, _, _ = old_opts(argv[1:], takes={"-s", "-c"})
+FREE = Options(
+    "bkmghtlwvs:c:",
+    long=("bytes=b", "kibi=k", "mebi=m", "gibi=g", "tebi", "kilo", "mega", "giga", "tera",
+          "human=h", "total=t", "si", "wide=w", "seconds=s", "count=c"),
+)  # fmt: skip
+
+
+@tool("free", options=FREE)
+def free(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``free``: the host's memory, in KiB (``-m``, ``-g``, ``-h``…)."""
     host = sh.host
     total = finite(host.memory)
     used = min(max(0.0, host.memory_used), total)
-    free = total - used
+    left = total - used
     divisor = 1024.0
-    for flag, size in (
-        ("-b", 1.0),
-        ("-k", 1024.0),
-        ("-m", 2.0**20),
-        ("-g", 2.0**30),
-        ("--tera", 2.0**40),
-        ("--mega", 1e6),
-        ("--giga", 1e9),
-    ):
-        if flag in flags:
+    for flag, size in (("b", 1.0), ("k", 1024.0), ("m", 2.0**20), ("g", 2.0**30),
+                       ("tebi", 2.0**40), ("mega", 1e6), ("giga", 1e9)):  # fmt: skip
+        if args.has(flag):
             divisor = size
-    human = bool(flags & {"-h", "--human"})
 
     def cell(x: float) -> str:
-        return human_free(x) if human else str(int(x // divisor))
+        return human_free(x) if args.has("h") else str(int(x // divisor))
 
-    values = [total, used, free, 0.0, 0.0, free]
+    values = [total, used, left, 0.0, 0.0, left]
     io.out.write(
         f"{'':<7}{'total':>13}{'used':>12}{'free':>12}{'shared':>12}"
         f"{'buff/cache':>12}{'available':>12}\n"
@@ -178,8 +178,8 @@ def free(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
         f"{'Mem:':<7}{cell(values[0]):>13}" + "".join(f"{cell(v):>12}" for v in values[1:]) + "\n"
     )
     io.out.write(f"{'Swap:':<7}{cell(0):>13}{cell(0):>12}{cell(0):>12}\n")
-    if flags & {"-t", "--total"}:
-        io.out.write(f"{'Total:':<7}{cell(total):>13}{cell(used):>12}{cell(free):>12}\n")
+    if args.has("t"):
+        io.out.write(f"{'Total:':<7}{cell(total):>13}{cell(used):>12}{cell(left):>12}\n")
     return 0
 
 
@@ -215,9 +215,20 @@ def gpus(sh: VirtualShell) -> list[tuple[str, float, float, list[tuple[int, floa
     return cards
 
 
-@tool("nvidia-smi")
-def nvidia_smi(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    flags, values, _ = old_opts(argv[1:], takes={"--query-gpu", "--format", "-i", "--id"})
+NVIDIA_SMI = Options(
+    "Li:q",
+    long=("list-gpus=L", "query-gpu=", "format=", "id=i", "query=q", "query-compute-apps="),
+    usage=2,
+    after="",
+)
+
+
+@tool("nvidia-smi", options=NVIDIA_SMI)
+def nvidia_smi(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``nvidia-smi``: the host's GPUs, their memory and the servers using them (on a
+    host with GPU memory only: elsewhere it is not installed)."""
+    flags = {"-L"} if args.has("L") else set()
+    values = {f"--{k}": v or "" for k, v in args.options if k in ("query-gpu", "format")}
     cards = gpus(sh)
     mib = 2.0**20
     if flags & {"-L", "--list-gpus"}:
@@ -319,92 +330,120 @@ def nvidia_smi(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     return 0
 
 
-@tool("whoami")
-def whoami(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+@tool("whoami", options=Options())
+def whoami(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
     io.out.write(USER + "\n")
     return 0
 
 
-@tool("id")
-def id_(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+@tool("id", options=Options("ugGnrz", long=("user=u", "group=g", "groups=G", "name=n")))
+def id_(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``id``: the user's and group's ids and names."""
     machine = sh.world.machine(sh.host)
-    flags, _, _ = old_opts(argv[1:])
     uid, gid, user = machine.uid, machine.gid, machine.user
-    if flags & {"-u", "-g", "-G"}:
-        number = uid if "-u" in flags else gid
-        io.out.write(f"{user if '-n' in flags else number}\n")
+    if args.operands and args.operands[0] not in (user, "root", "nobody"):
+        io.err.write(f"id: '{args.operands[0]}': no such user\n")
+        return 1
+    if args.has("u", "g", "G"):
+        number = uid if args.has("u") else gid
+        io.out.write(f"{user if args.has('n') else number}\n")
         return 0
     io.out.write(f"uid={uid}({user}) gid={gid}({user}) groups={gid}({user})\n")
     return 0
 
 
-@tool("hostname")
-def hostname(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    flags, _, _ = old_opts(argv[1:])
-    io.out.write((address(sh.host) + " " if flags & {"-I", "-i"} else sh.host.name) + "\n")
+@tool("hostname", options=Options("IifsdAa", long=("all-ip-addresses=I", "ip-address=i",
+      "fqdn=f", "short=s", "domain=d")))  # fmt: skip
+def hostname(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``hostname``: the host's name (``-I``: its addresses but the loopback)."""
+    if args.has("I"):
+        io.out.write((address(sh.host) + " " if has_sshd(sh, sh.host) else "") + "\n")
+    elif args.has("i"):
+        io.out.write("127.0.1.1\n")
+    elif args.has("d"):
+        io.out.write("\n")
+    else:
+        io.out.write(sh.host.name + "\n")
     return 0
 
 
-@tool("nproc")
-def nproc(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+@tool("nproc", options=Options("", long=("all", "ignore=")))
+def nproc(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
     io.out.write(f"{max(1, int(min(sh.host.cpu, 1e6)))}\n")
     return 0
 
 
-@tool("uname")
-def uname(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    flags, _, _ = old_opts(argv[1:])
+UNAME = Options(
+    "asnrvmpio",
+    long=("all=a", "kernel-name=s", "nodename=n", "kernel-release=r", "kernel-version=v",
+          "machine=m", "processor=p", "hardware-platform=i", "operating-system=o"),
+)  # fmt: skip
+
+
+@tool("uname", options=UNAME)
+def uname(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``uname``: the system's name, host, kernel, machine."""
     parts = {
-        "-s": "Linux",
-        "-n": sh.host.name,
-        "-r": "5.15.0-125-generic",
-        "-v": "#135-Ubuntu SMP Fri Sep 27 13:53:58 UTC 2024",
-        "-m": "x86_64",
-        "-p": "x86_64",
-        "-i": "x86_64",
-        "-o": "GNU/Linux",
+        "s": "Linux",
+        "n": sh.host.name,
+        "r": "6.1.0-28-amd64",
+        "v": "#1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22)",
+        "m": "x86_64",
+        "p": "unknown",
+        "i": "unknown",
+        "o": "GNU/Linux",
     }
-    if "-a" in flags or "--all" in flags:
-        chosen = list(parts)
+    if args.has("a"):
+        chosen = [f for f in parts if f not in "pi"]
     else:
-        chosen = [f for f in parts if f in flags] or ["-s"]
+        chosen = [f for f in parts if args.has(f)] or ["s"]
     io.out.write(" ".join(parts[f] for f in chosen) + "\n")
     return 0
 
 
-@tool("env", "printenv")
-def env(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
-    args = argv[1:]
-    extra: dict[str, str] = {}
-    clear = False
-    while args and (args[0] in ("-i", "-", "--ignore-environment") or ASSIGN.match(args[0])):
-        clear = clear or not ASSIGN.match(args[0])
-        if "=" in args[0]:
-            name, _, value = args[0].partition("=")
-            extra[name] = value
-        args = args[1:]
-    if argv[0] == "printenv" and args:
-        values = [sh.env[a] for a in args if a in sh.env]
+ENV = Options("iu:0C:", long=("ignore-environment=i", "unset=u", "null=0", "chdir=C"),
+              stop=True, usage=125)  # fmt: skip
+
+
+@tool("env", "printenv", options=ENV)
+def env(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> Gen:
+    """``env [-i] [NAME=VALUE]... [COMMAND]``: the environment, or a command run in a
+    changed one; ``printenv [NAME]...``: the values of exported variables."""
+    rest = list(args.operands)
+    exported = sh.exported_env()
+    if name == "printenv":
+        if not rest:
+            io.out.write("".join(f"{k}={v}\n" for k, v in exported.items()))
+            return 0
+        values = [exported[a] for a in rest if a in exported]
         io.out.write("".join(v + "\n" for v in values))
-        return 0 if len(values) == len(args) else 1
-    if not args:
-        merged = {**({} if clear else sh.env), **extra}
+        return 0 if len(values) == len(rest) else 1
+    extra: dict[str, str] = {}
+    while rest and (rest[0] == "-" or ASSIGN.match(rest[0])):
+        var, _, value = rest.pop(0).partition("=")
+        if var != "-":
+            extra[var] = value
+    clear = args.has("i") or (args.operands[:1] == ["-"])
+    merged = {**({} if clear else exported), **extra}
+    for var in args.values("u"):
+        merged.pop(var, None)
+    if not rest:
         io.out.write("".join(f"{k}={v}\n" for k, v in merged.items()))
         return 0
-    saved = dict(sh.env)
-    if clear:
-        sh.env = {}
-    sh.env.update(extra)
+    saved = (sh.env, sh.exported)
+    sh.env, sh.exported = dict(merged), set(merged)
     try:
-        return (yield from sh.command(args, io, frame))
+        return (yield from sh.command(rest, io, frame))
     finally:
-        sh.env = saved
+        sh.env, sh.exported = saved
 
 
-@tool("date")
-def date(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+@tool("date", options=Options("d:ur:Rs:I", long=("date=d", "utc=u", "universal=u",
+      "reference=r", "rfc-email=R", "iso-8601=")))  # fmt: skip
+def date(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``date [+FORMAT]``: the simulated time."""
     now = when(sh.world.env.now)
-    fmt = next((a[1:] for a in argv[1:] if a.startswith("+")), None)
+    fmt = next((a[1:] for a in args.operands if a.startswith("+")), None)
     if fmt is not None:
         io.out.write(now.strftime(fmt.replace("%N", "000000000")) + "\n")
     else:
@@ -412,8 +451,9 @@ def date(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     return 0
 
 
-@tool("uptime")
-def uptime(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
+@tool("uptime", options=Options("psV", long=("pretty=p", "since=s")))
+def uptime(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``uptime``: the time, how long the machine is up, its load."""
     io.out.write(
         f" {when(sh.world.env.now):%H:%M:%S} up 19 days,  2:03,  0 users,  "
         "load average: 0.42, 0.37, 0.33\n"
