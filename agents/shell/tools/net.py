@@ -329,17 +329,51 @@ def ssh(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
 
 @tool("ip")
 def ip(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
-    """``ip addr``: the loopback, and on a linked host its network interface."""
-    io.out.write(
-        "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN group default "
-        "qlen 1000\n    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\n"
-        "    inet 127.0.0.1/8 scope host lo\n       valid_lft forever preferred_lft forever\n"
-        "    inet6 ::1/128 scope host \n       valid_lft forever preferred_lft forever\n"
-    )
-    if has_sshd(sh, sh.host):
-        io.out.write(
-            "2: eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc mq state UP group "
-            "default qlen 1000\n"
-            f"    inet {address(sh.host)}/16 brd 10.0.255.255 scope global eth0\n"
+    """``ip addr``/``route``/``link``: the loopback, and on a linked host its network
+    interface (reads its own arguments: ``ip [-4|-6|-br] OBJECT [COMMAND]``)."""
+    args = argv[1:]
+    family = {a for a in args if a in ("-4", "-6")}
+    brief = "-br" in args or "-brief" in args
+    objects = [a for a in args if not a.startswith("-")]
+    what = objects[0] if objects else ""
+    linked = has_sshd(sh, sh.host)
+    mine = address(sh.host)
+    if not what:
+        io.err.write("Usage: ip [ OPTIONS ] OBJECT { COMMAND | help }\n")
+        return 255
+    forever = "       valid_lft forever preferred_lft forever\n"
+    if "address".startswith(what) or what == "addr":
+        if brief:
+            io.out.write(f"{'lo':<17}{'UNKNOWN':<15}127.0.0.1/8 ::1/128 \n")
+            if linked:
+                io.out.write(f"{'eth0':<17}{'UP':<15}{mine}/16 \n")
+            return 0
+        out = (
+            "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN group default "
+            "qlen 1000\n"
         )
-    return 0
+        if not family:
+            out += "    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\n"
+        if "-6" not in family:
+            out += "    inet 127.0.0.1/8 scope host lo\n" + forever
+        if "-4" not in family:
+            out += "    inet6 ::1/128 scope host \n" + forever
+        if linked:
+            out += (
+                "2: eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc mq state UP group "
+                f"default qlen 1000\n    inet {mine}/16 brd 10.0.255.255 scope global eth0\n"
+            )
+        io.out.write(out)
+        return 0
+    if "route".startswith(what):
+        if linked:
+            io.out.write(f"10.0.0.0/16 dev eth0 proto kernel scope link src {mine} \n")
+        return 0
+    if "link".startswith(what):
+        io.out.write(
+            "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT "
+            "group default qlen 1000\n    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\n"
+        )
+        return 0
+    io.err.write(f'Object "{what}" is unknown, try "ip help".\n')
+    return 1
