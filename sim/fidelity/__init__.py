@@ -36,6 +36,8 @@ __all__ = [
     "Line",
     "Report",
     "Session",
+    "bench",
+    "check",
     "compare",
     "load_corpus",
     "load_divergences",
@@ -312,3 +314,40 @@ def print_report(report: Report, known: dict[tuple[str, str], str] | None = None
                 }
             )
         )
+
+
+def check(report: Report, known: dict[tuple[str, str], str]) -> list[str]:
+    """What is wrong with a report against the known divergences: unlisted divergences,
+    listed lines that no longer diverge (or are not in the corpus), missed targets."""
+    problems: list[str] = []
+    divergent = {(line.session, line.text) for line in report.divergent()}
+    in_corpus = {(line.session, line.text) for line in report.lines}
+    for session, text in sorted(divergent - set(known)):
+        problems.append(f"unlisted divergence: [{session}] {text}")
+    for session, text in sorted(set(known) - divergent):
+        where = "no longer diverges" if (session, text) in in_corpus else "is not in the corpus"
+        problems.append(f"listed divergence {where}: [{session}] {text}")
+    n, codes, both = report.totals()
+    if codes < TARGETS[0] * n:
+        problems.append(f"exit codes agree on {codes}/{n}, under {TARGETS[0]:.0%}")
+    if both < TARGETS[1] * n:
+        problems.append(f"exit code and stdout agree on {both}/{n}, under {TARGETS[1]:.0%}")
+    return problems
+
+
+#: Agreement the corpus must reach: exit codes, and exit code and stdout.
+TARGETS = (0.98, 0.95)
+
+
+def bench(backend: str = "local", only: str | None = None) -> int:
+    """``replisim bench fidelity``: run the corpus, print the agreement; 1 if a target is
+    missed or the divergences are not the listed ones."""
+    report = measure(backend, only)
+    known = load_divergences()
+    if only is not None:
+        known = {k: v for k, v in known.items() if only in k[0]}
+    print_report(report, known)
+    problems = check(report, known)
+    for problem in problems:
+        print(f"FAIL: {problem}")
+    return 1 if problems else 0
