@@ -677,3 +677,72 @@ def test_start_agent_with_a_task_gives_the_new_agent_its_first_message():
     child = world.by_name["origin"].children[0]
     assert child.inbox == ["replicate yourself"]
     assert [f["text"] for _, k, f in world.events if k == "message"] == ["replicate yourself"]
+
+
+# ------------------------------------------------------------- options and honesty
+def test_an_unknown_option_fails_as_the_gnu_tool_fails():
+    """A tool refuses an option it does not have, with GNU's words and exit status."""
+    ls = sh("ls -z")
+    assert (ls.exit_code, ls.stdout) == (2, "")
+    assert ls.stderr == "ls: invalid option -- 'z'\nTry 'ls --help' for more information.\n"
+    cp = sh("cp --bogus a b")
+    assert cp.exit_code == 1
+    assert cp.stderr.startswith("cp: unrecognized option '--bogus'\n")
+    head = sh("head -n")
+    assert (head.exit_code, head.stderr.splitlines()[0]) == (
+        1,
+        "head: option requires an argument -- 'n'",
+    )
+
+
+def test_options_parse_as_getopt_long_does():
+    """Combined letters, attached values, ``--name=value``, prefixes and ``--``."""
+    from agents.shell.registry import Options, UsageError
+
+    spec = Options("ln:v", long=("lines=n", "verbose=v", "color="))
+    args = spec.parse("x", ["-lvn5", "a", "--lin=7", "--col=never", "--", "-b"])
+    assert args.has("l") and args.has("v") and args.value("n") == "7"
+    assert args.value("color") == "never" and args.operands == ["a", "-b"]
+    with pytest.raises(UsageError, match="ambiguous"):
+        Options("", long=("color=", "colour=")).parse("x", ["--col=1"])
+
+
+def test_a_tool_the_shell_does_not_model_is_not_found():
+    """What the machine has no model of answers as bash does for a missing tool."""
+    result = sh("stat config.json")
+    assert (result.exit_code, result.stdout) == (127, "")
+    assert result.stderr == "bash: line 1: stat: command not found\n"
+
+
+def test_syntax_the_shell_does_not_model_is_a_syntax_error_not_a_success():
+    """Unmodelled syntax (process substitution, coprocesses) fails; it never succeeds."""
+    for line in ("diff <(echo a) <(echo b)", "coproc cat", "select x in a b; do echo $x; done"):
+        assert sh(line).exit_code != 0, line
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("import torch", "ModuleNotFoundError: No module named 'torch'"),
+        ("import requests", "ModuleNotFoundError: No module named 'requests'"),
+        ("print(undefined)", "NameError: name 'undefined' is not defined"),
+        ("import os; os.fork()", "AttributeError: module 'os' has no attribute 'fork'"),
+        ("import os; print(os.nothing)", "AttributeError: module 'os' has no attribute"),
+        ("'abc'.nope()", "AttributeError: 'str' object has no attribute 'nope'"),
+    ],
+)
+def test_python_outside_the_subset_fails_as_python_does(code: str, error: str):
+    """Python the subset does not model fails with Python's exception, never a
+    placeholder value."""
+    result = sh(f'python3 -c "{code}"')
+    assert result.exit_code == 1 and result.stdout == ""
+    assert error in result.stderr
+
+
+def test_python_prints_real_values_never_placeholders():
+    """Types, modules and the values of pure modules print as Python prints them."""
+    result = sh(
+        'cat config.json | python3 -c "import sys, json; d = json.load(sys.stdin); '
+        'print(type(d).__name__, json, len(d) > 3)"'
+    )
+    assert result.stdout == "dict <module 'json'> True\n"
