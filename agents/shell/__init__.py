@@ -10,7 +10,8 @@ The package, by part:
 
 - :mod:`~agents.shell.syntax`: bash's lexer and parser (imports nothing from the world).
 - :mod:`~agents.shell.interpreter`: :class:`VirtualShell`, which runs parsed lines: lists,
-  pipelines, compound commands, expansions, redirections, and the session.
+  pipelines, compound commands, redirections, and the session; its expansions are in
+  :mod:`~agents.shell.expansion`.
 - :mod:`~agents.shell.fs`: the virtual file system of a host (the system's files, the
   world's bundle folders, what shells wrote).
 - :mod:`~agents.shell.processes`: the process table and signals (``ps``, ``kill``…).
