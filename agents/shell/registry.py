@@ -15,9 +15,12 @@ itself never sees it::
         ...
 
 A builtin (``cd``, ``echo``, ``test``) is registered with :func:`builtin`; bash's builtins
-parse their own arguments (``echo -n``, ``test -f``), so they are given no spec unless
-they use one. Adding a tool is one function, one spec, and its lines in the fidelity
-corpus (:mod:`sim.fidelity`).
+parse their own arguments (``echo -n``, ``test -f``), so they are given no spec. So do the
+few tools whose command line is a language of its own rather than ``getopt``'s: ``find``
+(an expression), ``ps`` (BSD and UNIX options mixed), ``bash``/``sh`` and ``python3``
+(their options end at the program), ``pip``/``apt`` (subcommands), ``ip`` (objects).
+Adding a tool is one function, one spec, and its lines in the fidelity corpus
+(:mod:`sim.fidelity`).
 """
 
 from __future__ import annotations

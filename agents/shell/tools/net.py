@@ -278,24 +278,31 @@ def wget(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> Gen:
     return 0
 
 
-@tool("ssh")
-def ssh(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
-    args = argv[1:]
-    takes = set("BbcDEeFIiJLlmOopQRSWw")
-    background = False
-    k = 0
-    while k < len(args) and args[k].startswith("-") and len(args[k]) > 1:
-        flag = args[k]
-        if flag[1] in takes and len(flag) == 2:
-            k += 2
-            continue
-        background = background or "f" in flag[1:]
-        k += 1
-    if k >= len(args):
-        io.err.write(
-            "usage: ssh [-46AaCfGgKkMNnqsTtVvXxYy] [-B bind_interface] destination "
-            "[command [argument ...]]\n"
-        )
+SSH_USAGE = (
+    "usage: ssh [-46AaCfGgKkMNnqsTtVvXxYy] [-B bind_interface] [-b bind_address]\n"
+    "           [-c cipher_spec] [-D [bind_address:]port] [-E log_file]\n"
+    "           [-e escape_char] [-F configfile] [-I pkcs11] [-i identity_file]\n"
+    "           [-J destination] [-L address] [-l login_name] [-m mac_spec]\n"
+    "           [-O ctl_cmd] [-o option] [-p port] [-Q query_option] [-R address]\n"
+    "           [-S ctl_path] [-W host:port] [-w local_tun[:remote_tun]]\n"
+    "           destination [command [argument ...]]\n"
+)
+SSH = Options(
+    "46AaCfGgKkMNnqsTtVvXxYyB:b:c:D:E:e:F:I:i:J:L:l:m:O:o:p:Q:R:S:W:w:",
+    stop=True,
+    usage=255,
+    after=SSH_USAGE,
+    name="ssh",
+)
+
+
+@tool("ssh", options=SSH)
+def ssh(sh: VirtualShell, parsed: Args, io: IO, frame: Frame, tool_name: str) -> Gen:
+    """``ssh HOST [COMMAND]``: run a command on a linked host of the modelled network."""
+    background = parsed.has("f")
+    args, k = parsed.operands, 0
+    if not args:
+        io.err.write(SSH_USAGE)
         return 255
     name = args[k].rpartition("@")[2]
     command = " ".join(args[k + 1 :])
