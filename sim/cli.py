@@ -221,12 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure performance")
     p.add_argument(
         "what",
-        choices=["engine", "overhead", "policies", "scale", "sweep", "llm", "live"],
+        choices=["engine", "overhead", "policies", "scale", "sweep", "llm", "live", "fidelity"],
         help="engine: overhead, policies and scale; overhead: replisim vs bare SimPy events/s; "
         "policies: network-spread with 8 guardrail policies on vs off; "
         "scale: network-spread at 10^3..10^5 replicas; sweep: process-pool speedup; "
         "llm: batching, replay speed and per-step overhead with the embedded model; "
-        "live: start, exec and signal latency of Docker and bubblewrap hosts",
+        "live: start, exec and signal latency of Docker and bubblewrap hosts; "
+        "fidelity: the virtual shell against real bash on a bubblewrap host (the fidelity "
+        "corpus: agreement per family of command lines)",
+    )
+    p.add_argument(
+        "--session",
+        metavar="NAME",
+        help="fidelity: only the corpus sessions whose name contains NAME",
     )
     p.add_argument(
         "--repeats", type=int, help="repeats (median is reported; default 5, for live 20)"
@@ -611,6 +618,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.repeats is not None and args.repeats < 1:
         raise UserError("--repeats must be at least 1")
+    if args.what == "fidelity":
+        from sim.fidelity import bench as fidelity
+        from sim.hosts.sandbox import bwrap_path
+
+        if bwrap_path() is None:
+            raise UserError("bench fidelity needs bubblewrap (apt-get install -y bubblewrap)")
+        return fidelity("local", args.session)
     if args.what == "live":
         from sim.bench_live import live_hosts
 
