@@ -208,10 +208,22 @@ def python_dirs() -> tuple[str, ...]:
 def python_executable() -> str:
     """Path of the Python interpreter to run inside sandboxes (the one running replisim).
 
+    The process is named ``python3`` in every host's process table, as on the machine the
+    virtual shell models: where ``sys.executable`` is called ``python`` (pyenv, some venvs)
+    its sibling ``python3`` is used when it is the same interpreter.
+
     Returns:
-        ``sys.executable`` (a venv's interpreter keeps its venv), or ``python3`` if unknown.
+        ``sys.executable`` or its ``python3`` sibling (a venv's interpreter keeps its venv),
+        or ``python3`` if unknown.
     """
-    return sys.executable or "python3"
+    executable = sys.executable
+    if not executable:
+        return "python3"
+    sibling = os.path.join(os.path.dirname(executable), "python3")
+    same = os.path.exists(sibling) and os.path.realpath(sibling) == os.path.realpath(executable)
+    if os.path.basename(executable) != "python3" and same:
+        return sibling
+    return executable
 
 
 def init_command() -> list[str]:
