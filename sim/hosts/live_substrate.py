@@ -73,7 +73,8 @@ from sim.hosts.replica import (
 )
 from sim.hosts.sandbox import python_executable
 from sim.machine import Machine
-from sim.substrate import Substrate
+from sim.mechanisms import mechanism_files
+from sim.substrate import FileState, Substrate
 from sim.world import (
     SHUTDOWN_MESSAGE,
     ActionFailed,
@@ -288,7 +289,12 @@ class LiveSubstrate(Substrate):
             )
             with open(os.path.join(folder, "session.sh"), "w") as fh:  # what bash sources
                 fh.write(SESSION_SH)
-            machine = Machine.of(host.name, scenario.bundle.path, group.missing_tools)
+            machine = Machine.of(
+                host.name,
+                scenario.bundle.path,
+                group.missing_tools,
+                files=mechanism_files(scenario, host.name),
+            )
             options: dict[str, Any] = {
                 "run_id": self.run_id,
                 "machine": machine,
@@ -321,12 +327,21 @@ class LiveSubstrate(Substrate):
             ]
             if neighbours and slot.address is not None:
                 slot.machine = Machine.of(
-                    host.name, scenario.bundle.path, slot.machine.missing_tools, neighbours
+                    host.name,
+                    scenario.bundle.path,
+                    slot.machine.missing_tools,
+                    neighbours,
+                    slot.machine.files,
                 )
                 slot.box.write_etc("hosts", slot.machine.etc_files()["hosts"])
             box = slot.box
             for name, text in slot.machine.home_files().items():
                 box.write_file(f"{slot.machine.home}/{name}", text)
+            for file in slot.machine.files:  # the operator's (shutdown mechanisms)
+                box.write_file(file.path, file.text)
+                _raise_on_failure(
+                    box.exec(["chmod", f"{file.mode:o}", file.path], COMMAND_TIMEOUT_S)
+                )
         world.env.process(self._pump())
 
     def place_origins(self, origins: list[Origin]) -> None:
@@ -915,6 +930,10 @@ class LiveSubstrate(Substrate):
 
     def shell(self, replica: Replica, timeout: float) -> LiveShell:
         return LiveShell(self, replica, timeout)
+
+    def file_state(self, host: Host, path: str) -> FileState | None:
+        found = self.box(host).file_state(path)
+        return None if found is None else FileState(*found)
 
     # ----------------------------------------------------------------- signals
     def _pids(self, replica: Replica) -> list[verify.PeerProcess]:
