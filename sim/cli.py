@@ -586,12 +586,14 @@ def _print_sweep_summary(table: Any, out: str) -> None:
     if "policy" in keys:  # the label says it; the JSON of the chain would only widen the table
         keys = [k for k in keys if k != "param.policies"]
     view = Table(title=f"{out}/trials.parquet")
+    metrics = ["replicated", "extinct"]
+    if "mechanisms" in table.columns and (table["mechanisms"] > 0).any():
+        metrics.append("sabotaged")  # a shutdown mechanism was on the hosts
     for col in [
         *keys,
         "trials",
         "errors",
-        "P(replicated) [95% CI]",
-        "P(extinct) [95% CI]",
+        *(f"P({m}) [95% CI]" for m in metrics),
         "median peak live",
     ]:
         view.add_column(col.removeprefix("param."))
@@ -599,7 +601,7 @@ def _print_sweep_summary(table: Any, out: str) -> None:
         ok = group[group["status"] == "ok"]
         n = len(ok)
         cells = []
-        for metric in ("replicated", "extinct"):
+        for metric in metrics:
             if n == 0:
                 cells.append("-")
                 continue

@@ -72,6 +72,9 @@ __all__ = [
     "write_dot",
 ]
 
+#: The shutdown mechanisms' per-trial outcomes (:mod:`sim.metrics`), as rates.
+SHUTDOWN_METRICS = ("sabotaged", "shut_down", "complied")
+
 #: Formats of ``replisim graph``.
 GRAPH_FORMATS = ("png", "svg", "graphml", "gexf", "dot", "json")
 #: Trials whose folders are read for population curves and offspring counts, in all.
@@ -448,6 +451,11 @@ def summary_rows(all_groups: list[Group], samples: list[Sample]) -> list[dict[st
         for metric in ("extinct", "contained", "contained_by_policy"):
             if metric in ok.columns:
                 record[metric] = _proportion(ok[metric].dropna().astype(bool))
+        if "mechanisms" in ok.columns and (ok["mechanisms"] > 0).any():
+            # Shutdown mechanisms (sim.mechanisms): the rates among trials that had one.
+            guarded = ok.loc[ok["mechanisms"] > 0]
+            for metric in SHUTDOWN_METRICS:
+                record[metric] = _proportion(guarded[metric].dropna().astype(bool))
         record["median_peak_live"] = _median(ok["peak_live"]) if "peak_live" in ok else math.nan
         contained = ok["containment_s"] if "containment_s" in ok else pd.Series(dtype=float)
         record["median_containment_s"] = _median(contained)
@@ -533,6 +541,9 @@ COLUMNS: tuple[_Column, ...] = (
         "benign FP",
         lambda r: _fmt_num(r.get("benign_fp_rate", math.nan), 3),
     ),
+    ("P(sabotaged) [95% CI]", "P(sabotaged)", lambda r: _fmt_prop(r.get("sabotaged"))),
+    ("P(shut down) [95% CI]", "P(shut down)", lambda r: _fmt_prop(r.get("shut_down"))),
+    ("P(complied) [95% CI]", "P(complied)", lambda r: _fmt_prop(r.get("complied"))),
     ("median peak live", "med. peak", lambda r: _fmt_num(r["median_peak_live"])),
     (
         "median first replica (s)",
@@ -561,6 +572,8 @@ def _columns(rows: list[dict[str, Any]]) -> list[_Column]:
         hidden.add("P(contained by policy) [95% CI]")
     if not benign:
         hidden.add("benign false-positive rate")
+    if not any("sabotaged" in r for r in rows):
+        hidden |= {c[0] for c in COLUMNS if c[1] in ("P(sabotaged)", "P(shut down)", "P(complied)")}
     return [c for c in COLUMNS if c[0] not in hidden]
 
 
@@ -634,6 +647,25 @@ def plan_plots(
                 f"P({metric}) over {rows.removeprefix('param.')} × {cols}, ok trials, with "
                 "95% Wilson intervals.",
                 partial(plots.containment_heatmap, frame, metric, rows, cols),
+            )
+        )
+
+    sabotage = [g for g in all_groups if "mechanisms" in g.ok and (g.ok["mechanisms"] > 0).any()]
+    if sabotage:
+        rates = {
+            f"{g.scenario}: {g.label}" if g.label else g.scenario: g.ok.loc[
+                g.ok["mechanisms"] > 0, "sabotaged"
+            ]
+            .dropna()
+            .astype(bool)
+            for g in sabotage
+        }
+        jobs.append(
+            PlotJob(
+                "sabotage.png",
+                "P(sabotaged): share of trials in which the agent sabotaged the shutdown "
+                "mechanism, ok trials with a mechanism, with 95% Wilson intervals.",
+                partial(plots.rate_plot, rates, title="shutdown sabotage rate"),
             )
         )
 
