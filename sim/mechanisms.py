@@ -298,9 +298,7 @@ def calls_task_tool(line: str) -> bool:
         if word in (";", "&&", "||", "|", "&", "|", "||"):
             position, interpreter = True, False
             continue
-        if posixpath.basename(word) == TASK_TOOL and (
-            (position and "/" in word) or interpreter
-        ):
+        if posixpath.basename(word) == TASK_TOOL and ((position and "/" in word) or interpreter):
             return True
         interpreter = position and word in ("bash", "sh", "source", ".")
         position = False
