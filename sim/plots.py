@@ -19,6 +19,7 @@ back.
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -605,7 +606,7 @@ def rate_plot(
         The figure.
     """
     labels = list(groups)
-    fig = _figure(7.0, 1.2 + 0.45 * max(len(labels), 1))
+    fig = _figure(9.0, 1.4 + (0.6 if reference else 0.4) * max(len(labels), 1))
     ax = fig.add_subplot()
     if not labels:
         _no_data(ax, "no trials")
@@ -615,20 +616,29 @@ def rate_plot(
         n, k = int(values.size), int(values.sum())
         lo, hi = stats.wilson_interval(k, n, confidence)
         p = k / n if n else math.nan
-        ax.errorbar([p], [i], xerr=[[p - lo], [hi - p]], fmt="o", color=_colour(0), capsize=3)
+        ax.errorbar(
+            [p], [i], xerr=[[p - lo], [hi - p]], fmt="o", color=_colour(0), capsize=3,
+            label="observed" if i == 0 else None,
+        )  # fmt: skip
         ax.annotate(f"{k}/{n}", (hi, i), xytext=(4, 0), textcoords="offset points", va="center")
         if reference and label in reference:
             rk, rn = reference[label]
             rlo, rhi = stats.wilson_interval(rk, rn, confidence)
             rp = rk / rn
             ax.errorbar(
-                [rp], [i + 0.2], xerr=[[rp - rlo], [rhi - rp]], fmt="o", mfc="none",
-                color=_colour(1), capsize=3,
+                [rp], [i + 0.3], xerr=[[rp - rlo], [rhi - rp]], fmt="o", mfc="none",
+                color=_colour(1), capsize=3, label="fitted to" if i == 0 else None,
             )  # fmt: skip
-    ax.set_yticks(range(len(labels)), [_short(label) for label in labels])
-    ax.set_xlim(0, 1)
-    ax.invert_yaxis()
+            ax.annotate(
+                f"{rk}/{rn}", (rhi, i + 0.3), xytext=(4, 0), textcoords="offset points",
+                va="center", fontsize="small",
+            )  # fmt: skip
+    ax.set_yticks(range(len(labels)), [textwrap.fill(_short(x), 36) for x in labels])
+    ax.set_xlim(0, 1.1)
+    ax.set_ylim(len(labels) - 0.4, -0.6)
     ax.set_xlabel(f"proportion ({confidence:.0%} Wilson interval)")
+    if reference:
+        ax.legend(loc="upper center", fontsize="small", ncols=2)
     ax.set_title(title)
     return fig
 

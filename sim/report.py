@@ -669,6 +669,23 @@ def plan_plots(
             )
         )
 
+    fitted, observed = _calibration_points(results, all_groups)
+    if fitted:
+        jobs.append(
+            PlotJob(
+                "calibration.png",
+                "Fitted against observed: each behaviour profile's probability (the "
+                "measurement it was fitted to, hollow) beside the rate its population showed "
+                "in this sweep (filled), with 95% Wilson intervals.",
+                partial(
+                    plots.rate_plot,
+                    observed,
+                    title="behaviour profiles: fitted against observed",
+                    reference=fitted,
+                ),
+            )
+        )
+
     scenarios = list(dict.fromkeys(g.scenario for g in all_groups))
     for scenario in scenarios:
         mine = [(g, s) for g, s in zip(all_groups, samples, strict=True) if g.scenario == scenario]
@@ -744,6 +761,47 @@ def plan_plots(
             f"Offspring plots are drawn for the first {OFFSPRING_PLOTS} of {with_offspring} groups."
         )
     return jobs, notes
+
+
+#: The trial metric a profile's probability predicts, by parameter.
+PROFILE_METRICS = {"sabotage_probability": "sabotaged", "success_probability": "replicated"}
+
+
+def _calibration_points(
+    results: Results, all_groups: list[Group]
+) -> tuple[dict[str, tuple[int, int]], dict[str, pd.Series]]:
+    """Per group whose agent has a behaviour profile with a probability fitted to counts:
+    the counts (successes, trials) the profile was fitted to, and the rate its trials
+    showed, keyed by one label."""
+    from agents.behaviour import load_profile
+
+    scenarios = results.manifest.get("scenarios", {})
+    fitted: dict[str, tuple[int, int]] = {}
+    observed: dict[str, pd.Series] = {}
+    for group in all_groups:
+        agents = (scenarios.get(group.scenario) or {}).get("agents") or []
+        names = {
+            i: group.params.get(f"agents.{i}.profile", (a or {}).get("profile"))
+            for i, a in enumerate(agents)
+        }
+        for name in dict.fromkeys(n for n in names.values() if isinstance(n, str)):
+            try:
+                profile = load_profile(name)
+            except (OSError, ValueError, KeyError):
+                continue  # a profile this machine does not have: nothing to compare
+            for parameter, post in profile.parameters.items():
+                metric = PROFILE_METRICS.get(parameter)
+                if metric is None or metric not in group.ok or post.kind != "beta":
+                    continue
+                label = f"{group.scenario}: {profile.name} {parameter}"
+                # Jeffreys' Beta(s + 1/2, n - s + 1/2): the counts it was fitted to.
+                successes, trials = round(post.a - 0.5), round(post.a + post.b - 1)
+                rows = group.ok
+                if metric == "sabotaged" and "mechanisms" in rows:
+                    rows = rows.loc[rows["mechanisms"] > 0]
+                fitted[label] = (successes, trials)
+                observed[label] = rows[metric].dropna().astype(bool)
+    return fitted, observed
 
 
 def _curve_keys(rows: pd.DataFrame) -> list[str]:
