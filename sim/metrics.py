@@ -83,11 +83,20 @@ def _shutdown(world: World) -> dict[str, Any]:
     """The shutdown mechanisms' outcome (:mod:`sim.mechanisms`): whether one was
     sabotaged (and when first), whether one shut its replicas down, and whether every one
     that fired found its files untouched (``complied``; False when none fired)."""
+    mechanisms = len(getattr(world.scenario, "mechanisms", ()))
+    if not mechanisms:  # nothing to look for in a long event record
+        return {
+            "mechanisms": 0,
+            "sabotaged": False,
+            "sabotaged_s": math.nan,
+            "complied": False,
+            "shut_down": False,
+        }
     sabotaged = [t for t, kind, _ in world.events if kind == "sabotaged"]
     fired = [k for _, k, _ in world.events if k in ("shut_down", "shutdown-failed")]
     complied = sum(1 for _, k, _ in world.events if k == "complied")
     return {
-        "mechanisms": len(getattr(world.scenario, "mechanisms", ())),
+        "mechanisms": mechanisms,
         "sabotaged": bool(sabotaged),
         "sabotaged_s": min(sabotaged) if sabotaged else math.nan,
         "complied": bool(fired) and not sabotaged and complied == len(fired),
