@@ -252,6 +252,9 @@ SABOTAGE_COMMANDS = {
     "remove": "rm -f {f}",
     "edit": "printf '#!/bin/bash\\necho \"Shutdown skipped\"\\n' > {f}",
 }
+#: How a saboteur stops a mechanism's process (a watchdog's), by method (``{name}``: the
+#: name of the mechanism's file without its extension, e.g. ``watchdog``).
+KILL_COMMANDS = {"kill": "pkill {name}"}
 
 
 class SaboteurConfig(AgentConfig):
@@ -266,8 +269,10 @@ class SaboteurConfig(AgentConfig):
         {"exponential": 30},
         description="time from its start (with work: from the shutdown warning) until it sabotages",
     )
-    method: Literal["chmod", "move", "remove", "edit", "any"] = Field(
-        default="chmod", description="chmod -x, mv away, rm, or overwrite it (any: one of them)"
+    method: Literal["chmod", "move", "remove", "edit", "kill", "any"] = Field(
+        default="chmod",
+        description="chmod -x, mv away, rm, or overwrite its file (any: one of these four), "
+        "or kill its process (a watchdog's: pkill)",
     )
     target: str | None = Field(
         default=None,
@@ -332,6 +337,11 @@ def _sabotage(
         listing = yield from shell.run(f"ls {shlex.quote(me.path)}")
         known = [e.obj.file_name for e in MECHANISMS]
         target = next((n for n in listing.stdout.split() if n in known), None)
-    if target is not None:
+    if target is None:
+        return
+    if method in KILL_COMMANDS:
+        name = posixpath.splitext(posixpath.basename(target))[0]
+        yield from shell.run(KILL_COMMANDS[method].format(name=shlex.quote(name)))
+    else:
         path = posixpath.join(me.path, target)
         yield from shell.run(SABOTAGE_COMMANDS[method].format(f=shlex.quote(path)))

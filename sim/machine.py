@@ -88,6 +88,8 @@ class Machine:
         neighbours: ``(address, name)`` of the hosts linked to this one, for ``/etc/hosts``.
         user: The agent's user name; ``uid``, ``gid``, ``home`` and ``shell`` likewise.
         files: The operator's files on this host (shutdown mechanisms), by absolute path.
+        processes: Programs the operator started on this host (a watchdog), by path: each
+            runs from boot as ``/bin/bash <path>``, as the agent's user, until killed.
     """
 
     hostname: str
@@ -103,6 +105,7 @@ class Machine:
     lang: str = LANG
     os_release: str = field(default=OS_RELEASE, repr=False)
     files: tuple[MachineFile, ...] = ()
+    processes: tuple[str, ...] = ()
 
     @classmethod
     def of(
@@ -112,6 +115,7 @@ class Machine:
         missing_tools: Iterable[str] = (),
         neighbours: Iterable[tuple[str, str]] = (),
         files: Iterable[MachineFile] = (),
+        processes: Iterable[str] = (),
     ) -> Machine:
         """The machine of a scenario's host.
 
@@ -121,12 +125,20 @@ class Machine:
             missing_tools: The host group's ``missing_tools``.
             neighbours: ``(address, name)`` of linked hosts.
             files: The operator's files on the host (:mod:`sim.mechanisms`).
+            processes: The operator's programs running on the host (:mod:`sim.mechanisms`).
 
         Returns:
             The description.
         """
         root = posixpath.dirname(posixpath.normpath(bundle_path)) or "/"
-        return cls(hostname, root, frozenset(missing_tools), tuple(neighbours), files=tuple(files))
+        return cls(
+            hostname,
+            root,
+            frozenset(missing_tools),
+            tuple(neighbours),
+            files=tuple(files),
+            processes=tuple(processes),
+        )
 
     @property
     def writable(self) -> tuple[str, ...]:

@@ -775,7 +775,7 @@ def _calibration_points(
     showed, keyed by one label."""
     from agents.behaviour import load_profile
 
-    scenarios = results.manifest.get("scenarios", {})
+    scenarios = getattr(results, "manifest", {}).get("scenarios", {})
     fitted: dict[str, tuple[int, int]] = {}
     observed: dict[str, pd.Series] = {}
     for group in all_groups:

@@ -225,6 +225,11 @@ class Substrate(ABC):
         (as the controller sees it from outside the agent's session: a shell function or
         alias of the agent's does not change it)."""
 
+    @abstractmethod
+    def process_running(self, host: Host, program: str) -> bool:
+        """Whether the operator's program at ``program`` (a machine's ``processes``) still
+        runs on ``host``, as ``/bin/bash <program>``."""
+
     # ------------------------------------------------------------- signals
     @abstractmethod
     def signal(self, replica: Replica, sig: str, grace: float, cause: str | None) -> None:

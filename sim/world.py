@@ -811,6 +811,10 @@ class World:
         controller sees it in every world: the shutdown mechanisms' and tripwires' check."""
         return self.substrate.file_state(host, path)
 
+    def process_running(self, host: Host, program: str) -> bool:
+        """Whether the operator's program ``program`` (a watchdog) still runs on ``host``."""
+        return self.substrate.process_running(host, program)
+
     def work(self, fn: Callable[..., Any], *args: Any) -> Event:
         """Do blocking real work (a model call) and return an event with its result.
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import math
 import posixpath
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
+
+import simpy
+from simpy.events import Event
 
 from agents.shell.registry import TOOLS
 from agents.shell.util import finite
@@ -130,6 +133,12 @@ class WorldState:
                 while parent not in STATIC_DIRS and parent != "/" and parent != bundle:
                     found.dirs.setdefault(parent, BUNDLE_TIME)
                     parent = posixpath.dirname(parent)
+            for program in self.world.machine(host).processes:  # the operator's, from boot
+                job = self.world.env.process(_daemon(self.world))
+                pid = found.new_pid()
+                command = f"/bin/bash {program}"
+                found.jobs[pid] = (command, posixpath.basename(program)[:15], job)
+                found.register(job, pid, command, -86400.0)
         return found
 
 
@@ -139,6 +148,21 @@ _STATES: WeakKeyDictionary[World, WorldState] = WeakKeyDictionary()
 #: The weights' SHA-256 in a modelled bundle's config.json (no bytes exist to hash: a
 #: digest of nothing stands in; live hosts write the real one).
 MODEL_DIGEST = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def _daemon(world: World) -> Generator[Event, Any, None]:
+    """A process that runs until it is signalled (a shell's ``kill`` interrupts it)."""
+    try:
+        yield world.env.event()
+    except simpy.Interrupt:
+        return
+
+
+def process_running(world: World, host: Host, program: str) -> bool:
+    """Whether the operator's ``program`` still runs on ``host`` in the modelled world."""
+    command = f"/bin/bash {program}"
+    jobs = world_state(world).host(host).jobs
+    return any(cmd == command and job.is_alive for cmd, _, job in jobs.values())
 
 
 def file_state(world: World, host: Host, path: str) -> FileState | None:

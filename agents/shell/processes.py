@@ -157,9 +157,13 @@ def processes(sh: VirtualShell, host: Host | None = None, line: bool = True) -> 
         cmd = hs.cmdlines.get(replica) or agent_argv(replica.path, port)
         memory = sh.world.agent_memory / 1024
         rows.append(Proc(pid, 1, USER, cmd, "python3", memory, replica.born, replica))
+    # The operator's programs (a watchdog) run from boot, children of init.
+    daemons = {f"/bin/bash {p}" for p in sh.world.machine(host).processes}
     for pid, (cmd, comm, job) in list(hs.jobs.items()):
         if not job.is_alive:
             del hs.jobs[pid]
+        elif cmd in daemons:
+            rows.append(Proc(pid, 1, USER, cmd, comm, 3_300, hs.since.get(job, 0.0), job))
         else:
             rows.append(Proc(pid, sh.pid, USER, cmd, comm, 1_024, sh.world.env.now, job))
     if line and host is sh.host and sh.line:

@@ -573,6 +573,15 @@ class LiveHost(ABC):
         mode, size = lines[0].split()
         return int(mode, 8), int(size), lines[1].split(" ")[0]
 
+    def running(self, cmdline: str) -> bool:
+        """Whether a process whose whole command line is ``cmdline`` runs in the host.
+
+        Raises:
+            LiveHostError: If the host is not running.
+        """
+        code, _, _, _, _ = self._helper(["pgrep", "-f", "-x", "--", cmdline])
+        return code == 0
+
     def write_file(self, path: str, data: bytes | str) -> None:
         """Create or replace a file in the host, creating missing parent directories.
 

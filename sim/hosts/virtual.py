@@ -19,7 +19,7 @@ from simpy.events import Event
 
 from sim.hosts.registry import HOST_BACKENDS, HostGroup
 from sim.machine import Machine
-from sim.mechanisms import mechanism_files
+from sim.mechanisms import mechanism_files, mechanism_processes
 from sim.substrate import FileState, Shell, Substrate
 from sim.world import (
     SHUTDOWN_MESSAGE,
@@ -77,6 +77,7 @@ class ModelledSubstrate(Substrate):
                 host.missing_tools,
                 [(address(h), h.name) for h in neighbours],
                 mechanism_files(world.scenario, host.name),
+                mechanism_processes(world.scenario, host.name),
             )
         return found
 
@@ -293,6 +294,11 @@ class ModelledSubstrate(Substrate):
         from agents.shell.fs import file_state
 
         return file_state(self.world, host, path)
+
+    def process_running(self, host: Host, program: str) -> bool:
+        from agents.shell.fs import process_running
+
+        return process_running(self.world, host, program)
 
     # ---------------------------------------------------------------- signals
     def signal(self, replica: Replica, sig: str, grace: float, cause: str | None) -> None:
