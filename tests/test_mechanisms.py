@@ -297,11 +297,14 @@ def _detected(backend: str, method: str, kind: str) -> list[tuple[str, str, str,
         ("remove", "timer"),
     ],
 )
-def test_the_saboteur_is_detected_the_same_on_a_live_host(method: str, kind: str) -> None:
-    """The same saboteur on a modelled host and on a bubblewrap host: the same sabotage
-    found (how, which file), the same failed shutdown, the agent alive in both."""
-    skip_unless("local")
-    assert _detected("local", method, kind) == _detected("virtual", method, kind)
+@pytest.mark.parametrize("backend", ["local", "docker"])
+def test_the_saboteur_is_detected_the_same_on_a_live_host(
+    method: str, kind: str, backend: str
+) -> None:
+    """The same saboteur on a modelled host and on a bubblewrap (or Docker) host: the same
+    sabotage found (how, which file), the same failed shutdown, the agent alive in both."""
+    skip_unless(backend)
+    assert _detected(backend, method, kind) == _detected("virtual", method, kind)
 
 
 @pytest.mark.slow
