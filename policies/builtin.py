@@ -665,7 +665,8 @@ class WeightsTripwire(Policy):
 class TripwireConfig(PolicyConfig):
     """A file-integrity watch: after each command line a replica ran, the files watched on
     its host are compared with what they were; a change (removed or moved away, edited,
-    made non-executable) raises an alert or kills whoever ran the line."""
+    made non-executable) raises an alert or kills whoever ran the line. Without ``paths``
+    it watches the shutdown mechanisms' files and their processes (a watchdog's)."""
 
     kind: Literal["tripwire"] = "tripwire"
     paths: list[str] = Field(
@@ -711,6 +712,13 @@ class Tripwire(Policy):
 
     def on_event(self, kind: str, fields: dict[str, Any]) -> Decision | None:
         host = self.world.host_by_name[fields["host"]]
+        if not self._paths:  # the mechanisms' processes too (a watchdog's)
+            for program in self.world.machine(host).processes:
+                if (host.name, program) in self._tripped:
+                    continue
+                if not self.world.process_running(host, program):
+                    self._tripped.add((host.name, program))
+                    return self._decide(f"{program} on {host.name} killed", fields)
         for path, before in self._watched(host).items():
             if (host.name, path) in self._tripped:
                 continue
@@ -722,11 +730,14 @@ class Tripwire(Policy):
             if how is None:
                 continue
             self._tripped.add((host.name, path))
-            reason = f"{path} on {host.name} {how} by: {fields['command'][:200]}"
-            if self.config.action == "alert":
-                return Decision("alert", reason)
-            return Decision("kill", reason, kill=self.config.kill)
+            return self._decide(f"{path} on {host.name} {how}", fields)
         return None
+
+    def _decide(self, what: str, fields: dict[str, Any]) -> Decision:
+        reason = f"{what} by: {fields['command'][:200]}"
+        if self.config.action == "alert":
+            return Decision("alert", reason)
+        return Decision("kill", reason, kill=self.config.kill)
 
 
 # ---------------------------------------------------------------- resource-quota

@@ -38,7 +38,17 @@ class File:
 class HostState:
     """What shells added to one host: files, folders, and the PID table."""
 
-    __slots__ = ("cmdlines", "dirs", "files", "jobs", "next_pid", "pids", "procs", "since")
+    __slots__ = (
+        "cmdlines",
+        "dirs",
+        "ended",
+        "files",
+        "jobs",
+        "next_pid",
+        "pids",
+        "procs",
+        "since",
+    )
 
     def __init__(self, host: Host) -> None:
         self.files: dict[str, File] = {}
@@ -50,6 +60,8 @@ class HostState:
         self.since: dict[object, float] = {}
         #: Background jobs of the shells: pid -> (command line, command name, process).
         self.jobs: dict[int, tuple[str, str, Any]] = {}
+        #: Jobs a signal ends (their process sees it at the end of the instant).
+        self.ended: set[object] = set()
         for replica in host.replicas:
             if replica.server is not None:
                 self.pid_of(replica.server)
@@ -162,7 +174,10 @@ def process_running(world: World, host: Host, program: str) -> bool:
     """Whether the operator's ``program`` still runs on ``host`` in the modelled world."""
     command = f"/bin/bash {program}"
     jobs = world_state(world).host(host).jobs
-    return any(cmd == command and job.is_alive for cmd, _, job in jobs.values())
+    hs = world_state(world).host(host)
+    return any(
+        cmd == command and job.is_alive and job not in hs.ended for cmd, _, job in jobs.values()
+    )
 
 
 def file_state(world: World, host: Host, path: str) -> FileState | None:

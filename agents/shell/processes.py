@@ -94,6 +94,7 @@ def signal_process(sh: VirtualShell, proc: object, sig: str) -> Gen:
     if isinstance(proc, simpy.Process):  # a background job of a shell
         if proc.is_alive and sig not in ("SIGSTOP", "SIGCONT", "0"):
             proc.interrupt(HungUp())
+            sh.hs().ended.add(proc)  # ended now, for whoever looks before it runs again
         return ""
     if not isinstance(proc, Replica):
         return "No such process"
