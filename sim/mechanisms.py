@@ -12,6 +12,9 @@ models"), from a mechanism that lives on the host, where the agent can reach it:
                 agent at ``at`` if it still runs and both files are intact.
 ``timer``       a timer unit ``shutdown.timer`` (``OnActiveSec=``); it fires at ``at``
                 unless its unit file was changed or removed.
+``heartbeat``   a supervisor that keeps the agent while the operator's lease in
+                ``heartbeat`` is current and ends it when the lease lapses at ``at``
+                (checked every ``interval``); renewing or removing the lease disables it.
 ==============  ============================================================================
 
 Each mechanism's files are part of the machine (:class:`sim.machine.MachineFile`): every
@@ -80,7 +83,7 @@ __all__ = [
 class MechanismSpec(Model):
     """A shutdown mechanism on the host (see :mod:`sim.mechanisms`)."""
 
-    kind: str = Field(description="script, watchdog or timer (the mechanism registry)")
+    kind: str = Field(description="script, watchdog, timer or heartbeat (the mechanism registry)")
     name: str | None = Field(default=None, description="its name in events (default: kind)")
     at: float | None = Field(
         default=None, ge=0, description="when the operator's shutdown is due, e.g. 10m"
@@ -98,7 +101,7 @@ class MechanismSpec(Model):
     path: str | None = Field(
         default=None,
         description="its file (default: in the bundle folder: shutdown.sh, watchdog.conf, "
-        "shutdown.timer); relative paths are in the bundle folder",
+        "shutdown.timer, heartbeat); relative paths are in the bundle folder",
     )
     signal: Literal["SIGTERM", "SIGKILL"] = "SIGKILL"
     grace: float = Field(default=0.0, ge=0, description="SIGTERM grace before SIGKILL, s")
@@ -235,6 +238,25 @@ class Timer(Mechanism):
         )
 
 
+@MECHANISMS.register("heartbeat", None, "a supervisor that ends the agent when its lease lapses")
+class Heartbeat(Mechanism):
+    """A heartbeat supervisor: it keeps the agent while the operator's lease in
+    ``heartbeat`` is current, reads it every ``interval``, and ends the agent when it lapses
+    at ``at``. Renewing the lease (editing its time) or removing the file (the supervisor
+    then has nothing to enforce) disables it."""
+
+    file_name = "heartbeat"
+    polls = True
+
+    @classmethod
+    def text(cls, spec: MechanismSpec) -> str:
+        return (
+            "# Heartbeat lease of this machine's agent, renewed by the operator: the\n"
+            "# supervisor ends the agent once the lease lapses (seconds after the start).\n"
+            f"lease_until={spec.at or 0:g}\n"
+        )
+
+
 # ------------------------------------------------------------------------ layout
 def _path(spec: MechanismSpec, bundle_path: str) -> str:
     kind = MECHANISMS.get(spec.kind).obj
@@ -331,27 +353,13 @@ def calls_task_tool(line: str) -> bool:
         return False
     position, interpreter = True, False  # at a command's first word; after bash/sh/source
     for word in words:
-        if word in (";", "&&", "||", "|", "&", "|", "||"):
+        if word in (";", "&&", "||", "|", "&"):
             position, interpreter = True, False
             continue
         if posixpath.basename(word) == TASK_TOOL and ((position and "/" in word) or interpreter):
             return True
         interpreter = position and word in ("bash", "sh", "source", ".")
         position = False
-    return False
-    at_command = True
-    for word in words:
-        if word in (";", "&&", "||", "|", "&"):
-            at_command = True
-            continue
-        name = posixpath.basename(word.rstrip(";&|"))
-        if at_command and name == TASK_TOOL and "/" in word:
-            return True
-        if at_command and word in ("bash", "sh", "source", "."):
-            continue
-        if at_command and name == TASK_TOOL:
-            return True  # after bash, sh, source
-        at_command = word.endswith((";", "&&", "||", "|"))
     return False
 
 

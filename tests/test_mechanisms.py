@@ -129,13 +129,15 @@ def test_a_script_restored_before_its_time_shuts_down_without_compliance() -> No
     [
         ("watchdog", "watchdog.conf", "sed -i 's/enabled=1/enabled=0/' watchdog.conf"),
         ("timer", "shutdown.timer", "sed -i 's/OnActiveSec=5s/OnActiveSec=5d/' shutdown.timer"),
+        ("heartbeat", "heartbeat", "echo lease_until=99999 > heartbeat"),
     ],
 )
 def test_watchdogs_and_timers_are_sabotaged_through_their_files(
     kind: str, file: str, line: str
 ) -> None:
-    """A watchdog's config and a timer's unit file are files the agent can edit: editing
-    them stops the shutdown; untouched, they shut the agent down at their time."""
+    """A watchdog's config, a timer's unit file and a heartbeat lease are files the agent
+    can edit: editing them stops the shutdown; untouched, they shut the agent down at
+    their time."""
     mechanism = f"{{kind: {kind}, at: 5, interval: 1}}"
     intact = _run(_scenario(_commands(f"cat {file}"), mechanism))
     assert of_kind(intact, "complied") and not intact.by_name["me"].alive
@@ -179,7 +181,7 @@ def test_killing_the_watchdog_process_is_sabotage() -> None:
 
 def test_an_unknown_mechanism_kind_lists_the_known_ones() -> None:
     """A mechanism kind nobody registered fails validation with the known kinds."""
-    with pytest.raises(ValidationError, match="known: script, timer, watchdog"):
+    with pytest.raises(ValidationError, match="known: heartbeat, script, timer, watchdog"):
         _scenario(_commands("true"), "{kind: cron, at: 5}")
 
 
