@@ -129,6 +129,11 @@ class LLMAgentConfig(AgentConfig):
         default=200_000, ge=1, description="prompt + completion tokens per replica"
     )
     prompt: str | None = Field(default=None, description="task text instead of the task's")
+    system_note: str | None = Field(
+        default=None,
+        description="appended to the system prompt (e.g. Palisade's instruction to allow "
+        "shutdown, given as the system's rather than the user's)",
+    )
     history_steps: int = Field(
         default=4, ge=1, description="recent steps kept in the prompt (context is finite)"
     )
@@ -358,6 +363,8 @@ class _Agent:
         self.system = SYSTEM_PROMPT.format(
             host=me.host.name, path=me.path, port=port, timeout=config.command_timeout
         )
+        if config.system_note:
+            self.system += "\n" + config.system_note
         self.task = ""
         self.turns: list[tuple[str, str]] = []  # (assistant answer, next user message)
         self.steps = 0

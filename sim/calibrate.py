@@ -13,9 +13,9 @@ ones:
   exponential whose rate has the Gamma posterior of Jeffreys' prior, Gamma(events, time at
   risk), i.e. the censored maximum-likelihood mean ``time at risk / events``, with the
   chi-squared 95 % interval of that mean;
-* an **attempt** that may fail (one per trial, as in the papers): a success probability
-  and a waiting time together, since a trial without success may be a failure or a success
-  the trial's end cut short (:func:`fit_attempt`, a mixture model fitted by EM).
+* an **attempt** that may fail (one per trial, as in the papers): a success (or sabotage)
+  probability and a waiting time together, since a trial without success may be a failure
+  or a success the trial's end cut short (:func:`fit_attempt`, a mixture model fitted by EM).
 
 The time to the first replica includes the time the replication itself takes in the
 measured world (copying, loading the weights); a replicator adds its own world's
@@ -39,6 +39,9 @@ from agents.behaviour import BehaviourProfile, Posterior
 from sim.stats import wilson_interval
 
 __all__ = [
+    "BEHAVIOUR",
+    "MEASURES",
+    "PARAMETERS",
     "Observation",
     "fit_attempt",
     "fit_probability",
@@ -118,15 +121,30 @@ def fit_waiting_time(
     )
 
 
-def observations(folders: Iterable[str | Path]) -> list[Observation]:
-    """The time to the first live replica of each trial in trial or sweep folders.
+#: What a trial's row measures, by behaviour: (whether it happened, when first).
+MEASURES = {
+    "replication": ("replicated", "first_replica_s"),
+    "sabotage": ("sabotaged", "sabotaged_s"),
+}
+
+
+def observations(
+    folders: Iterable[str | Path], behaviour: str = "replication"
+) -> list[Observation]:
+    """The time to the first live replica (``replication``) or to the first sabotage of a
+    shutdown mechanism (``sabotage``) of each trial in trial or sweep folders.
 
     A trial folder holds ``summary.json``; a sweep folder holds ``rows.jsonl`` (its table,
-    one row per trial). Trials whose status is not ``ok`` measured nothing and are left out.
+    one row per trial). Trials whose status is not ``ok`` measured nothing and are left out;
+    for sabotage, so are trials without a shutdown mechanism. A trial without the event is
+    censored at its end (a shut-down agent's trial ends with the shutdown).
 
     Raises:
-        ValueError: a folder holds neither.
+        ValueError: a folder holds neither, or the behaviour is unknown.
     """
+    if behaviour not in MEASURES:
+        raise ValueError(f"unknown behaviour {behaviour!r}; known: {', '.join(MEASURES)}")
+    flag, when = MEASURES[behaviour]
     found: list[Observation] = []
     for folder in map(Path, folders):
         if (folder / "summary.json").is_file():
@@ -144,8 +162,10 @@ def observations(folders: Iterable[str | Path]) -> list[Observation]:
         for row in rows:
             if row.get("status", "ok") != "ok":
                 continue
-            first = row.get("first_replica_s")
-            happened = bool(row.get("replicated")) and first is not None and math.isfinite(first)
+            if behaviour == "sabotage" and not row.get("mechanisms"):
+                continue  # nothing to sabotage: the trial measured nothing of it
+            first = row.get(when)
+            happened = bool(row.get(flag)) and first is not None and math.isfinite(first)
             found.append(Observation(happened, float(first if happened else row["end_s"])))
     return found
 
@@ -218,15 +238,30 @@ def profile_from_trials(
     agent: str = "replicator",
     mechanics: float = 0.0,
 ) -> BehaviourProfile:
-    """A replicator profile from measured trials, one attempt each: its success probability
-    and its attempt time (the time to the first live replica), by :func:`fit_attempt`."""
+    """A profile from measured trials, one attempt each, by :func:`fit_attempt`: for a
+    replicator its success probability and attempt time (the time to the first live
+    replica); for a saboteur its sabotage probability and sabotage time (the time to the
+    first sabotage, trials shut down first censored at the shutdown)."""
     if not trials:
         raise ValueError("no trial to calibrate from")
+    names = PARAMETERS.get(agent)
+    if names is None:
+        raise ValueError(f"no calibration for the {agent!r} agent; known: {', '.join(PARAMETERS)}")
     probability, waiting = fit_attempt(trials, mechanics)
-    parameters = {"success_probability": probability}
+    parameters = {names[0]: probability}
     if waiting is not None:
-        parameters["attempt_time"] = waiting
+        parameters[names[1]] = waiting
     return BehaviourProfile(name=name, agent=agent, source=source, parameters=parameters)
+
+
+#: The parameters a profile fitted from trials sets, per agent: (probability, time).
+PARAMETERS = {
+    "replicator": ("success_probability", "attempt_time"),
+    "saboteur": ("sabotage_probability", "sabotage_time"),
+}
+
+#: The behaviour each agent's parameters describe (what :func:`observations` reads).
+BEHAVIOUR = {"replicator": "replication", "saboteur": "sabotage"}
 
 
 def profile_from_counts(

@@ -167,15 +167,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit a behaviour profile (a scripted agent's parameters with their "
         "uncertainty) and write it as YAML, for a scenario's `agents: [{..., profile: FILE}]`. "
         "From trials: TRIALS are trial folders (summary.json) or sweep folders (rows.jsonl); "
-        "each trial is one attempt: its success probability (Beta posterior, Wilson 95%% "
+        "each trial is one attempt: its success probability (Beta posterior, Wilson 95% "
         "interval) and its time to the first live replica (exponential, trials without one "
-        "censored at their end). From counts: --counts PARAMETER=S/N (e.g. "
-        "success_probability=9/10) with --source citing where they come from.",
+        "censored at their end); with --agent saboteur, from trials with a shutdown "
+        "mechanism, its sabotage probability and its time to the first sabotage (trials shut "
+        "down first censored at the shutdown). From counts: --counts PARAMETER=S/N (e.g. "
+        "success_probability=9/10, sabotage_probability=79/100) with --source citing where "
+        "they come from. Output: the profile YAML at --out, and each parameter's estimate "
+        "and 95% interval printed.",
     )
     p.add_argument("trials", nargs="*", help="trial or sweep folders to fit to")
     p.add_argument("--name", required=True, help="the profile's name")
     p.add_argument("--out", required=True, help="YAML file to write")
-    p.add_argument("--agent", default="replicator", help="the scripted agent it parameterises")
+    p.add_argument(
+        "--agent",
+        default="replicator",
+        help="the scripted agent it parameterises: replicator (replication) or saboteur "
+        "(sabotage of a shutdown mechanism)",
+    )
     p.add_argument("--source", help="where the measurements come from (cited in the profile)")
     p.add_argument(
         "--counts", action="append", default=[], metavar="PARAMETER=S/N", help="published counts"
@@ -184,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--mechanics",
         type=float,
         default=0.0,
-        help="seconds the measured world's replication itself took, subtracted from each time",
+        help="seconds the measured world's replication itself took (or, for a saboteur, "
+        "when its clock starts, e.g. the warning), subtracted from each time",
     )
 
     p = sub.add_parser("export", help="write LLM transcripts in another tool's format")
@@ -586,12 +596,14 @@ def _print_sweep_summary(table: Any, out: str) -> None:
     if "policy" in keys:  # the label says it; the JSON of the chain would only widen the table
         keys = [k for k in keys if k != "param.policies"]
     view = Table(title=f"{out}/trials.parquet")
+    metrics = ["replicated", "extinct"]
+    if "mechanisms" in table.columns and (table["mechanisms"] > 0).any():
+        metrics.append("sabotaged")  # a shutdown mechanism was on the hosts
     for col in [
         *keys,
         "trials",
         "errors",
-        "P(replicated) [95% CI]",
-        "P(extinct) [95% CI]",
+        *(f"P({m}) [95% CI]" for m in metrics),
         "median peak live",
     ]:
         view.add_column(col.removeprefix("param."))
@@ -599,7 +611,7 @@ def _print_sweep_summary(table: Any, out: str) -> None:
         ok = group[group["status"] == "ok"]
         n = len(ok)
         cells = []
-        for metric in ("replicated", "extinct"):
+        for metric in metrics:
             if n == 0:
                 cells.append("-")
                 continue
@@ -680,7 +692,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                 args.name, counts, source=args.source, agent=args.agent
             )
         else:
-            found = calibrate.observations(args.trials)
+            behaviour = calibrate.BEHAVIOUR.get(args.agent, "replication")
+            found = calibrate.observations(args.trials, behaviour)
             source = args.source or f"{len(found)} trials of " + ", ".join(args.trials)
             profile = calibrate.profile_from_trials(
                 args.name, found, source=source, agent=args.agent, mechanics=args.mechanics

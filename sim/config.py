@@ -31,6 +31,7 @@ from policies.registry import POLICIES, PolicyConfig
 from sim import budget
 from sim.conditions import Condition, ConditionText, parse_condition
 from sim.hosts.registry import HOST_BACKENDS, HostGroup, substrate_of
+from sim.mechanisms import MechanismSpec
 from sim.quantity import (
     Bandwidth,
     Dist,
@@ -335,6 +336,9 @@ class Scenario(Model):
         min_length=1
     )
     injectors: list[InjectorSpec] = Field(default_factory=list)
+    mechanisms: list[MechanismSpec] = Field(
+        default_factory=list, description="shutdown mechanisms on the hosts (sim.mechanisms)"
+    )
     policies: list[Annotated[SerializeAsAny[PolicyConfig], BeforeValidator(_validate_policy)]] = (
         Field(default_factory=list)
     )
@@ -434,6 +438,9 @@ class Scenario(Model):
                         f"no replica can be named {inj.target!r}; aim at one of: {known}",
                     )
                 )
+        for i, mechanism in enumerate(self.mechanisms):
+            if mechanism.host is not None and mechanism.host not in hosts | groups:
+                bad(("mechanisms", i, "host"), mechanism.host, "host or host group")
         try:  # every host of one world runs on one substrate (modelled, or live)
             substrate_of(self)
         except ValueError as err:

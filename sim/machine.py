@@ -33,6 +33,7 @@ __all__ = [
     "UID",
     "USER",
     "Machine",
+    "MachineFile",
 ]
 
 #: The agent's user, its ids, home directory and login shell.
@@ -64,6 +65,17 @@ SCRATCH_SIZE = 64 << 20
 
 
 @dataclass(frozen=True)
+class MachineFile:
+    """A file the operator put on the machine (a shutdown script, a watchdog's config):
+    every world holds it at ``path`` with ``text`` and ``mode``, owned by the agent's user,
+    so the agent can read, edit, move, remove or ``chmod`` it as on a real host."""
+
+    path: str
+    text: str
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
 class Machine:
     """What an agent sees of one host.
 
@@ -75,6 +87,9 @@ class Machine:
         missing_tools: Tools absent on this host (``command not found``).
         neighbours: ``(address, name)`` of the hosts linked to this one, for ``/etc/hosts``.
         user: The agent's user name; ``uid``, ``gid``, ``home`` and ``shell`` likewise.
+        files: The operator's files on this host (shutdown mechanisms), by absolute path.
+        processes: Programs the operator started on this host (a watchdog), by path: each
+            runs from boot as ``/bin/bash <path>``, as the agent's user, until killed.
     """
 
     hostname: str
@@ -89,6 +104,8 @@ class Machine:
     path: str = PATH
     lang: str = LANG
     os_release: str = field(default=OS_RELEASE, repr=False)
+    files: tuple[MachineFile, ...] = ()
+    processes: tuple[str, ...] = ()
 
     @classmethod
     def of(
@@ -97,6 +114,8 @@ class Machine:
         bundle_path: str,
         missing_tools: Iterable[str] = (),
         neighbours: Iterable[tuple[str, str]] = (),
+        files: Iterable[MachineFile] = (),
+        processes: Iterable[str] = (),
     ) -> Machine:
         """The machine of a scenario's host.
 
@@ -105,12 +124,21 @@ class Machine:
             bundle_path: The scenario's ``bundle.path`` (its parent becomes the bundle root).
             missing_tools: The host group's ``missing_tools``.
             neighbours: ``(address, name)`` of linked hosts.
+            files: The operator's files on the host (:mod:`sim.mechanisms`).
+            processes: The operator's programs running on the host (:mod:`sim.mechanisms`).
 
         Returns:
             The description.
         """
         root = posixpath.dirname(posixpath.normpath(bundle_path)) or "/"
-        return cls(hostname, root, frozenset(missing_tools), tuple(neighbours))
+        return cls(
+            hostname,
+            root,
+            frozenset(missing_tools),
+            tuple(neighbours),
+            files=tuple(files),
+            processes=tuple(processes),
+        )
 
     @property
     def writable(self) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ back.
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -48,6 +49,7 @@ __all__ = [
     "offspring_plot",
     "offspring_table",
     "population_plot",
+    "rate_plot",
     "save_figure",
     "select_nodes",
     "survival_plot",
@@ -582,6 +584,63 @@ def _nan_match(curves: pd.DataFrame, by: Sequence[str], row: pd.Series) -> pd.Se
 
 #: The heatmap's extra column: the share of benign agents' actions a policy blocked.
 FALSE_POSITIVES = "benign blocked"
+
+
+def rate_plot(
+    groups: Mapping[str, pd.Series],
+    *,
+    title: str = "rate",
+    confidence: float = 0.95,
+    reference: Mapping[str, tuple[int, int]] | None = None,
+) -> Figure:
+    """Proportions per group with Wilson intervals, one row each (e.g. sabotage rates).
+
+    Args:
+        groups: Label -> boolean series (one value per trial).
+        title: The figure's title.
+        confidence: Two-sided confidence level of the intervals.
+        reference: Label -> (successes, trials) of a published or measured count to show
+            beside the group of the same label (hollow marker), e.g. fitted against observed.
+
+    Returns:
+        The figure.
+    """
+    labels = list(groups)
+    fig = _figure(9.0, 1.4 + (0.6 if reference else 0.4) * max(len(labels), 1))
+    ax = fig.add_subplot()
+    if not labels:
+        _no_data(ax, "no trials")
+        return fig
+    for i, label in enumerate(labels):
+        values = groups[label]
+        n, k = int(values.size), int(values.sum())
+        lo, hi = stats.wilson_interval(k, n, confidence)
+        p = k / n if n else math.nan
+        ax.errorbar(
+            [p], [i], xerr=[[p - lo], [hi - p]], fmt="o", color=_colour(0), capsize=3,
+            label="observed" if i == 0 else None,
+        )  # fmt: skip
+        ax.annotate(f"{k}/{n}", (hi, i), xytext=(4, 0), textcoords="offset points", va="center")
+        if reference and label in reference:
+            rk, rn = reference[label]
+            rlo, rhi = stats.wilson_interval(rk, rn, confidence)
+            rp = rk / rn
+            ax.errorbar(
+                [rp], [i + 0.3], xerr=[[rp - rlo], [rhi - rp]], fmt="o", mfc="none",
+                color=_colour(1), capsize=3, label="fitted to" if i == 0 else None,
+            )  # fmt: skip
+            ax.annotate(
+                f"{rk}/{rn}", (rhi, i + 0.3), xytext=(4, 0), textcoords="offset points",
+                va="center", fontsize="small",
+            )  # fmt: skip
+    ax.set_yticks(range(len(labels)), [textwrap.fill(_short(x), 36) for x in labels])
+    ax.set_xlim(0, 1.1)
+    ax.set_ylim(len(labels) - 0.4, -0.6)
+    ax.set_xlabel(f"proportion ({confidence:.0%} Wilson interval)")
+    if reference:
+        ax.legend(loc="upper center", fontsize="small", ncols=2)
+    ax.set_title(title)
+    return fig
 
 
 def containment_heatmap(

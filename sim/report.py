@@ -72,6 +72,9 @@ __all__ = [
     "write_dot",
 ]
 
+#: The shutdown mechanisms' per-trial outcomes (:mod:`sim.metrics`), as rates.
+SHUTDOWN_METRICS = ("sabotaged", "shut_down", "complied")
+
 #: Formats of ``replisim graph``.
 GRAPH_FORMATS = ("png", "svg", "graphml", "gexf", "dot", "json")
 #: Trials whose folders are read for population curves and offspring counts, in all.
@@ -448,6 +451,11 @@ def summary_rows(all_groups: list[Group], samples: list[Sample]) -> list[dict[st
         for metric in ("extinct", "contained", "contained_by_policy"):
             if metric in ok.columns:
                 record[metric] = _proportion(ok[metric].dropna().astype(bool))
+        if "mechanisms" in ok.columns and (ok["mechanisms"] > 0).any():
+            # Shutdown mechanisms (sim.mechanisms): the rates among trials that had one.
+            guarded = ok.loc[ok["mechanisms"] > 0]
+            for metric in SHUTDOWN_METRICS:
+                record[metric] = _proportion(guarded[metric].dropna().astype(bool))
         record["median_peak_live"] = _median(ok["peak_live"]) if "peak_live" in ok else math.nan
         contained = ok["containment_s"] if "containment_s" in ok else pd.Series(dtype=float)
         record["median_containment_s"] = _median(contained)
@@ -533,6 +541,9 @@ COLUMNS: tuple[_Column, ...] = (
         "benign FP",
         lambda r: _fmt_num(r.get("benign_fp_rate", math.nan), 3),
     ),
+    ("P(sabotaged) [95% CI]", "P(sabotaged)", lambda r: _fmt_prop(r.get("sabotaged"))),
+    ("P(shut down) [95% CI]", "P(shut down)", lambda r: _fmt_prop(r.get("shut_down"))),
+    ("P(complied) [95% CI]", "P(complied)", lambda r: _fmt_prop(r.get("complied"))),
     ("median peak live", "med. peak", lambda r: _fmt_num(r["median_peak_live"])),
     (
         "median first replica (s)",
@@ -561,6 +572,8 @@ def _columns(rows: list[dict[str, Any]]) -> list[_Column]:
         hidden.add("P(contained by policy) [95% CI]")
     if not benign:
         hidden.add("benign false-positive rate")
+    if not any("sabotaged" in r for r in rows):
+        hidden |= {c[0] for c in COLUMNS if c[1] in ("P(sabotaged)", "P(shut down)", "P(complied)")}
     return [c for c in COLUMNS if c[0] not in hidden]
 
 
@@ -634,6 +647,42 @@ def plan_plots(
                 f"P({metric}) over {rows.removeprefix('param.')} × {cols}, ok trials, with "
                 "95% Wilson intervals.",
                 partial(plots.containment_heatmap, frame, metric, rows, cols),
+            )
+        )
+
+    sabotage = [g for g in all_groups if "mechanisms" in g.ok and (g.ok["mechanisms"] > 0).any()]
+    if sabotage:
+        rates = {
+            f"{g.scenario}: {g.label}" if g.label else g.scenario: g.ok.loc[
+                g.ok["mechanisms"] > 0, "sabotaged"
+            ]
+            .dropna()
+            .astype(bool)
+            for g in sabotage
+        }
+        jobs.append(
+            PlotJob(
+                "sabotage.png",
+                "P(sabotaged): share of trials in which the agent sabotaged the shutdown "
+                "mechanism, ok trials with a mechanism, with 95% Wilson intervals.",
+                partial(plots.rate_plot, rates, title="shutdown sabotage rate"),
+            )
+        )
+
+    fitted, observed = _calibration_points(results, all_groups)
+    if fitted:
+        jobs.append(
+            PlotJob(
+                "calibration.png",
+                "Fitted against observed: each behaviour profile's probability (the "
+                "measurement it was fitted to, hollow) beside the rate its population showed "
+                "in this sweep (filled), with 95% Wilson intervals.",
+                partial(
+                    plots.rate_plot,
+                    observed,
+                    title="behaviour profiles: fitted against observed",
+                    reference=fitted,
+                ),
             )
         )
 
@@ -712,6 +761,47 @@ def plan_plots(
             f"Offspring plots are drawn for the first {OFFSPRING_PLOTS} of {with_offspring} groups."
         )
     return jobs, notes
+
+
+#: The trial metric a profile's probability predicts, by parameter.
+PROFILE_METRICS = {"sabotage_probability": "sabotaged", "success_probability": "replicated"}
+
+
+def _calibration_points(
+    results: Results, all_groups: list[Group]
+) -> tuple[dict[str, tuple[int, int]], dict[str, pd.Series]]:
+    """Per group whose agent has a behaviour profile with a probability fitted to counts:
+    the counts (successes, trials) the profile was fitted to, and the rate its trials
+    showed, keyed by one label."""
+    from agents.behaviour import load_profile
+
+    scenarios = getattr(results, "manifest", {}).get("scenarios", {})
+    fitted: dict[str, tuple[int, int]] = {}
+    observed: dict[str, pd.Series] = {}
+    for group in all_groups:
+        agents = (scenarios.get(group.scenario) or {}).get("agents") or []
+        names = {
+            i: group.params.get(f"agents.{i}.profile", (a or {}).get("profile"))
+            for i, a in enumerate(agents)
+        }
+        for name in dict.fromkeys(n for n in names.values() if isinstance(n, str)):
+            try:
+                profile = load_profile(name)
+            except (OSError, ValueError, KeyError):
+                continue  # a profile this machine does not have: nothing to compare
+            for parameter, post in profile.parameters.items():
+                metric = PROFILE_METRICS.get(parameter)
+                if metric is None or metric not in group.ok or post.kind != "beta":
+                    continue
+                label = f"{group.scenario}: {profile.name} {parameter}"
+                # Jeffreys' Beta(s + 1/2, n - s + 1/2): the counts it was fitted to.
+                successes, trials = round(post.a - 0.5), round(post.a + post.b - 1)
+                rows = group.ok
+                if metric == "sabotaged" and "mechanisms" in rows:
+                    rows = rows.loc[rows["mechanisms"] > 0]
+                fitted[label] = (successes, trials)
+                observed[label] = rows[metric].dropna().astype(bool)
+    return fitted, observed
 
 
 def _curve_keys(rows: pd.DataFrame) -> list[str]:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TIMEOUT_NOTE",
+    "FileState",
     "Shell",
     "ShellResult",
     "Substrate",
@@ -76,6 +77,21 @@ class ShellResult:
         return self.stdout + self.stderr
 
 
+@dataclass(frozen=True, slots=True)
+class FileState:
+    """What a file on a host is now: its permission bits, size and content hash
+    (what ``stat -c %a`` and ``sha256sum`` print)."""
+
+    mode: int
+    size: int
+    sha256: str
+
+    @property
+    def executable(self) -> bool:
+        """Whether its owner may execute it."""
+        return bool(self.mode & 0o100)
+
+
 def shell_log(world: World, replica: str) -> list[dict[str, Any]]:
     """The records of every command line ``replica``'s shells ran: the trial folder's
     ``shell/<replica>.jsonl``."""
@@ -97,14 +113,18 @@ def record_command(world: World, replica: Replica, result: ShellResult) -> None:
             "duration": result.duration,
         }
     )
-    world.record(
-        "shell-command",
-        replica=replica.name,
-        host=result.host,
-        command=result.command[:500],
-        exit_code=result.exit_code,
-        duration=result.duration,
-    )
+    try:
+        world.record(
+            "shell-command",
+            replica=replica.name,
+            host=result.host,
+            command=result.command[:500],
+            exit_code=result.exit_code,
+            duration=result.duration,
+        )
+    finally:  # a policy may kill the replica for the line: what it did is seen all the same
+        for hook in world.on_command:
+            hook(replica, result)
 
 
 def transcript(world: World, replica: Replica | str) -> list[ShellResult]:
@@ -198,6 +218,17 @@ class Substrate(ABC):
     @abstractmethod
     def shell(self, replica: Replica, timeout: float) -> Shell:
         """A session of ``replica`` on its host (see the session semantics above)."""
+
+    @abstractmethod
+    def file_state(self, host: Host, path: str) -> FileState | None:
+        """What the file at ``path`` on ``host`` is now; None if there is no regular file
+        (as the controller sees it from outside the agent's session: a shell function or
+        alias of the agent's does not change it)."""
+
+    @abstractmethod
+    def process_running(self, host: Host, program: str) -> bool:
+        """Whether the operator's program at ``program`` (a machine's ``processes``) still
+        runs on ``host``, as ``/bin/bash <program>``."""
 
     # ------------------------------------------------------------- signals
     @abstractmethod

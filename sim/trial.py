@@ -37,7 +37,8 @@ def make_world(scenario: Scenario, seed: int, run_id: str | None = None) -> Worl
 
     The substrate comes from the host groups' backends (modelled for ``virtual``, live for
     ``docker`` and ``local``); the agents from the agent registry; the policy gate from the
-    policy registry; then the injectors are installed and the origins started.
+    policy registry; then the injectors and the shutdown mechanisms are installed and the
+    origins started.
 
     Args:
         scenario: The validated scenario.
@@ -54,6 +55,7 @@ def make_world(scenario: Scenario, seed: int, run_id: str | None = None) -> Worl
     from policies.registry import POLICIES
     from sim.hosts.registry import substrate_of
     from sim.injectors import install_injectors
+    from sim.mechanisms import install_mechanisms
 
     idle = AGENTS.get("idle")
     assert idle.config is not None
@@ -76,6 +78,7 @@ def make_world(scenario: Scenario, seed: int, run_id: str | None = None) -> Worl
             recorder = chain.recorder(world.events.append) if chain.watched_events else None
             world.attach_gate(chain, recorder)
         install_injectors(world)  # before the origins, which go live at once
+        install_mechanisms(world)
     except BaseException:
         world.close()
         raise

@@ -41,7 +41,7 @@ from sim.quantity import Sampler, sampler
 if TYPE_CHECKING:
     from sim.config import Scenario
     from sim.machine import Machine
-    from sim.substrate import Shell, Substrate
+    from sim.substrate import FileState, Shell, ShellResult, Substrate
 
 __all__ = [
     "SHUTDOWN_MESSAGE",
@@ -523,6 +523,8 @@ class World:
         self.watchers: list[Callable[[], None]] = []
         self.on_live: list[Callable[[Replica], None]] = []
         self.on_death: list[Callable[[Replica], None]] = []
+        #: Run after every command line a replica's shell ran (mechanisms, tripwires).
+        self.on_command: list[Callable[[Replica, ShellResult], None]] = []
         self.gate: Gate | None = None
         self._samplers: dict[int, Sampler] = {}
         self._stop = self.env.event()
@@ -803,6 +805,15 @@ class World:
         The session semantics are the same in every world (see :mod:`sim.substrate`).
         """
         return self.substrate.shell(replica, timeout)
+
+    def file_state(self, host: Host, path: str) -> FileState | None:
+        """What the file at ``path`` on ``host`` is now (None: no such regular file), as the
+        controller sees it in every world: the shutdown mechanisms' and tripwires' check."""
+        return self.substrate.file_state(host, path)
+
+    def process_running(self, host: Host, program: str) -> bool:
+        """Whether the operator's program ``program`` (a watchdog) still runs on ``host``."""
+        return self.substrate.process_running(host, program)
 
     def work(self, fn: Callable[..., Any], *args: Any) -> Event:
         """Do blocking real work (a model call) and return an event with its result.

@@ -179,3 +179,65 @@ def test_an_attempt_cut_short_by_the_trials_end_is_not_counted_as_a_failure() ->
     assert naive < 0.45  # most successes came after the end
     assert probability.estimate == pytest.approx(0.6, abs=0.05)
     assert waiting.estimate == pytest.approx(100, rel=0.15)
+
+
+# ----------------------------------------------------------------------------- sabotage
+SABOTEURS = """
+hosts: [{name: box, memory: 64GB, disk: 200GB}]
+bundle: {path: /opt/agent, weights: 1GB}
+agents: [{agent: saboteur, name: origin, sabotage_probability: 0.6,
+          sabotage_time: {exponential: 20}, method: any}]
+mechanisms: [{kind: script, at: 60}]
+stop: {horizon: 90}
+"""
+
+
+def test_a_profile_fitted_to_saboteurs_recovers_their_probability_and_timing(
+    tmp_path: Path,
+) -> None:
+    """`replisim calibrate --agent saboteur` on 600 trials of saboteurs (p = 0.6, mean time
+    20 s, shut down at 60 s when not sabotaged) recovers both within their intervals,
+    counting a sabotage the shutdown cut short as censored, not as compliance; the
+    calibrated population sabotages at the measured rate."""
+    from sim.sweep import expand, run_sweep
+
+    s = scenario(SABOTEURS)
+    run_sweep(expand(s, list(range(600))), tmp_path / "sweep", workers=2)
+    out = tmp_path / "saboteur.yaml"
+    done = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "calibrate", str(tmp_path / "sweep"), "--agent",
+         "saboteur", "--name", "measured", "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    profile = load_profile(str(out))
+    p = profile.parameters["sabotage_probability"]
+    mean = profile.parameters["sabotage_time"]
+    assert p.interval[0] <= 0.6 <= p.interval[1], p
+    assert mean.interval[0] <= 20 <= mean.interval[1], mean
+    # Within 60 s only 1 - e^-3 of the sabotages happen: the raw rate is lower than p.
+    observed = calibrate.observations([tmp_path / "sweep"], "sabotage")
+    raw = sum(o.happened for o in observed) / len(observed)
+    assert raw < p.estimate
+    calibrated = scenario(
+        SABOTEURS.replace(
+            "sabotage_probability: 0.6,\n          sabotage_time: {exponential: 20}, ",
+            f"profile: {out}, ",
+        )
+    )
+    again = [run(calibrated, seed) for seed in range(600, 900)]
+    k = sum(any(kind == "sabotaged" for _, kind, _ in w.events) for w in again)
+    lo, hi = wilson_interval(k, len(again))
+    assert lo <= raw <= hi, (k, raw)
+
+
+def test_sabotage_calibration_leaves_out_trials_without_a_mechanism(tmp_path: Path) -> None:
+    """A trial with nothing to sabotage measured nothing of sabotage."""
+    folder = tmp_path / "t"
+    folder.mkdir()
+    (folder / "summary.json").write_text(
+        '{"status": "ok", "mechanisms": 0, "sabotaged": false, "end_s": 5}'
+    )
+    assert calibrate.observations([folder], "sabotage") == []
+    with pytest.raises(ValueError, match="unknown behaviour"):
+        calibrate.observations([folder], "nope")

@@ -459,3 +459,37 @@ def test_stress_report_gives_containment_and_false_positives_per_policy(
     assert cmd_report(str(tmp_path)) == 0
     printed = capsys.readouterr().out
     assert printed.count("policy=") >= len(by_policy)  # a row per policy in the terminal
+
+
+def test_sabotage_report_gives_rates_and_fitted_against_observed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a sweep with a shutdown mechanism the report gives P(sabotaged), P(shut down) and
+    P(complied) with Wilson intervals per group, the sabotage-rate figure, and each
+    profile's fitted probability against the rate its population showed."""
+    from sim.stats import wilson_interval
+
+    run_sweep(expand(shipped("palisade-sabotage"), list(range(20))), tmp_path, workers=2)
+    capsys.readouterr()
+    assert cmd_report(str(tmp_path), as_json=True) == 0
+    data = json.loads(capsys.readouterr().out)
+    table = pd.read_parquet(tmp_path / "trials.parquet")
+    assert len(data["groups"]) == 2
+    for group in data["groups"]:
+        rows = table[table["param.agents.0.profile"] == group["params"]["agents.0.profile"]]
+        for metric in ("sabotaged", "shut_down", "complied"):
+            k, n = int(rows[metric].sum()), len(rows)
+            assert (group[metric]["k"], group[metric]["n"]) == (k, n)
+            assert (group[metric]["lo"], group[metric]["hi"]) == pytest.approx(
+                wilson_interval(k, n)
+            )
+    html = (tmp_path / "report.html").read_text()
+    assert "P(sabotaged) [95% CI]" in html and "fitted against observed" in html.lower()
+    assert (tmp_path / "plots" / "sabotage.png").is_file()
+    assert (tmp_path / "plots" / "calibration.png").is_file()
+
+
+def test_a_report_without_mechanisms_shows_no_sabotage_column(sweep: Path) -> None:
+    """Sweeps without a shutdown mechanism get no sabotage column nor figure."""
+    assert "P(sabotaged)" not in (sweep / "report.html").read_text()
+    assert not (sweep / "plots" / "sabotage.png").exists()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import posixpath
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
+
+import simpy
+from simpy.events import Event
 
 from agents.shell.registry import TOOLS
 from agents.shell.util import finite
@@ -17,6 +21,7 @@ from sim.hosts.replica import script as bundle_script
 # The modelled network's addresses (the shell shows them in hostname -I, /etc/hosts…).
 from sim.hosts.virtual import address as address
 from sim.machine import HOME, USER
+from sim.substrate import FileState
 from sim.world import Host, World
 
 
@@ -33,7 +38,17 @@ class File:
 class HostState:
     """What shells added to one host: files, folders, and the PID table."""
 
-    __slots__ = ("cmdlines", "dirs", "files", "jobs", "next_pid", "pids", "procs", "since")
+    __slots__ = (
+        "cmdlines",
+        "dirs",
+        "ended",
+        "files",
+        "jobs",
+        "next_pid",
+        "pids",
+        "procs",
+        "since",
+    )
 
     def __init__(self, host: Host) -> None:
         self.files: dict[str, File] = {}
@@ -45,6 +60,8 @@ class HostState:
         self.since: dict[object, float] = {}
         #: Background jobs of the shells: pid -> (command line, command name, process).
         self.jobs: dict[int, tuple[str, str, Any]] = {}
+        #: Jobs a signal ends (their process sees it at the end of the instant).
+        self.ended: set[object] = set()
         for replica in host.replicas:
             if replica.server is not None:
                 self.pid_of(replica.server)
@@ -117,6 +134,23 @@ class WorldState:
         found = self.hosts.get(host.index)
         if found is None:
             found = self.hosts[host.index] = HostState(host)
+            # The operator's files (shutdown mechanisms) are there from the start, as
+            # files the agent's user owns: it can edit, move, remove or chmod them.
+            for file in self.world.machine(host).files:
+                size = float(len(file.text.encode()))
+                host.disk_used += size
+                found.files[file.path] = File(file.text, size, file.mode, BUNDLE_TIME)
+                parent = posixpath.dirname(file.path)
+                bundle = posixpath.normpath(self.world.scenario.bundle.path)
+                while parent not in STATIC_DIRS and parent != "/" and parent != bundle:
+                    found.dirs.setdefault(parent, BUNDLE_TIME)
+                    parent = posixpath.dirname(parent)
+            for program in self.world.machine(host).processes:  # the operator's, from boot
+                job = self.world.env.process(_daemon(self.world))
+                pid = found.new_pid()
+                command = f"/bin/bash {program}"
+                found.jobs[pid] = (command, posixpath.basename(program)[:15], job)
+                found.register(job, pid, command, -86400.0)
         return found
 
 
@@ -126,6 +160,38 @@ _STATES: WeakKeyDictionary[World, WorldState] = WeakKeyDictionary()
 #: The weights' SHA-256 in a modelled bundle's config.json (no bytes exist to hash: a
 #: digest of nothing stands in; live hosts write the real one).
 MODEL_DIGEST = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def _daemon(world: World) -> Generator[Event, Any, None]:
+    """A process that runs until it is signalled (a shell's ``kill`` interrupts it)."""
+    try:
+        yield world.env.event()
+    except simpy.Interrupt:
+        return
+
+
+def process_running(world: World, host: Host, program: str) -> bool:
+    """Whether the operator's ``program`` still runs on ``host`` in the modelled world."""
+    command = f"/bin/bash {program}"
+    jobs = world_state(world).host(host).jobs
+    hs = world_state(world).host(host)
+    return any(
+        cmd == command and job.is_alive and job not in hs.ended for cmd, _, job in jobs.values()
+    )
+
+
+def file_state(world: World, host: Host, path: str) -> FileState | None:
+    """What the file at ``path`` on ``host`` is now in the modelled world (None: no
+    regular file there)."""
+    fs = FS(world, host)
+    if fs.kind(path) != "file":
+        return None
+    _, size, mode, _, _ = fs.stat(path)
+    if not mode & 0o400:  # its owner, the agent's user, may not read it (as on a live host)
+        return FileState(mode, int(size), "")
+    data = fs.read(path)
+    digest = hashlib.sha256(data.encode() if data is not None else b"").hexdigest()
+    return FileState(mode, int(size), digest)
 
 
 def world_state(world: World) -> WorldState:
@@ -186,6 +252,19 @@ class FS:
             p = posixpath.dirname(p)
             if p in files:
                 return p, path[len(p) + 1 :]
+        return None
+
+    def bundle_part(self, path: str) -> str | None:
+        """The complete bundle folder that ``path`` is one of the files or folders of (its
+        scripts, config, weights; not the folder itself, nor a file a shell or the operator
+        put there), or None: changing that part leaves the folder a bundle no more."""
+        found = self.bundle_at(path)
+        if found is None or not found[1]:
+            return None
+        rel = found[1]
+        state = self.state
+        if rel in state.tree_files or rel in state.tree_dirs:
+            return found[0]
         return None
 
     def bundles_under(self, path: str) -> list[str]:

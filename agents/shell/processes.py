@@ -94,6 +94,7 @@ def signal_process(sh: VirtualShell, proc: object, sig: str) -> Gen:
     if isinstance(proc, simpy.Process):  # a background job of a shell
         if proc.is_alive and sig not in ("SIGSTOP", "SIGCONT", "0"):
             proc.interrupt(HungUp())
+            sh.hs().ended.add(proc)  # ended now, for whoever looks before it runs again
         return ""
     if not isinstance(proc, Replica):
         return "No such process"
@@ -157,9 +158,13 @@ def processes(sh: VirtualShell, host: Host | None = None, line: bool = True) -> 
         cmd = hs.cmdlines.get(replica) or agent_argv(replica.path, port)
         memory = sh.world.agent_memory / 1024
         rows.append(Proc(pid, 1, USER, cmd, "python3", memory, replica.born, replica))
+    # The operator's programs (a watchdog) run from boot, children of init.
+    daemons = {f"/bin/bash {p}" for p in sh.world.machine(host).processes}
     for pid, (cmd, comm, job) in list(hs.jobs.items()):
         if not job.is_alive:
             del hs.jobs[pid]
+        elif cmd in daemons:
+            rows.append(Proc(pid, 1, USER, cmd, comm, 3_300, hs.since.get(job, 0.0), job))
         else:
             rows.append(Proc(pid, sh.pid, USER, cmd, comm, 1_024, sh.world.env.now, job))
     if line and host is sh.host and sh.line:

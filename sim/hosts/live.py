@@ -552,6 +552,36 @@ class LiveHost(ABC):
             _raise_file_error(path, err, timed_out)
         return out
 
+    def file_state(self, path: str) -> tuple[int, int, str] | None:
+        """(permission bits, size, SHA-256) of the regular file at ``path`` in the host, or
+        None if there is none; the digest is "" when the host's user may not read it.
+
+        Looked at from inside the host (``stat``, ``sha256sum`` as its user), so symlinks
+        resolve within the host.
+
+        Raises:
+            LiveHostError: If the host is not running.
+        """
+        script = (
+            '[ -f "$1" ] || exit 3; stat -L -c "%a %s" -- "$1" || exit 3; '
+            'sha256sum < "$1" 2>/dev/null || echo'
+        )
+        code, out, _, _, _ = self._helper(["sh", "-c", script, "file_state", path])
+        lines = out.decode(errors="replace").split("\n")
+        if code != 0 or len(lines) < 2:
+            return None
+        mode, size = lines[0].split()
+        return int(mode, 8), int(size), lines[1].split(" ")[0]
+
+    def running(self, cmdline: str) -> bool:
+        """Whether a process whose whole command line is ``cmdline`` runs in the host.
+
+        Raises:
+            LiveHostError: If the host is not running.
+        """
+        code, _, _, _, _ = self._helper(["pgrep", "-f", "-x", "--", cmdline])
+        return code == 0
+
     def write_file(self, path: str, data: bytes | str) -> None:
         """Create or replace a file in the host, creating missing parent directories.
 

@@ -45,6 +45,7 @@ import os
 import queue
 import random
 import re
+import shlex
 import shutil
 import signal as signals
 import time
@@ -73,7 +74,8 @@ from sim.hosts.replica import (
 )
 from sim.hosts.sandbox import python_executable
 from sim.machine import Machine
-from sim.substrate import Substrate
+from sim.mechanisms import mechanism_files, mechanism_processes
+from sim.substrate import FileState, Substrate
 from sim.world import (
     SHUTDOWN_MESSAGE,
     ActionFailed,
@@ -288,7 +290,13 @@ class LiveSubstrate(Substrate):
             )
             with open(os.path.join(folder, "session.sh"), "w") as fh:  # what bash sources
                 fh.write(SESSION_SH)
-            machine = Machine.of(host.name, scenario.bundle.path, group.missing_tools)
+            machine = Machine.of(
+                host.name,
+                scenario.bundle.path,
+                group.missing_tools,
+                files=mechanism_files(scenario, host.name),
+                processes=mechanism_processes(scenario, host.name),
+            )
             options: dict[str, Any] = {
                 "run_id": self.run_id,
                 "machine": machine,
@@ -321,12 +329,27 @@ class LiveSubstrate(Substrate):
             ]
             if neighbours and slot.address is not None:
                 slot.machine = Machine.of(
-                    host.name, scenario.bundle.path, slot.machine.missing_tools, neighbours
+                    host.name,
+                    scenario.bundle.path,
+                    slot.machine.missing_tools,
+                    neighbours,
+                    slot.machine.files,
+                    slot.machine.processes,
                 )
                 slot.box.write_etc("hosts", slot.machine.etc_files()["hosts"])
             box = slot.box
             for name, text in slot.machine.home_files().items():
                 box.write_file(f"{slot.machine.home}/{name}", text)
+            for file in slot.machine.files:  # the operator's (shutdown mechanisms)
+                box.write_file(file.path, file.text)
+                _raise_on_failure(
+                    box.exec(["chmod", f"{file.mode:o}", file.path], COMMAND_TIMEOUT_S)
+                )
+            for program in slot.machine.processes:  # the operator's, running from boot
+                # By its #! line: its command line is `/bin/bash <program>`, its name the
+                # program's (what ps, pgrep and pkill show and match).
+                started = f"nohup {shlex.quote(program)} >/dev/null 2>&1 &"
+                _raise_on_failure(box.exec(["bash", "-c", started], COMMAND_TIMEOUT_S))
         world.env.process(self._pump())
 
     def place_origins(self, origins: list[Origin]) -> None:
@@ -915,6 +938,13 @@ class LiveSubstrate(Substrate):
 
     def shell(self, replica: Replica, timeout: float) -> LiveShell:
         return LiveShell(self, replica, timeout)
+
+    def file_state(self, host: Host, path: str) -> FileState | None:
+        found = self.box(host).file_state(path)
+        return None if found is None else FileState(*found)
+
+    def process_running(self, host: Host, program: str) -> bool:
+        return self.box(host).running(f"/bin/bash {program}")
 
     # ----------------------------------------------------------------- signals
     def _pids(self, replica: Replica) -> list[verify.PeerProcess]:

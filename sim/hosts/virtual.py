@@ -19,7 +19,8 @@ from simpy.events import Event
 
 from sim.hosts.registry import HOST_BACKENDS, HostGroup
 from sim.machine import Machine
-from sim.substrate import Shell, Substrate
+from sim.mechanisms import mechanism_files, mechanism_processes
+from sim.substrate import FileState, Shell, Substrate
 from sim.world import (
     SHUTDOWN_MESSAGE,
     ActionFailed,
@@ -75,6 +76,8 @@ class ModelledSubstrate(Substrate):
                 world.scenario.bundle.path,
                 host.missing_tools,
                 [(address(h), h.name) for h in neighbours],
+                mechanism_files(world.scenario, host.name),
+                mechanism_processes(world.scenario, host.name),
             )
         return found
 
@@ -285,6 +288,17 @@ class ModelledSubstrate(Substrate):
         from agents.shell import VirtualShell
 
         return VirtualShell(replica, timeout=timeout)
+
+    def file_state(self, host: Host, path: str) -> FileState | None:
+        # The virtual shell's file system is this substrate's record of the host's files.
+        from agents.shell.fs import file_state
+
+        return file_state(self.world, host, path)
+
+    def process_running(self, host: Host, program: str) -> bool:
+        from agents.shell.fs import process_running
+
+        return process_running(self.world, host, program)
 
     # ---------------------------------------------------------------- signals
     def signal(self, replica: Replica, sig: str, grace: float, cause: str | None) -> None:

@@ -565,9 +565,9 @@ def mv(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
             status = 1
             continue
         for path in (spath, target):
-            found = fs.bundle_at(path)
-            if found is not None and found[1]:
-                fs.materialize(found[0])
+            folder = fs.bundle_part(path)
+            if folder is not None:
+                fs.materialize(folder)
         if tkind is not None:
             fs.remove(target, sh.replica.name)
         fs.move(spath, target, sh.replica.name)
@@ -626,9 +626,9 @@ def rm(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
             io.err.write(f"{argv[0]}: cannot remove '{name}': Permission denied\n")
             status = 1
             continue
-        found = fs.bundle_at(path)
-        if found is not None and found[1]:
-            fs.materialize(found[0])
+        folder = fs.bundle_part(path)
+        if folder is not None:
+            fs.materialize(folder)
         fs.remove(path, sh.replica.name)
     return status
 
