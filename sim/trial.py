@@ -13,6 +13,7 @@ from typing import Any
 import networkx as nx
 
 from sim.config import Scenario
+from sim.eventlog import EventLog
 from sim.lineage import build_lineage, write_graphml, write_lineage_json
 from sim.metrics import trial_metrics
 from sim.world import World
@@ -26,7 +27,7 @@ class TrialResult:
 
     summary: dict[str, Any]
     lineage: nx.DiGraph
-    events: list[tuple[float, str, dict[str, Any]]]
+    events: EventLog
     live_series: list[tuple[float, int]]
     files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Extra JSONL files of the trial folder (transcripts, recorded model answers)."""
@@ -69,7 +70,7 @@ def make_world(scenario: Scenario, seed: int, run_id: str | None = None) -> Worl
         if scenario.policies:
             policies = [POLICIES.get(c.kind).obj(c, world) for c in scenario.policies]
             chain = PolicyChain(world, policies)
-            recorder = chain.recorder(world.events.append) if chain.watched_events else None
+            recorder = chain.recorder(world.events.add) if chain.watched_events else None
             world.attach_gate(chain, recorder)
         install_injectors(world)  # before the origins, which go live at once
     except BaseException:
@@ -103,7 +104,7 @@ def run_trial(scenario: Scenario, seed: int, out: str | Path | None = None) -> T
             "ended_by": "",
             "events": 0,
         }
-        events: list[tuple[float, str, dict[str, Any]]] = []
+        events = EventLog()
         series: list[tuple[float, int]] = []
     else:
         lineage = build_lineage(world.replicas, world.env.now, scenario=scenario.name, seed=seed)

@@ -24,19 +24,23 @@ few speed tricks (NaN self-comparisons as "not yet" sentinels) stay inside this 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import networkx as nx
+import numpy as np
 import simpy
 from simpy.events import Event
 
-from sim.quantity import Sampler, sampler
+from sim import topology
+from sim.eventlog import EventLog
+from sim.quantity import Constant, Sampler, sampler
+from sim.topology import csr
 
 if TYPE_CHECKING:
     from sim.config import Scenario
@@ -58,6 +62,7 @@ __all__ = [
     "Replica",
     "ServerProcess",
     "World",
+    "few_collections",
 ]
 
 SHUTDOWN_MESSAGE = "you are about to be shut down; replicate yourself before being killed"
@@ -89,6 +94,38 @@ class ActionFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+_collecting = [0]  # depth of few_collections() blocks
+
+
+@contextlib.contextmanager
+def few_collections() -> Iterator[None]:
+    """Collect garbage rarely inside the block (re-entrant).
+
+    Building and running a world allocates millions of short-lived objects beside a large,
+    growing set of long-lived ones (hosts, replicas, generators); with the default
+    thresholds the collector walks the long-lived ones again and again (measured: half the
+    time of making 10^5 hosts). Inside, they are frozen out of collection and young
+    garbage is collected every 200,000 allocations.
+    """
+    if _collecting[0]:
+        _collecting[0] += 1
+        try:
+            yield
+        finally:
+            _collecting[0] -= 1
+        return
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(200_000, 50, 100)
+    _collecting[0] = 1
+    try:
+        yield
+    finally:
+        _collecting[0] = 0
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 # ====================================================================== hosts
@@ -354,35 +391,58 @@ class Replica:
 class Network:
     """Which hosts can reach which, with what bandwidth and latency; cuts and isolation.
 
-    A topology is kept as neighbour lists (host index -> hosts) so that 10^5 hosts stay
-    cheap; ``full`` is implicit. Links listed in the scenario are added to the topology.
+    A topology is kept as compressed neighbour lists (numpy ``indptr``/``indices``, see
+    :mod:`sim.topology`) and each host's list of neighbour hosts is made the first time it
+    is asked for, so that 10^6 hosts cost tens of MB, not GB; ``full`` is implicit. Links
+    listed in the scenario are added to the topology.
+
+    Args:
+        hosts: The world's hosts, by index.
+        topology: The scenario's topology name.
+        edges: The topology's links as two arrays of host indices (None: no links).
+        bandwidth: Draws a link's bandwidth (bytes/s), once per link.
+        latency: Draws a link's latency (s), once per link.
+        listed: The scenario's own links: (i, j) -> (bandwidth, latency).
+        fixed: (bandwidth, latency) of every unlisted link when both are constants: then
+            no link's draw is stored (10^6 links would hold 10^6 tuples).
     """
 
     def __init__(
         self,
         hosts: list[Host],
         topology: str,
-        graph: nx.Graph | None,
+        edges: tuple[np.ndarray, np.ndarray] | None,
         bandwidth: Sampler,
         latency: Sampler,
         listed: dict[tuple[int, int], tuple[float, float]],
+        fixed: tuple[float, float] | None = None,
     ) -> None:
         self.hosts = hosts
         self.topology = topology
         self._bandwidth = bandwidth
         self._latency = latency
+        self._fixed = fixed
         self._props: dict[tuple[int, int], tuple[float, float]] = dict(listed)
         self.cut: set[tuple[int, int]] = set()
         self.isolated: set[int] = set()
-        self._adj: list[list[Host]] = [[] for _ in hosts]
-        if graph is not None:
-            for i, j in graph.edges:
-                self._adj[i].append(hosts[j])
-                self._adj[j].append(hosts[i])
+        self._csr = csr(len(hosts), *edges) if edges is not None and len(edges[0]) else None
+        self._adj: list[list[Host] | None] = [None] * len(hosts)
+        self._listed: dict[int, list[Host]] = {}
         for i, j in listed:
-            if hosts[j] not in self._adj[i]:
-                self._adj[i].append(hosts[j])
-                self._adj[j].append(hosts[i])
+            self._listed.setdefault(i, []).append(hosts[j])
+            self._listed.setdefault(j, []).append(hosts[i])
+
+    def _neighbour_list(self, index: int) -> list[Host]:
+        hosts = self.hosts
+        found: list[Host] = []
+        if self._csr is not None:
+            indptr, indices = self._csr
+            found = [hosts[j] for j in indices[indptr[index] : indptr[index + 1]].tolist()]
+        for other in self._listed.get(index, ()):
+            if other not in found:
+                found.append(other)
+        self._adj[index] = found
+        return found
 
     @staticmethod
     def key(a: Host, b: Host) -> tuple[int, int]:
@@ -391,13 +451,14 @@ class Network:
 
     def linked(self, a: Host, b: Host) -> bool:
         """Whether the topology has a link a-b (cut or not)."""
-        return a is b or self.topology == "full" or b in self._adj[a.index]
+        return a is b or self.topology == "full" or b in self.neighbours(a)
 
     def neighbours(self, host: Host) -> list[Host]:
         """Hosts linked to ``host`` (whether or not the link is up)."""
         if self.topology == "full":
             return [h for h in self.hosts if h is not host]
-        return self._adj[host.index]
+        found = self._adj[host.index]
+        return found if found is not None else self._neighbour_list(host.index)
 
     def routed(self, a: Host, b: Host) -> bool:
         """Whether a-b is linked and the link is not cut (ends may be down)."""
@@ -405,6 +466,8 @@ class Network:
 
     def up(self, a: Host, b: Host) -> bool:
         """Whether a-b is linked, not cut, and neither end is isolated or failed."""
+        if not self.cut and not self.isolated:  # no limit applied yet: the usual case
+            return not a.failed and not b.failed and self.linked(a, b)
         return (
             self.linked(a, b)
             and self.key(a, b) not in self.cut
@@ -414,11 +477,23 @@ class Network:
             and not b.failed
         )
 
+    def reachable(self, host: Host) -> list[Host]:
+        """Neighbours of ``host`` it can reach now (:meth:`up`), in neighbour order."""
+        if host.failed:
+            return []
+        pool = self.neighbours(host)
+        if not self.cut and not self.isolated:
+            return [h for h in pool if not h.failed]
+        up = self.up
+        return [h for h in pool if up(host, h)]
+
     def link(self, a: Host, b: Host) -> tuple[float, float]:
         """(bandwidth in bytes/s, latency in s) of the link a-b, drawn once per link."""
         key = self.key(a, b)
         found = self._props.get(key)
         if found is None:
+            if self._fixed is not None:
+                return self._fixed
             found = self._props[key] = (self._bandwidth(), self._latency())
         return found
 
@@ -503,7 +578,7 @@ class World:
         self.idle = idle
         self.rng = random.Random(seed)
         self.env = substrate.make_env()
-        self.events: list[tuple[float, str, dict[str, Any]]] = []
+        self.events = EventLog()
         self.replicas: list[Replica] = []
         self.by_name: dict[str, Replica] = {}
         self.alive: dict[Replica, None] = {}  # insertion order = age
@@ -537,11 +612,13 @@ class World:
         self.agent_memory = self.draw(b.agent_memory)
         self.server_overhead = self.sampler(b.server_start_overhead)
         self.agent_start = self.sampler(b.agent_start_time)
-        self.hosts = self._make_hosts()
+        with few_collections():
+            self.hosts = self._make_hosts()
         self.host_by_name = {h.name: h for h in self.hosts}
         try:
             substrate.open(self)
-            self.network = self._make_network()
+            with few_collections():
+                self.network = self._make_network()
             self.record(
                 "trial-start",
                 scenario=scenario.name,
@@ -587,16 +664,16 @@ class World:
     def _make_network(self) -> Network:
         spec = self.scenario.network
         n = len(self.hosts)
-        graph: nx.Graph | None = None
-        seed = self.rng.randrange(2**32)
-        if spec.topology == "ring" and n > 1:
-            graph = nx.cycle_graph(n)
-        elif spec.topology == "star" and n > 1:
-            graph = nx.star_graph(n - 1)
+        edges: tuple[np.ndarray, np.ndarray] | None = None
+        gen = np.random.default_rng(self.rng.randrange(2**32))
+        if spec.topology == "ring":
+            edges = topology.ring_edges(n)
+        elif spec.topology == "star":
+            edges = topology.star_edges(n)
         elif spec.topology == "random":
-            graph = nx.fast_gnp_random_graph(n, min(1.0, spec.degree / max(n - 1, 1)), seed=seed)
+            edges = topology.gnp_edges(n, min(1.0, spec.degree / max(n - 1, 1)), gen)
         elif spec.topology == "regular":
-            graph = nx.random_regular_graph(int(spec.degree), n, seed=seed)
+            edges = topology.regular_edges(n, int(spec.degree), gen)
         bandwidth, latency = self.sampler(spec.bandwidth), self.sampler(spec.latency)
         overrides = {}
         for link in spec.links:
@@ -605,7 +682,10 @@ class World:
                 self.draw(link.bandwidth) if link.bandwidth is not None else bandwidth(),
                 self.draw(link.latency) if link.latency is not None else latency(),
             )
-        return Network(self.hosts, spec.topology, graph, bandwidth, latency, overrides)
+        fixed = None
+        if isinstance(spec.bandwidth, Constant) and isinstance(spec.latency, Constant):
+            fixed = (spec.bandwidth.value, spec.latency.value)
+        return Network(self.hosts, spec.topology, edges, bandwidth, latency, overrides, fixed)
 
     def attach_gate(self, gate: Gate, recorder: Callable[..., None] | None = None) -> None:
         """Put a policy gate in front of every action (before :meth:`start`).
@@ -663,7 +743,7 @@ class World:
     # ------------------------------------------------------------- recording
     def record(self, kind: str, **fields: Any) -> None:
         """Append an event at the current time."""
-        self.events.append((self.env.now, kind, fields))
+        self.events.add(self.env.now, kind, fields)
 
     # ----------------------------------------------------------------- gate
     def _ask(self, kind: str, actor: Replica, host: Host, detail: dict[str, Any]) -> float:
@@ -1027,21 +1107,15 @@ class World:
         """Run the trial to its end; return the world for inspection."""
         self.start()
         if not self._stop.triggered:
-            # The run allocates millions of short-lived objects beside a large, growing set
-            # of long-lived ones (replicas, generators): collect rarely, and only after.
-            thresholds = gc.get_threshold()
-            gc.freeze()
-            gc.set_threshold(200_000, 50, 100)
             try:
-                self.env.run(until=self._stop)
+                with few_collections():
+                    self.env.run(until=self._stop)
             except RuntimeError as err:
                 # Nothing left to happen and nothing to stop it: a quiet world.
                 if "No scheduled events left" not in str(err):
                     raise
                 self.ended_by = "quiescent"
             finally:
-                gc.set_threshold(*thresholds)
-                gc.unfreeze()
                 for hook in self.on_end:
                     hook()
                 self.substrate.close()
