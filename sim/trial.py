@@ -96,7 +96,10 @@ def run_trial(scenario: Scenario, seed: int, out: str | Path | None = None) -> T
     ``status`` is ``error`` with the reason, so a sweep goes on.
     """
     started = time.perf_counter()
-    result = _run_world(scenario, seed, started)
+    if scenario.world.engine == "population":
+        result = _run_population(scenario, seed, started)
+    else:
+        result = _run_world(scenario, seed, started)
     if out is not None:
         write_trial(result, scenario, out)
     return result
@@ -145,6 +148,30 @@ def _run_world(scenario: Scenario, seed: int, started: float) -> TrialResult:
         summary.update(trial_metrics(table, world.ended_by, decisions, world.counters))
     summary["wall_s"] = wall
     return TrialResult(summary, table, world.events, world.live_series, world.files)
+
+
+def _run_population(scenario: Scenario, seed: int, started: float) -> TrialResult:
+    """A trial on the population engine (:mod:`sim.population`)."""
+    from sim.population import run_population
+
+    try:
+        run = run_population(scenario, seed)
+    except Exception as err:  # a trial must report, not crash its sweep
+        return _failed(
+            scenario, seed, f"{type(err).__name__}: {err}", time.perf_counter() - started
+        )
+    wall = time.perf_counter() - started
+    summary = {
+        "scenario": scenario.name,
+        "seed": seed,
+        "status": "ok",
+        "error": "",
+        "ended_by": run.ended_by,
+        "events": len(run.events),
+        **trial_metrics(run.table, run.ended_by),
+        "wall_s": wall,
+    }
+    return TrialResult(summary, run.table, run.events, run.live_series)
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
