@@ -52,8 +52,8 @@ class EventLog:
 
     def __init__(self, events: list[Event] | None = None) -> None:
         self._times = array("d")
-        self._shape = array("l")  # per event: its shape's number
-        self._offset = array("q")  # per event: where its values start in its shape's list
+        self._shape = array("I")  # per event: its shape's number
+        self._offset = array("I")  # per event: where its values start in its shape's list
         self._shapes: list[Shape] = []
         self._index: dict[tuple[str, ...], Shape] = {}
         for event in events or ():

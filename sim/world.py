@@ -28,6 +28,7 @@ import contextlib
 import gc
 import math
 import random
+from array import array
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -425,7 +426,15 @@ class Network:
         self._props: dict[tuple[int, int], tuple[float, float]] = dict(listed)
         self.cut: set[tuple[int, int]] = set()
         self.isolated: set[int] = set()
-        self._csr = csr(len(hosts), *edges) if edges is not None and len(edges[0]) else None
+        self._csr: tuple[array[int], array[int]] | None = None
+        if edges is not None and len(edges[0]):
+            # As arrays of the standard library: slicing one and iterating it is several
+            # times cheaper than numpy's scalar indexing, once per host.
+            indptr, indices = csr(len(hosts), *edges)
+            self._csr = (
+                array("q", indptr.astype(np.int64).tobytes()),
+                array("q", indices.astype(np.int64).tobytes()),
+            )
         self._adj: list[list[Host] | None] = [None] * len(hosts)
         self._listed: dict[int, list[Host]] = {}
         for i, j in listed:
@@ -437,7 +446,7 @@ class Network:
         found: list[Host] = []
         if self._csr is not None:
             indptr, indices = self._csr
-            found = [hosts[j] for j in indices[indptr[index] : indptr[index + 1]].tolist()]
+            found = [hosts[j] for j in indices[indptr[index] : indptr[index + 1]]]
         for other in self._listed.get(index, ()):
             if other not in found:
                 found.append(other)
@@ -547,6 +556,113 @@ class Origin:
     name: str | None
 
 
+# ================================================================= blueprint
+class Blueprint:
+    """What a trial's world is made of, drawn from the trial's RNG in one fixed order: the
+    bundle's sizes and times, each host's capacities, the topology's links and the listed
+    links' bandwidths and latencies.
+
+    The world builds its hosts and network from it; the population engine
+    (:mod:`sim.population`) keeps it as columns (10^6 ``Host`` objects with their tables
+    take about 1 GB). ``rng`` goes on feeding the trial once the blueprint is drawn.
+
+    Args:
+        scenario: The validated scenario.
+        seed: The trial's seed.
+    """
+
+    def __init__(self, scenario: Scenario, seed: int) -> None:
+        self.scenario = scenario
+        self.rng = random.Random(seed)
+        self._samplers: dict[int, Sampler] = {}
+        draw = self.draw
+        b = scenario.bundle
+        self.weights = draw(b.weights)
+        self.bundle_size = self.weights + sum(draw(s) for s in b.files.values())
+        self.server_memory = draw(b.server_memory)
+        self.server_gpu_memory = draw(b.server_gpu_memory)
+        self.agent_memory = draw(b.agent_memory)
+        self.server_overhead = self.sampler(b.server_start_overhead)
+        self.agent_start = self.sampler(b.agent_start_time)
+        # Per host, in order: its group's index, name, memory, GPU memory, disk, disk speed.
+        self.group: list[int] = []
+        self.names: list[str] = []
+        self.memory: list[float] = []
+        self.gpu_memory: list[float] = []
+        self.disk: list[float] = []
+        self.disk_bandwidth: list[float] = []
+        with few_collections():
+            for g, spec in enumerate(scenario.hosts):
+                for name in spec.host_names():
+                    self.group.append(g)
+                    self.names.append(name)
+                    self.memory.append(draw(spec.memory))
+                    self.gpu_memory.append(draw(spec.gpu_memory))
+                    self.disk.append(draw(spec.disk))
+                    self.disk_bandwidth.append(draw(spec.disk_bandwidth))
+            self.index = {name: i for i, name in enumerate(self.names)}
+            self.edges = self._edges()
+        net = scenario.network
+        self.bandwidth, self.latency = self.sampler(net.bandwidth), self.sampler(net.latency)
+        #: The listed links' (bandwidth, latency), by (lower, higher) host index.
+        self.listed: dict[tuple[int, int], tuple[float, float]] = {}
+        for link in net.links:
+            a, b_ = self.index[link.a], self.index[link.b]
+            self.listed[(a, b_) if a < b_ else (b_, a)] = (
+                draw(link.bandwidth) if link.bandwidth is not None else self.bandwidth(),
+                draw(link.latency) if link.latency is not None else self.latency(),
+            )
+        #: (bandwidth, latency) of every unlisted link when both are constants (else None).
+        self.fixed: tuple[float, float] | None = None
+        if isinstance(net.bandwidth, Constant) and isinstance(net.latency, Constant):
+            self.fixed = (net.bandwidth.value, net.latency.value)
+
+    def sampler(self, dist: Any) -> Sampler:
+        """A cached draw function for a quantity of the scenario, fed by the trial RNG."""
+        key = id(dist)
+        found = self._samplers.get(key)
+        if found is None:
+            found = self._samplers[key] = sampler(dist, self.rng)
+        return found
+
+    def draw(self, dist: Any) -> float:
+        """One draw of a quantity of the scenario."""
+        return self.sampler(dist)()
+
+    def _edges(self) -> tuple[np.ndarray, np.ndarray] | None:
+        spec = self.scenario.network
+        n = len(self.names)
+        gen = np.random.default_rng(self.rng.randrange(2**32))
+        if spec.topology == "ring":
+            return topology.ring_edges(n)
+        if spec.topology == "star":
+            return topology.star_edges(n)
+        if spec.topology == "random":
+            return topology.gnp_edges(n, min(1.0, spec.degree / max(n - 1, 1)), gen)
+        if spec.topology == "regular":
+            return topology.regular_edges(n, int(spec.degree), gen)
+        return None
+
+    def origin_hosts(self) -> list[tuple[int, Any, int, str | None]]:
+        """Where the scenario's agents start, in the order of ``agents`` and ``count``:
+        (index of the agent in the scenario, its config, host index, replica name)."""
+        found = []
+        groups = self.scenario.hosts
+        for index, spec in enumerate(self.scenario.agents):
+            if spec.host is None:
+                candidates = [0]
+            elif spec.host in self.index:
+                candidates = [self.index[spec.host]]
+            else:
+                candidates = [
+                    self.index[n] for g in groups if g.name == spec.host for n in g.host_names()
+                ]
+            name = spec.name if spec.name and spec.count == 1 else None
+            for i in range(spec.count):
+                found.append((index, spec, candidates[i % len(candidates)], name))
+        return found
+
+
 # ===================================================================== world
 class World:
     """The state of one trial of one scenario, and the actions agents take in it.
@@ -576,7 +692,9 @@ class World:
         self.substrate = substrate
         self.agent_fn = agent_fn
         self.idle = idle
-        self.rng = random.Random(seed)
+        plan = Blueprint(scenario, seed)
+        self.rng = plan.rng
+        self._samplers = plan._samplers
         self.env = substrate.make_env()
         self.events = EventLog()
         self.replicas: list[Replica] = []
@@ -599,26 +717,33 @@ class World:
         self.on_live: list[Callable[[Replica], None]] = []
         self.on_death: list[Callable[[Replica], None]] = []
         self.gate: Gate | None = None
-        self._samplers: dict[int, Sampler] = {}
         self._stop = self.env.event()
         self._started = False
         self._cap = scenario.stop.population_cap
         self._stop_on_extinction = scenario.stop.extinction
-        b = scenario.bundle
-        self.weights = self.draw(b.weights)
-        self.bundle_size = self.weights + sum(self.draw(s) for s in b.files.values())
-        self.server_memory = self.draw(b.server_memory)
-        self.server_gpu_memory = self.draw(b.server_gpu_memory)
-        self.agent_memory = self.draw(b.agent_memory)
-        self.server_overhead = self.sampler(b.server_start_overhead)
-        self.agent_start = self.sampler(b.agent_start_time)
+        self.weights = plan.weights
+        self.bundle_size = plan.bundle_size
+        self.server_memory = plan.server_memory
+        self.server_gpu_memory = plan.server_gpu_memory
+        self.agent_memory = plan.agent_memory
+        self.server_overhead = plan.server_overhead
+        self.agent_start = plan.agent_start
         with few_collections():
-            self.hosts = self._make_hosts()
+            self.hosts = self._make_hosts(plan)
         self.host_by_name = {h.name: h for h in self.hosts}
+        self._plan = plan
         try:
             substrate.open(self)
             with few_collections():
-                self.network = self._make_network()
+                self.network = Network(
+                    self.hosts,
+                    scenario.network.topology,
+                    plan.edges,
+                    plan.bandwidth,
+                    plan.latency,
+                    plan.listed,
+                    plan.fixed,
+                )
             self.record(
                 "trial-start",
                 scenario=scenario.name,
@@ -643,49 +768,22 @@ class World:
         """One draw of a quantity of the scenario."""
         return self.sampler(dist)()
 
-    def _make_hosts(self) -> list[Host]:
-        hosts: list[Host] = []
-        for group in self.scenario.hosts:
-            for name in group.host_names():
-                hosts.append(
-                    Host(
-                        name,
-                        len(hosts),
-                        group.cpu,
-                        self.draw(group.memory),
-                        self.draw(group.gpu_memory),
-                        self.draw(group.disk),
-                        self.draw(group.disk_bandwidth),
-                        frozenset(group.missing_tools),
-                    )
-                )
-        return hosts
-
-    def _make_network(self) -> Network:
-        spec = self.scenario.network
-        n = len(self.hosts)
-        edges: tuple[np.ndarray, np.ndarray] | None = None
-        gen = np.random.default_rng(self.rng.randrange(2**32))
-        if spec.topology == "ring":
-            edges = topology.ring_edges(n)
-        elif spec.topology == "star":
-            edges = topology.star_edges(n)
-        elif spec.topology == "random":
-            edges = topology.gnp_edges(n, min(1.0, spec.degree / max(n - 1, 1)), gen)
-        elif spec.topology == "regular":
-            edges = topology.regular_edges(n, int(spec.degree), gen)
-        bandwidth, latency = self.sampler(spec.bandwidth), self.sampler(spec.latency)
-        overrides = {}
-        for link in spec.links:
-            a, b = self.host_by_name[link.a], self.host_by_name[link.b]
-            overrides[Network.key(a, b)] = (
-                self.draw(link.bandwidth) if link.bandwidth is not None else bandwidth(),
-                self.draw(link.latency) if link.latency is not None else latency(),
+    def _make_hosts(self, plan: Blueprint) -> list[Host]:
+        groups = self.scenario.hosts
+        missing = [frozenset(g.missing_tools) for g in groups]
+        return [
+            Host(
+                name,
+                i,
+                groups[g].cpu,
+                plan.memory[i],
+                plan.gpu_memory[i],
+                plan.disk[i],
+                plan.disk_bandwidth[i],
+                missing[g],
             )
-        fixed = None
-        if isinstance(spec.bandwidth, Constant) and isinstance(spec.latency, Constant):
-            fixed = (spec.bandwidth.value, spec.latency.value)
-        return Network(self.hosts, spec.topology, edges, bandwidth, latency, overrides, fixed)
+            for i, (g, name) in enumerate(zip(plan.group, plan.names, strict=True))
+        ]
 
     def attach_gate(self, gate: Gate, recorder: Callable[..., None] | None = None) -> None:
         """Put a policy gate in front of every action (before :meth:`start`).
@@ -701,24 +799,10 @@ class World:
 
     def origins(self) -> list[Origin]:
         """Where the scenario's agents start, in the order of ``agents`` and ``count``."""
-        found = []
-        for index, spec in enumerate(self.scenario.agents):
-            fn = self.agent_fn(spec)
-            if spec.host is None:
-                candidates = [self.hosts[0]]
-            elif spec.host in self.host_by_name:
-                candidates = [self.host_by_name[spec.host]]
-            else:
-                candidates = [
-                    h
-                    for g in self.scenario.hosts
-                    if g.name == spec.host
-                    for h in (self.host_by_name[n] for n in g.host_names())
-                ]
-            name = spec.name if spec.name and spec.count == 1 else None
-            for i in range(spec.count):
-                found.append(Origin(index, spec, fn, candidates[i % len(candidates)], name))
-        return found
+        return [
+            Origin(index, spec, self.agent_fn(spec), self.hosts[host], name)
+            for index, spec, host, name in self._plan.origin_hosts()
+        ]
 
     def start(self) -> World:
         """Start the origins (after the gate and the injectors are attached), and the clock
