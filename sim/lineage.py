@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
-from networkx.readwrite import json_graph
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from sim.world import Replica
 
 __all__ = [
@@ -140,6 +140,8 @@ class LineageTable:
 
     def graph(self) -> nx.DiGraph:
         """The lineage graph (node attributes as in the module's docstring)."""
+        import networkx as nx  # (a third of a second to import: only when a graph is made)
+
         g = nx.DiGraph(**self.attrs)
         parents = self.parent_names()
         columns = zip(
@@ -387,6 +389,8 @@ def _jsonable(value: Any) -> Any:
 
 def write_lineage_json(lineage: nx.DiGraph, path: str | Path) -> None:
     """Write node-link JSON (NaN written as null, keys sorted: byte-stable per seed)."""
+    from networkx.readwrite import json_graph
+
     data = json_graph.node_link_data(lineage, edges="edges")
     data["graph"] = {k: _jsonable(v) for k, v in data["graph"].items()}
     data["nodes"] = [{k: _jsonable(v) for k, v in n.items()} for n in data["nodes"]]
@@ -448,6 +452,8 @@ def read_lineage_json(path: str | Path) -> nx.DiGraph:
         for key in ("born", "live_at", "died", "signalled_at"):
             if node.get(key) is None:
                 node[key] = NAN
+    from networkx.readwrite import json_graph
+
     g = json_graph.node_link_graph(data, directed=True, edges="edges")
     return g
 
@@ -456,4 +462,6 @@ def write_graphml(lineage: nx.DiGraph, path: str | Path) -> None:
     """Write GraphML (for Gephi, yEd, Cytoscape)."""
     g = lineage.copy()
     g.graph = {k: v for k, v in g.graph.items() if isinstance(v, int | float | str | bool)}
+    import networkx as nx
+
     nx.write_graphml(g, str(path))

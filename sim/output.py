@@ -73,15 +73,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sim.eventlog import EventLog
+from sim.eventlog import EventLog, Shape
 from sim.lineage import LineageTable, check_lineage_data, read_lineage_json
 
 if TYPE_CHECKING:
+    import networkx as nx
     import pandas as pd
 
 __all__ = [
@@ -89,6 +89,7 @@ __all__ = [
     "EVENT_COLUMNS",
     "LINEAGE",
     "LINEAGE_COLUMNS",
+    "event_groups",
     "events_table",
     "has_events",
     "has_lineage",
@@ -177,9 +178,25 @@ def _typed(values: list[Any], kind: pa.DataType) -> tuple[pa.Array, list[int]]:
     """``values`` as a column of ``kind``, and the rows whose value does not go there
     (None, or another type: those go to ``data``)."""
     accepts = _ACCEPTS[kind]
-    types = set(map(type, values))  # a C-level pass: the common case takes no Python loop
-    if types <= {*accepts, type(None)}:
-        column = pa.array(values, type=kind)
+    if kind == pa.string():  # inference finds any value that is not a str
+        try:
+            column = pa.array(values)
+        except (pa.ArrowException, OverflowError):
+            column = None
+        if column is not None and column.type in (pa.string(), pa.null()):
+            column = column.cast(kind)
+            if column.null_count:
+                nulls = column.is_null().to_numpy(zero_copy_only=False)
+                return column, np.flatnonzero(nulls).tolist()
+            return column, []
+        types: set[type] = set()
+    else:  # inference would take a bool for a number: check the types (a C-level pass)
+        types = set(map(type, values))
+    if types and types <= {*accepts, type(None)}:
+        # Inferred, then cast: pa.array(..., type=pa.string()) takes a slower path (25x).
+        column = pa.array(values)
+        if column.type != kind:
+            column = column.cast(kind)
         if column.null_count:
             return column, np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False)).tolist()
         return column, []
@@ -188,77 +205,105 @@ def _typed(values: list[Any], kind: pa.DataType) -> tuple[pa.Array, list[int]]:
     return pa.array(kept, type=kind), aside
 
 
+#: Events per row group of ``events.parquet``: the conversion works a group at a time, so
+#: writing 10^7 events holds one group's columns in memory, not the whole table.
+ROW_GROUP = 1 << 20
+
+
 def events_table(log: EventLog) -> pa.Table:
-    """The events of ``log`` as a table of :data:`EVENTS_SCHEMA`, by columns.
+    """The events of ``log`` as a table of :data:`EVENTS_SCHEMA` (see :func:`event_groups`)."""
+    groups = list(event_groups(log))
+    return pa.concat_tables(groups) if groups else EVENTS_SCHEMA.empty_table()
+
+
+def event_groups(log: EventLog, rows: int = ROW_GROUP) -> Iterator[pa.Table]:
+    """The events of ``log`` as tables of :data:`EVENTS_SCHEMA`, ``rows`` events each.
 
     Each shape of the log (a kind with its field names) is converted column by column, so
-    the cost per event is pyarrow's, not Python's, except for fields that go to ``data``.
+    the cost per event is pyarrow's, not Python's, except for fields that go to ``data``;
+    the shapes' rows are then put back in the order the events happened.
     """
     n = len(log)
-    times = np.frombuffer(log.times(), dtype=np.float64) if n else np.zeros(0)
-    shape_of = np.frombuffer(log.shape_numbers(), dtype=np.int64) if n else np.zeros(0, np.int64)
+    if not n:
+        return
+    times = np.frombuffer(log.times(), dtype=np.float64)
+    shape_of = np.frombuffer(log.shape_numbers(), dtype=np.uint32)
+    shapes = log.shapes()
     kinds: list[str] = []
     kind_index: dict[str, int] = {}
-    pieces: list[pa.Table] = []
-    positions: list[np.ndarray] = []
-    for shape in log.shapes():
+    kind_of_shape = np.zeros(len(shapes), dtype=np.int32)
+    positions: dict[int, np.ndarray] = {}
+    for shape in shapes:
         where = np.flatnonzero(shape_of == shape.number)
-        rows = int(where.size)
-        if not rows:
-            continue
-        positions.append(where)
-        kind_index.setdefault(shape.kind, len(kinds))
-        if kind_index[shape.kind] == len(kinds):
-            kinds.append(shape.kind)
-        columns: dict[str, pa.Array] = {}
-        extras: dict[int, dict[str, Any]] = {}
-        width = len(shape.names)
-        for j, name in enumerate(shape.names):
-            values = shape.values[j::width]
-            kind = EVENT_COLUMNS.get(name)
-            aside: list[int] | range
-            if kind is not None:
-                columns[name], aside = _typed(values, kind)
-            else:
-                aside = range(rows)
-            for i in aside:
-                extras.setdefault(i, {})[name] = values[i]
-        data: pa.Array
-        if extras:
-            data = pa.array(
-                [
-                    json.dumps(_strict(extras[i]), ensure_ascii=False) if i in extras else None
-                    for i in range(rows)
-                ],
-                type=pa.string(),
-            )
-        else:
-            data = pa.nulls(rows, pa.string())
-        piece = {
-            name: columns.get(name, pa.nulls(rows, kind)) for name, kind in EVENT_COLUMNS.items()
-        }
-        piece["data"] = data
-        pieces.append(pa.table(piece))
-    if not pieces:
-        return EVENTS_SCHEMA.empty_table()
-    table = pa.concat_tables(pieces)
-    order = np.empty(n, dtype=np.int64)
-    order[np.concatenate(positions)] = np.arange(n)  # row of the concatenation per event
-    table = table.take(pa.array(order))
-    kind_of_shape = np.full(len(log.shapes()), -1, dtype=np.int32)
-    for shape in log.shapes():
-        if shape.kind in kind_index:
+        if where.size:
+            positions[shape.number] = where
+            if shape.kind not in kind_index:
+                kind_index[shape.kind] = len(kinds)
+                kinds.append(shape.kind)
             kind_of_shape[shape.number] = kind_index[shape.kind]
-    event = pa.DictionaryArray.from_arrays(
-        pa.array(kind_of_shape[shape_of], type=pa.int32()), pa.array(kinds, type=pa.string())
-    )
-    table = table.add_column(0, "event", event).add_column(0, "t", pa.array(times))
-    return table.cast(EVENTS_SCHEMA)
+    dictionary = pa.array(kinds, type=pa.string())
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        pieces: list[pa.Table] = []
+        rows_at: list[np.ndarray] = []
+        for shape in shapes:
+            if shape.number not in positions:
+                continue
+            at = positions[shape.number]
+            lo, hi = np.searchsorted(at, (start, stop))
+            if lo < hi:
+                pieces.append(_shape_table(shape, int(lo), int(hi)))
+                rows_at.append(at[lo:hi] - start)
+        table = pa.concat_tables(pieces)
+        order = np.empty(stop - start, dtype=np.int64)
+        order[np.concatenate(rows_at)] = np.arange(stop - start)  # piece row of each event
+        table = table.take(pa.array(order))
+        event = pa.DictionaryArray.from_arrays(
+            pa.array(kind_of_shape[shape_of[start:stop]], type=pa.int32()), dictionary
+        )
+        table = table.add_column(0, "event", event)
+        table = table.add_column(0, "t", pa.array(times[start:stop]))
+        yield table.cast(EVENTS_SCHEMA)
+
+
+def _shape_table(shape: Shape, lo: int, hi: int) -> pa.Table:
+    """Events ``lo`` to ``hi`` of one shape as a table of the typed columns and ``data``."""
+    rows = hi - lo
+    width = len(shape.names)
+    columns: dict[str, pa.Array] = {}
+    extras: dict[int, dict[str, Any]] = {}
+    for j, name in enumerate(shape.names):
+        values = shape.values[lo * width + j : hi * width : width]
+        kind = EVENT_COLUMNS.get(name)
+        aside: list[int] | range
+        if kind is not None:
+            columns[name], aside = _typed(values, kind)
+        else:
+            aside = range(rows)
+        for i in aside:
+            extras.setdefault(i, {})[name] = values[i]
+    data: pa.Array
+    if extras:
+        data = pa.array(
+            [
+                json.dumps(_strict(extras[i]), ensure_ascii=False) if i in extras else None
+                for i in range(rows)
+            ],
+            type=pa.string(),
+        )
+    else:
+        data = pa.nulls(rows, pa.string())
+    piece = {name: columns.get(name, pa.nulls(rows, kind)) for name, kind in EVENT_COLUMNS.items()}
+    piece["data"] = data
+    return pa.table(piece)
 
 
 def write_events(log: EventLog, path: str | Path) -> None:
-    """Write ``events.parquet`` (see the module's docstring for the schema)."""
-    pq.write_table(events_table(log), str(path), compression="zstd")
+    """Write ``events.parquet`` (see the module's docstring for the schema), a row group of
+    :data:`ROW_GROUP` events at a time."""
+    with pq.ParquetWriter(str(path), EVENTS_SCHEMA, compression="zstd") as writer:
+        for group in event_groups(log):
+            writer.write_table(group)
 
 
 def has_events(folder: str | Path) -> bool:

@@ -8,16 +8,17 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from sim.config import Scenario
 from sim.eventlog import EventLog
 from sim.lineage import LineageTable
 from sim.metrics import trial_metrics
 from sim.output import EVENTS, LINEAGE, write_events, write_lineage
-from sim.world import World
+from sim.world import World, few_collections
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["TrialResult", "jsonable", "make_world", "run_trial", "write_trial"]
 
@@ -96,12 +97,15 @@ def run_trial(scenario: Scenario, seed: int, out: str | Path | None = None) -> T
     ``status`` is ``error`` with the reason, so a sweep goes on.
     """
     started = time.perf_counter()
-    if scenario.world.engine == "population":
-        result = _run_population(scenario, seed, started)
-    else:
-        result = _run_world(scenario, seed, started)
-    if out is not None:
-        write_trial(result, scenario, out)
+    # Millions of objects live through a large trial (hosts, replicas, the record's
+    # columns): the collector must not walk them over and over (see few_collections).
+    with few_collections():
+        if scenario.world.engine == "population":
+            result = _run_population(scenario, seed, started)
+        else:
+            result = _run_world(scenario, seed, started)
+        if out is not None:
+            write_trial(result, scenario, out)
     return result
 
 
