@@ -176,14 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["engine", "overhead", "policies", "scale", "sweep", "llm", "live"],
         help="engine: overhead, policies and scale; overhead: replisim vs bare SimPy events/s; "
         "policies: network-spread with 8 guardrail policies on vs off; "
-        "scale: network-spread at 10^3..10^5 replicas; sweep: process-pool speedup; "
+        "scale: the neighbour spread against EoN, at 10^4..10^6 replicas, and its output "
+        "writing; sweep: process-pool speedup; "
         "llm: batching, replay speed and per-step overhead with the embedded model; "
         "live: start, exec and signal latency of Docker and bubblewrap hosts",
     )
     p.add_argument(
         "--repeats", type=int, help="repeats (median is reported; default 5, for live 20)"
     )
-    p.add_argument("--max-replicas", type=int, default=100_000, help="largest outbreak for 'scale'")
+    p.add_argument(
+        "--max-replicas",
+        type=int,
+        help="largest outbreak for 'scale' (default 10^6; 10^5 within 'engine')",
+    )
     p.add_argument(
         "--sustain",
         type=int,
@@ -329,9 +334,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     scenario, seed, out = _trial_source(args)
     from sim.hosts.registry import backends_of, substrate_of
-    from sim.sweep import live_run_id
 
     if getattr(substrate_of(scenario), "wall_clock", False):
+        from sim.sweep import live_run_id  # (sim.sweep imports pandas: only when needed)
+
         scenario = live_run_id(scenario, seed)
         if not (args.json or args.quiet):
             backends = "/".join(sorted(set(backends_of(scenario))))
@@ -570,7 +576,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what in ("engine", "policies"):
         bench.policies(repeats=args.repeats)
     if args.what in ("engine", "scale"):
-        bench.scale(max_replicas=args.max_replicas)
+        default = 100_000 if args.what == "engine" else 1_000_000
+        bench.scale(max_replicas=args.max_replicas or default, repeats=min(args.repeats, 3))
     if args.what == "sweep":
         bench.sweep_speedup(repeats=args.repeats)
     if args.what == "llm":
