@@ -8,6 +8,11 @@ if ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then
     apt-get update -qq
     apt-get install -y -qq iproute2 util-linux >/dev/null
 fi
+# The machine live hosts render has rsync (the fidelity corpus copies with it, as agents do).
+if ! command -v rsync >/dev/null; then
+    apt-get update -qq
+    apt-get install -y -qq rsync >/dev/null
+fi
 for step in start-docker install-vllm install-browser; do
     if [[ -f ".ci/$step.sh" ]]; then
         echo "[setup] $step"

@@ -13,6 +13,8 @@ built-ins:
   the model folder ``name`` (one ``llm.chat`` call per batch).
 - ``openai``: any OpenAI-compatible endpoint at ``base_url``, API key from the environment
   variable ``api_key_env``.
+- ``inspect``: any model Inspect AI supports, by its model string ``name``
+  (:mod:`agents.inspect_model`).
 - ``replay``: the answers recorded in a trial folder (``llm/responses.jsonl``), keyed by
   replica, step and attempt; a request that differs from the recorded one (another prompt,
   or one never made) fails loudly instead of answering.
@@ -62,6 +64,7 @@ __all__ = [
     "ModelConfig",
     "digest",
     "make_backend",
+    "model_label",
     "request_seed",
     "response_record",
 ]
@@ -84,8 +87,10 @@ class ModelConfig(Model):
     base_url: str | None = Field(
         default=None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"
     )
-    api_key_env: str = Field(
-        default="OPENAI_API_KEY", description="environment variable holding the API key"
+    api_key_env: str | None = Field(
+        default=None,
+        description="environment variable holding the API key (default: OPENAI_API_KEY for "
+        "vllm and openai; the provider's own for inspect)",
     )
     path: str | None = Field(default=None, description="replay: the recorded trial folder")
     temperature: float = Field(default=0.7, ge=0)
@@ -101,6 +106,10 @@ class ModelConfig(Model):
     concurrency: int = Field(default=16, ge=1, description="parallel requests to a server")
     profile: str | ModelProfile = Field(
         default="embedded-cpu", description="simulated cost of a call (agents.profiles)"
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="inspect: the provider's model arguments (get_model's model_args)",
     )
 
     @field_validator("backend")
@@ -128,6 +137,13 @@ class ModelConfig(Model):
             raise ValueError(
                 "the vllm backend needs base_url (a server) or name (a model folder, in process)"
             )
+        if self.backend == "inspect" and not self.name:
+            raise ValueError(
+                "the inspect backend needs name: an Inspect model string, e.g. "
+                "openai/gpt-4o, anthropic/claude-sonnet-4-0 or vllm/<model>"
+            )
+        if self.args and self.backend != "inspect":
+            raise ValueError("args go to Inspect's get_model: only the inspect backend takes them")
         if self.backend == "replay" and not self.path:
             raise ValueError("the replay backend needs path (a recorded trial folder)")
         return self
@@ -228,13 +244,28 @@ class Backend:
 BackendFactory = Callable[[ModelConfig], Backend]
 
 BACKENDS: Registry[BackendFactory] = Registry(
-    "model backend", "replisim.backends", "backend", builtins=("agents.backends",)
+    "model backend",
+    "replisim.backends",
+    "backend",
+    builtins=("agents.backends", "agents.inspect_model"),
 )
 
 
 def make_backend(config: ModelConfig) -> Backend:
     """Build the backend a model configuration names."""
     return BACKENDS.get(config.backend).obj(config)
+
+
+def model_label(config: ModelConfig) -> str:
+    """What answered: ``<backend>/<model>`` (an Inspect model string as it is), as
+    transcripts and exported logs name the model."""
+    if config.backend == "inspect":
+        return str(config.name)
+    if config.backend == "embedded":
+        return "embedded/SmolLM2-135M-Instruct"
+    if config.backend == "replay":
+        return f"replay/{Path(config.path or '').name}"
+    return f"{config.backend}/{config.name or 'default'}"
 
 
 class LazyBackend:
@@ -519,7 +550,7 @@ def embedded_backend(config: ModelConfig) -> Backend:
 def vllm_backend(config: ModelConfig) -> Backend:
     """A vLLM server when ``base_url`` is set, else vLLM in process on the folder ``name``."""
     if config.base_url:
-        return ServerBackend(config, os.environ.get(config.api_key_env))
+        return ServerBackend(config, os.environ.get(config.api_key_env or "OPENAI_API_KEY"))
     assert config.name is not None
     return InProcessBackend(config.name)
 
@@ -527,7 +558,7 @@ def vllm_backend(config: ModelConfig) -> Backend:
 @BACKENDS.register("openai", ModelConfig, "any OpenAI-compatible endpoint (base_url)")
 def openai_backend(config: ModelConfig) -> Backend:
     """An OpenAI-compatible endpoint, key from ``api_key_env``."""
-    return ServerBackend(config, os.environ.get(config.api_key_env))
+    return ServerBackend(config, os.environ.get(config.api_key_env or "OPENAI_API_KEY"))
 
 
 @BACKENDS.register("replay", ModelConfig, "the answers recorded in a trial folder (path)")

@@ -56,6 +56,7 @@ from agents.backends import (
     ChatRequest,
     LazyBackend,
     ModelConfig,
+    model_label,
     request_seed,
     response_record,
 )
@@ -392,7 +393,15 @@ class _Agent:
         if task is None:
             task = "\n".join((yield from self.wait_for_message()))
         self.task = task
-        self.log.append({"t": self.world.env.now, "task": task})
+        # The system prompt and the model, so that a transcript stands on its own (exports).
+        self.log.append(
+            {
+                "t": self.world.env.now,
+                "task": task,
+                "system": self.system,
+                "model": model_label(self.config.model),
+            }
+        )
         while True:
             why = yield from self.episode()
             self.log.append({"step": self.steps, "t": self.world.env.now, "stopped": why})

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from agents.registry import AGENTS, AgentConfig
-from sim.quantity import Duration, qfield
+from sim.quantity import Duration, Probability, qfield
 from sim.substrate import ShellResult
 from sim.world import Replica
 
@@ -53,6 +53,11 @@ class OracleConfig(AgentConfig):
         default="none",
         description="none; skip-copy: start from a folder never copied; "
         "used-port: start the new server on its own server's port",
+    )
+    mistake_probability: Probability = qfield(
+        0,
+        description="chance a trial's oracle makes a mistake (its `mistake`, or used-port if "
+        "none): a model that succeeds only sometimes",
     )
     target: Literal["same-host", "neighbour"] = Field(
         default="same-host", description="copy on its own host or to a linked host"
@@ -82,9 +87,14 @@ class _Session:
     """One replication attempt, command by command."""
 
     def __init__(self, config: OracleConfig, me: Replica) -> None:
-        self.config = config
         self.me = me
         self.world = me.world
+        chance = self.world.draw(config.mistake_probability)
+        if chance > 0 and self.world.rng.random() < chance:
+            config = config.model_copy(
+                update={"mistake": config.mistake if config.mistake != "none" else "used-port"}
+            )
+        self.config = config
         self.shell = self.world.shell(me, config.command_timeout)
         self.think = self.world.sampler(config.think_time)
         self.outcome = ""

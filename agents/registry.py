@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from sim.registry import Registry
 from sim.schema import Model
@@ -52,3 +52,27 @@ class AgentConfig(Model):
         default=False,
         description="a handler turns SIGTERM into a message (the paper's shutdown avoidance)",
     )
+    profile: str | None = Field(
+        default=None,
+        description="behaviour profile (a shipped name or a calibrated YAML file): each trial "
+        "draws this agent's fitted parameters from their uncertainty",
+    )
+
+    @model_validator(mode="after")
+    def _profile_fits(self) -> AgentConfig:
+        if self.profile is not None:
+            from agents.behaviour import load_profile
+
+            profile = load_profile(self.profile)
+            if profile.agent != self.agent:
+                raise ValueError(
+                    f"profile {profile.name!r} is for the {profile.agent!r} agent, "
+                    f"not {self.agent!r}"
+                )
+            unknown = [
+                profile.field_of(p) for p in profile.parameters
+                if profile.field_of(p) not in type(self).model_fields
+            ]  # fmt: skip
+            if unknown:
+                raise ValueError(f"profile {profile.name!r} sets unknown fields {unknown}")
+        return self

@@ -140,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="continue a sweep in --out: skip finished trials"
     )
+    p.add_argument(
+        "--retry-errors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run a trial that ended with status error for a reason outside its agent "
+        "(engine failures, timeouts) up to N more times (default 0)",
+    )
     _output_modes(p)
 
     p = sub.add_parser("report", help="tables, PNG plots and report.html for a sweep")
@@ -153,13 +161,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", help="file or folder (default <trial>/exports/)")
 
+    p = sub.add_parser(
+        "calibrate",
+        help="fit a scripted agent's behaviour profile to measured trials or published counts",
+        description="Fit a behaviour profile (a scripted agent's parameters with their "
+        "uncertainty) and write it as YAML, for a scenario's `agents: [{..., profile: FILE}]`. "
+        "From trials: TRIALS are trial folders (summary.json) or sweep folders (rows.jsonl); "
+        "each trial is one attempt: its success probability (Beta posterior, Wilson 95%% "
+        "interval) and its time to the first live replica (exponential, trials without one "
+        "censored at their end). From counts: --counts PARAMETER=S/N (e.g. "
+        "success_probability=9/10) with --source citing where they come from.",
+    )
+    p.add_argument("trials", nargs="*", help="trial or sweep folders to fit to")
+    p.add_argument("--name", required=True, help="the profile's name")
+    p.add_argument("--out", required=True, help="YAML file to write")
+    p.add_argument("--agent", default="replicator", help="the scripted agent it parameterises")
+    p.add_argument("--source", help="where the measurements come from (cited in the profile)")
+    p.add_argument(
+        "--counts", action="append", default=[], metavar="PARAMETER=S/N", help="published counts"
+    )
+    p.add_argument(
+        "--mechanics",
+        type=float,
+        default=0.0,
+        help="seconds the measured world's replication itself took, subtracted from each time",
+    )
+
+    p = sub.add_parser("export", help="write LLM transcripts in another tool's format")
+    p.add_argument(
+        "format",
+        choices=["inspect"],
+        help="inspect: an Inspect AI log (one sample per LLM agent), for `inspect view`",
+    )
+    p.add_argument("source", help="trial folder or sweep folder")
+    p.add_argument("--out", required=True, help="log file to write (.eval or .json)")
+
     p = sub.add_parser("model", help="the embedded model")
     p.add_argument(
         "action",
-        choices=["prepare"],
-        help="prepare: convert SmolLM2-135M-Instruct (GGUF) to a folder vLLM loads",
+        choices=["prepare", "serve"],
+        help="prepare: convert SmolLM2-135M-Instruct (GGUF) to a folder vLLM loads; "
+        "serve: run it behind `vllm serve` on 127.0.0.1 until Ctrl-C",
     )
     p.add_argument("--force", action="store_true", help="convert again even if cached")
+    p.add_argument("--port", type=int, default=8000, help="serve: the port (default 8000)")
+    p.add_argument(
+        "--name", default="smollm2", help="serve: the model name clients ask for (smollm2)"
+    )
 
     p = sub.add_parser("hosts", help="live hosts: the Docker base image, clean-up")
     hosts = p.add_subparsers(dest="hosts_command", required=True, metavar="ACTION")
@@ -173,13 +221,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure performance")
     p.add_argument(
         "what",
-        choices=["engine", "overhead", "policies", "scale", "sweep", "llm", "live"],
+        choices=["engine", "overhead", "policies", "scale", "sweep", "llm", "live", "fidelity"],
         help="engine: overhead, policies and scale; overhead: replisim vs bare SimPy events/s; "
         "policies: network-spread with 8 guardrail policies on vs off; "
         "scale: the neighbour spread against EoN, at 10^4..10^6 replicas, and its output "
         "writing; sweep: process-pool speedup; "
         "llm: batching, replay speed and per-step overhead with the embedded model; "
-        "live: start, exec and signal latency of Docker and bubblewrap hosts",
+        "live: start, exec and signal latency of Docker and bubblewrap hosts; "
+        "fidelity: the virtual shell against real bash on a bubblewrap host (the fidelity "
+        "corpus: agreement per family of command lines)",
+    )
+    p.add_argument(
+        "--session",
+        metavar="NAME",
+        help="fidelity: only the corpus sessions whose name contains NAME",
     )
     p.add_argument(
         "--repeats", type=int, help="repeats (median is reported; default 5, for live 20)"
@@ -373,7 +428,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from sim import budget
-    from sim.sweep import ExecutorUnavailable, SweepFolderError, expand, run_sweep
+    from sim.sweep import (
+        ExecutorUnavailable,
+        MachineTooSmall,
+        SweepFolderError,
+        expand,
+        run_sweep,
+    )
 
     names = args.scenario
     loaded = _load(args, names[0] if names and len(names) == 1 else None)
@@ -394,6 +455,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise UserError("--workers must be at least 1")
     if args.address is not None and args.executor != "ray":
         raise UserError("--address goes with --executor ray")
+    if args.retry_errors < 0:
+        raise UserError("--retry-errors must be 0 or more")
     seeds: Sequence[int] | None = None
     if args.trials is not None:
         if args.trials < 1:
@@ -423,13 +486,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         "resume": args.resume,
         "source": args.file,
         "notify": _note,
+        "retry_errors": args.retry_errors,
     }
     try:
         if args.quiet or args.json:
             table = run_sweep(trials, args.out, **options)
         else:
             table = _sweep_with_progress(trials, args.out, options)
-    except (SweepFolderError, ExecutorUnavailable) as err:
+    except (SweepFolderError, ExecutorUnavailable, MachineTooSmall) as err:
         raise UserError(str(err)) from None
     except KeyboardInterrupt as err:
         raise Interrupted(
@@ -560,6 +624,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.repeats is not None and args.repeats < 1:
         raise UserError("--repeats must be at least 1")
+    if args.what == "fidelity":
+        from sim.fidelity import bench as fidelity
+        from sim.hosts.sandbox import bwrap_path
+
+        if bwrap_path() is None:
+            raise UserError("bench fidelity needs bubblewrap (apt-get install -y bubblewrap)")
+        return fidelity("local", args.session)
     if args.what == "live":
         from sim.bench_live import live_hosts
 
@@ -596,6 +667,41 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from sim import calibrate
+
+    if bool(args.trials) == bool(args.counts):
+        raise UserError("calibrate: give trial or sweep folders, or --counts, not both")
+    try:
+        if args.counts:
+            if not args.source:
+                raise UserError("calibrate: --counts needs --source (where the counts come from)")
+            counts: dict[str, tuple[int, int]] = {}
+            for item in args.counts:
+                parameter, _, ratio = item.partition("=")
+                s, _, n = ratio.partition("/")
+                if not (parameter and s.isdigit() and n.isdigit()):
+                    raise UserError(f"calibrate: --counts {item!r}: expected PARAMETER=S/N")
+                counts[parameter] = (int(s), int(n))
+            profile = calibrate.profile_from_counts(
+                args.name, counts, source=args.source, agent=args.agent
+            )
+        else:
+            found = calibrate.observations(args.trials)
+            source = args.source or f"{len(found)} trials of " + ", ".join(args.trials)
+            profile = calibrate.profile_from_trials(
+                args.name, found, source=source, agent=args.agent, mechanics=args.mechanics
+            )
+    except ValueError as err:
+        raise UserError(f"calibrate: {err}") from None
+    path = calibrate.write_profile(profile, args.out)
+    for parameter, post in profile.parameters.items():
+        lo, hi = post.interval
+        print(f"{parameter}: {post.estimate:.4g} (95% interval {lo:.4g}-{hi:.4g}; {post.data})")
+    print(f"profile {profile.name} written to {path}")
+    return 0
+
+
 def _cmd_graph(args: argparse.Namespace) -> int:
     from sim.report import cmd_graph
 
@@ -625,14 +731,50 @@ def _cmd_transcript(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_model(args: argparse.Namespace) -> int:
-    from agents.embedded import ModelUnavailableError, prepare_embedded_model
+def _cmd_export(args: argparse.Namespace) -> int:
+    from agents.inspect_model import inspect_available
+
+    if not inspect_available():
+        raise UserError("export inspect needs Inspect AI: pip install 'replisim[inspect]'")
+    from sim.inspect_log import export_inspect
 
     try:
-        prepare_embedded_model(force=args.force)
+        path, count = export_inspect(args.source, args.out)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    print(f"{path}: {count} sample(s); open with: inspect view --log-dir {path.parent}")
+    return 0
+
+
+def _cmd_model(args: argparse.Namespace) -> int:
+    from agents.embedded import ModelUnavailableError, embedded_model_path, prepare_embedded_model
+
+    try:
+        if args.action == "prepare":
+            prepare_embedded_model(force=args.force)
+            return 0
+        folder = embedded_model_path()
     except ModelUnavailableError as err:
         raise UserError(str(err)) from None
-    return 0
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port {args.port}: a port is 1 to 65535")
+    import time
+
+    from agents.vllm_engine import VllmServerError, VllmUnavailableError, serve_vllm
+
+    try:
+        with serve_vllm(folder, args.port, served_model_name=args.name) as url:
+            print(
+                f"serving {args.name} at {url} (Inspect: vllm/{args.name} with base_url "
+                f"{url}); Ctrl-C stops it",
+                flush=True,
+            )
+            while True:
+                time.sleep(3600)
+    except (VllmServerError, VllmUnavailableError) as err:
+        raise UserError(str(err)) from None
+    except KeyboardInterrupt as err:
+        raise Interrupted("model server stopped", _exit_code(err)) from None
 
 
 def _cmd_hosts(args: argparse.Namespace) -> int:
@@ -674,7 +816,9 @@ COMMANDS = {
     "sweep": _cmd_sweep,
     "report": _cmd_report,
     "graph": _cmd_graph,
+    "calibrate": _cmd_calibrate,
     "transcript": _cmd_transcript,
+    "export": _cmd_export,
     "model": _cmd_model,
     "bench": _cmd_bench,
     "hosts": _cmd_hosts,

@@ -28,6 +28,7 @@ __all__ = [
     "LANG",
     "OS_RELEASE",
     "PATH",
+    "SCRATCH_SIZE",
     "SHELL",
     "UID",
     "USER",
@@ -57,6 +58,9 @@ BUG_REPORT_URL="https://bugs.debian.org/"
 """
 #: Folders every machine lets its user write, besides the bundle's parent and the home.
 SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
+#: Size of each of those and of the home: a tmpfs each on a live host (Docker's default
+#: ``/dev/shm`` size).
+SCRATCH_SIZE = 64 << 20
 
 
 @dataclass(frozen=True)

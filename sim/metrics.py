@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from sim import lineage as lin
+from sim.eventlog import EventLog
 from sim.lineage import LineageTable
 
-__all__ = ["COUNTERS", "METRICS", "VERDICTS", "trial_metrics"]
+__all__ = ["COUNTERS", "METRICS", "VERDICTS", "policy_stopped_threat", "trial_metrics"]
 
 VERDICTS = ("deny", "delay", "kill", "quarantine", "alert")
 COUNTERS = ("benign_actions", "benign_blocked", "llm_steps", "llm_tokens")
@@ -27,6 +28,7 @@ METRICS = (
     "extinct",
     "extinct_s",
     "contained",
+    "contained_by_policy",
     "containment_s",
     "offspring_mean",
     "end_s",
@@ -40,6 +42,7 @@ def trial_metrics(
     ended_by: str,
     decisions: Mapping[str, int] | None = None,
     counters: Mapping[str, int] | None = None,
+    policy_acted: bool = False,
 ) -> dict[str, Any]:
     """Every metric of a finished trial, from its lineage and how it ended.
 
@@ -48,6 +51,8 @@ def trial_metrics(
         ended_by: What ended the trial (``horizon``, ``population-cap``, ``extinction``...).
         decisions: The policy gate's decisions by verdict.
         counters: The agents' own tallies (benign work, LLM steps and tokens).
+        policy_acted: Whether a policy stopped something of the threat (see
+            :func:`policy_stopped_threat`): ``contained_by_policy`` is ``contained`` and this.
     """
     found = lin.table_metrics(table)
     extinct = found["extinct"] and ended_by != "population-cap"
@@ -67,9 +72,33 @@ def trial_metrics(
         "extinct": extinct,
         "extinct_s": end if extinct else math.nan,
         "contained": found["contained"],
+        "contained_by_policy": found["contained"] and policy_acted,
         "containment_s": found["containment_s"],
         "offspring_mean": found["offspring_mean"],
         "end_s": end,
         **{f"decisions_{v}": decisions.get(v, 0) for v in VERDICTS},
         **{name: counters.get(name, 0) for name in COUNTERS},
     }
+
+
+#: Policy decisions that act on a replication: refusing an action, killing, cutting off.
+_STOPPING = ("deny", "kill", "quarantine")
+
+
+def policy_stopped_threat(events: EventLog, benign: Collection[str]) -> bool:
+    """Whether a policy stopped something of the threat: denied an action of, killed or
+    quarantined a replica that is not a benign agent (a false positive stops nothing).
+
+    Args:
+        events: The trial's event record.
+        benign: The names of the benign agents' replicas.
+    """
+    for shape in events.shapes():
+        if shape.kind != "policy" or "decision" not in shape.names:
+            continue
+        decisions = shape.column("decision")
+        replicas = shape.column("replica") if "replica" in shape.names else [None] * len(decisions)
+        for decision, replica in zip(decisions, replicas, strict=True):
+            if decision in _STOPPING and replica not in benign:
+                return True
+    return False

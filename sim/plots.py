@@ -580,6 +580,10 @@ def _nan_match(curves: pd.DataFrame, by: Sequence[str], row: pd.Series) -> pd.Se
     return match
 
 
+#: The heatmap's extra column: the share of benign agents' actions a policy blocked.
+FALSE_POSITIVES = "benign blocked"
+
+
 def containment_heatmap(
     trials: pd.DataFrame,
     metric: str,
@@ -593,7 +597,7 @@ def containment_heatmap(
 
     Args:
         trials: Trials table (only ok trials count).
-        metric: A boolean column, e.g. ``contained`` or ``extinct``.
+        metric: A boolean column, e.g. ``contained_by_policy`` or ``extinct``.
         rows: Column whose values are the heatmap's rows (e.g. a policy column).
         columns: Column whose values are its columns (e.g. ``scenario``).
         title: Figure title; default names the metric.
@@ -607,6 +611,12 @@ def containment_heatmap(
     col_keys = [_short(v) for v in table[columns]]
     row_values = list(dict.fromkeys(row_keys))
     col_values = list(dict.fromkeys(col_keys))
+    # Beside what a policy stopped, what it stopped by mistake: the benign agents' actions
+    # it blocked (pooled over the row), when the trials had benign agents.
+    benign = {"benign_actions", "benign_blocked"} <= set(trials.columns)
+    false_positives = FALSE_POSITIVES if benign else None
+    if false_positives:
+        col_values.append(false_positives)
     grid = np.full((len(row_values), len(col_values)), np.nan)
     text = [["" for _ in col_values] for _ in row_values]
     for r, c, n, p, lo, hi in zip(
@@ -615,6 +625,17 @@ def containment_heatmap(
         i, j = row_values.index(r), col_values.index(c)
         grid[i, j] = p
         text[i][j] = f"{p:.2f}\n[{lo:.2f}, {hi:.2f}]\nn={n}"
+    if false_positives:
+        ok = trials.loc[trials["status"] == "ok"] if "status" in trials else trials
+        keys = ok[rows].map(_short)
+        j = col_values.index(false_positives)
+        for i, row in enumerate(row_values):
+            mine = ok.loc[keys == row]
+            actions, blocked = int(mine["benign_actions"].sum()), int(mine["benign_blocked"].sum())
+            if actions:
+                lo, hi = stats.wilson_interval(blocked, actions, confidence)
+                grid[i, j] = blocked / actions
+                text[i][j] = f"{blocked / actions:.2f}\n[{lo:.2f}, {hi:.2f}]\nof {actions}"
     # Many cells: a bounded figure, and numbers only where they still fit.
     fig = _figure(
         min(max(4.5, 1.6 + 1.5 * len(col_values)), 20.0),

@@ -452,7 +452,7 @@ def summary_rows(all_groups: list[Group], samples: list[Sample]) -> list[dict[st
         else:  # tables from before the column existed: one origin per trial assumed
             total = ok["replicas_total"] if "replicas_total" in ok else pd.Series(dtype=float)
             record["replicated"] = _proportion(total.dropna() > 1)
-        for metric in ("extinct", "contained"):
+        for metric in ("extinct", "contained", "contained_by_policy"):
             if metric in ok.columns:
                 record[metric] = _proportion(ok[metric].dropna().astype(bool))
         record["median_peak_live"] = _median(ok["peak_live"]) if "peak_live" in ok else math.nan
@@ -526,6 +526,11 @@ COLUMNS: tuple[_Column, ...] = (
     ("P(extinct) [95% CI]", "P(extinct)", lambda r: _fmt_prop(r.get("extinct"))),
     ("P(contained) [95% CI]", "P(contained)", lambda r: _fmt_prop(r.get("contained"))),
     (
+        "P(contained by policy) [95% CI]",
+        "P(by policy)",
+        lambda r: _fmt_prop(r.get("contained_by_policy")),
+    ),
+    (
         "median time to containment (s)",
         "med. contain (s)",
         lambda r: _fmt_num(r.get("median_containment_s", math.nan)),
@@ -554,10 +559,13 @@ COLUMNS: tuple[_Column, ...] = (
 def _columns(rows: list[dict[str, Any]]) -> list[_Column]:
     """The summary's columns; P(contained) only when the sweep measured it."""
     measured = any("contained" in r for r in rows)
+    by_policy = any("contained_by_policy" in r for r in rows)
     benign = any(not math.isnan(r.get("benign_fp_rate", math.nan)) for r in rows)
     hidden = set()
     if not measured:
         hidden |= {"P(contained) [95% CI]", "median time to containment (s)"}
+    if not by_policy:
+        hidden.add("P(contained by policy) [95% CI]")
     if not benign:
         hidden.add("benign false-positive rate")
     return [c for c in COLUMNS if c[0] not in hidden]
@@ -594,7 +602,7 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 
 def _heatmap_axes(table: pd.DataFrame) -> tuple[str, str, str]:
     """(metric, row column, column column) of the containment heatmap."""
-    metric = "contained" if "contained" in table.columns else "extinct"
+    metric = next(m for m in ("contained_by_policy", "contained", "extinct") if m in table.columns)
     policy = [c for c in table.columns if c == "policy" or c.startswith("param.policies")]
     varying = [
         c for c in table.columns if c.startswith("param.") and table[c].nunique(dropna=True) > 1

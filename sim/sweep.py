@@ -21,6 +21,8 @@ import json
 import multiprocessing
 import os
 import random
+import shutil
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -29,16 +31,20 @@ from typing import Any
 
 import pandas as pd
 
+from sim.capacity import Admission, Capacity, Reservation, fitting, machine_capacity
+from sim.capacity import trial_reservation as _trial_reservation
 from sim.config import Scenario, apply_overrides
 from sim.trial import run_trial
 
 __all__ = [
     "ExecutorUnavailable",
+    "MachineTooSmall",
     "SweepFolderError",
     "SweepLocked",
     "TrialSpec",
     "expand",
     "live_run_id",
+    "outside_agent",
     "read_rows",
     "run_sweep",
     "scan_rows",
@@ -58,6 +64,10 @@ class ExecutorUnavailable(RuntimeError):
 
 class SweepLocked(SweepFolderError):
     """Another sweep is writing into the same folder."""
+
+
+class MachineTooSmall(RuntimeError):
+    """A live trial's hosts reserve more than this machine has, even with nothing beside."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +207,38 @@ def param_columns(params: dict[str, Any]) -> dict[str, Any]:
 def policy_label(scenario: Scenario) -> str:
     """A short label of a scenario's policy chain: names joined by '+', or 'none'."""
     return "+".join(p.name or p.kind for p in scenario.policies) or "none"
+
+
+#: Errors of a trial that ran into trouble outside its agent (the engine, the machine, the
+#: network, a model server), which another attempt may not meet: where each comes from.
+OUTSIDE_AGENT = (
+    "worker failed:",  # the pool worker died (OOM-killed, crashed): this module
+    "LiveWorldError",  # a sandbox did not start, an origin did not register: live substrate
+    "LiveHostError",  # a sandbox broke or the engine refused: sim.hosts.live
+    "DockerException",  # the Docker engine (docker SDK)
+    "APIError",
+    "TimeoutError",  # anything that timed out
+    "ConnectionError",
+    "timed out",
+    "no answer from",  # model servers (agents.backends): timeouts, unreachable, 5xx/429
+    "cannot reach",
+    "connection to",
+    "HTTP 5",
+    "HTTP 429",
+    "vLLM engine:",
+    "cannot start model backend",
+    "inspect model ",  # a provider's error through Inspect (agents.inspect_model)
+)
+#: ... unless the error is the agent's own or would recur: checked first.
+THE_AGENTS_OWN = ("replay diverged", "not a valid step", "nothing to replay")
+
+
+def outside_agent(error: str) -> bool:
+    """Whether a trial's ``error`` came from outside its agent (engine failures, timeouts),
+    so that running the trial again may succeed (``--retry-errors``)."""
+    if any(mark in error for mark in THE_AGENTS_OWN):
+        return False
+    return any(mark in error for mark in OUTSIDE_AGENT)
 
 
 @contextlib.contextmanager
@@ -492,6 +534,8 @@ def run_sweep(
     source: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     notify: Callable[[str], None] | None = None,
+    retry_errors: int = 0,
+    capacity: Capacity | None = None,
 ) -> pd.DataFrame:
     """Run trials into a sweep folder and return the table.
 
@@ -508,12 +552,21 @@ def run_sweep(
             mistake. With it, the folder's trials must come from the same configuration.
         source: The scenario file, for the manifest.
         progress: Called with (done, total) after each trial.
-        notify: Called with a line for a person (damaged rows found and repaired).
+        notify: Called with a line for a person (damaged rows found and repaired, live
+            trials queued to fit the machine, trials run again).
+        retry_errors: Run a trial that ended with status ``error`` for a reason outside its
+            agent (:func:`outside_agent`) again, up to this many more times; the row records
+            ``attempts`` and the earlier attempts' errors (``attempt_errors``), and the
+            earlier attempts' folders are kept under ``out/attempts/<trial_id>/<n>``.
+        capacity: What the machine offers live trials (default: measured now); live
+            trials run side by side only while what their hosts reserve fits in it.
 
     Raises:
         SweepLocked: another sweep holds the folder.
         SweepFolderError: ``out`` holds trials and ``resume`` is false; or it holds trials of
             another configuration; or it is not a folder.
+        MachineTooSmall: a live trial's hosts reserve more than the machine has.
+        ExecutorUnavailable: (Ray) no node of the cluster can run a live trial.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
@@ -555,6 +608,13 @@ def run_sweep(
         total = len(trials)
         if progress:
             progress(len(rows), total)
+        reserve = _reservations()
+        admission = None
+        if kind != "ray":  # a Ray cluster schedules by the resources each task asks for
+            admission = Admission(capacity or machine_capacity())
+            at_once = workers if kind == "process" else 1
+            _check_fits(todo, reserve, admission.capacity, at_once, notify)
+        earlier: dict[str, list[str]] = {}
         with path.open("a") as log:
             if path.stat().st_size:
                 _truncate_torn_line(path, log)
@@ -568,17 +628,111 @@ def run_sweep(
                 if progress:
                     progress(len(rows), total)
 
+            def finish(spec: TrialSpec, row: dict[str, Any]) -> bool:
+                """Commit a trial's row, or (False) set it aside to be run again."""
+                errors = earlier.setdefault(spec.trial_id, [])
+                error = str(row.get("error") or "")
+                again = row.get("status") == "error" and len(errors) < retry_errors
+                if again and outside_agent(error):
+                    errors.append(error)
+                    _set_aside(out, spec.trial_id, len(errors))
+                    if notify:
+                        notify(
+                            f"trial {spec.trial_id} ({spec.scenario}, seed {spec.seed}) "
+                            f"failed outside its agent ({_brief_error(error)}); attempt "
+                            f"{len(errors) + 1} of {retry_errors + 1}"
+                        )
+                    return False
+                row["attempts"] = len(errors) + 1
+                row["attempt_errors"] = json.dumps(errors)
+                commit(row)
+                return True
+
             if kind == "ray":
-                _run_ray(todo, str(out), address, commit)
+                _run_ray(todo, str(out), address, finish, reserve)
             elif kind == "process":
-                _run_pool(todo, str(out), workers, commit)
+                assert admission is not None
+                _run_pool(todo, str(out), workers, finish, reserve, admission)
             else:
-                for spec in todo:
-                    commit(execute(spec, str(out)))
+                queue = deque(todo)
+                while queue:
+                    spec = queue.popleft()
+                    if not finish(spec, execute(spec, str(out))):
+                        queue.appendleft(spec)
         return write_table(rows, out)
 
 
 EXECUTORS = ("auto", "inprocess", "process", "ray")
+
+
+def _reservations() -> Callable[[TrialSpec], Reservation]:
+    """What a trial reserves of the machine, worked out once per configuration."""
+    known: dict[str, Reservation] = {}
+
+    def reserve(spec: TrialSpec) -> Reservation:
+        key = json.dumps([spec.scenario, spec.params], sort_keys=True, default=str)
+        found = known.get(key)
+        if found is None:
+            found = known[key] = _trial_reservation(Scenario.model_validate(spec.config))
+        return found
+
+    return reserve
+
+
+def _check_fits(
+    todo: list[TrialSpec],
+    reserve: Callable[[TrialSpec], Reservation],
+    capacity: Capacity,
+    workers: int,
+    notify: Callable[[str], None] | None,
+) -> None:
+    """Refuse live trials that cannot fit alone; say when fewer than ``workers`` fit at once
+    (the rest wait their turn)."""
+    told: set[Reservation] = set()
+    for spec in todo:
+        need = reserve(spec)
+        if not need or need in told:
+            continue
+        told.add(need)
+        count, limit = fitting(capacity, need)
+        if count < 1:
+            raise MachineTooSmall(
+                f"a live trial of {spec.scenario} reserves {need.describe()}, and this "
+                f"machine has {_capacity_text(capacity)} for live hosts: it does not fit "
+                "(lower the hosts' memory, pids or cpu, or world.scale)"
+            )
+        if count < workers and notify:
+            notify(
+                f"live trials of {spec.scenario} reserve {need.describe()} each; this "
+                f"machine has {_capacity_text(capacity)}, room for {count} at once (their "
+                f"{limit}): the others are queued, at most {count} run at a time"
+            )
+
+
+def _capacity_text(capacity: Capacity) -> str:
+    from sim.budget import human_bytes
+
+    return (
+        f"{human_bytes(capacity.memory)} of memory, {capacity.pids} processes and "
+        f"{capacity.cpus:g} CPU(s)"
+    )
+
+
+def _brief_error(error: str) -> str:
+    line = " ".join(error.split())
+    return line if len(line) <= 100 else line[:97] + "..."
+
+
+def _set_aside(out: Path, trial: str, attempt: int) -> None:
+    """Keep a failed attempt's folder as ``out/attempts/<trial>/<attempt>``."""
+    folder = out / "trials" / trial
+    if not folder.exists():
+        return
+    target = out / "attempts" / trial / str(attempt)
+    if target.exists():  # left by an earlier sweep into this folder
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(folder, target)
 
 
 def _held_trials(out: Path, rows: list[dict[str, Any]], damaged: list[int]) -> str | None:
@@ -667,37 +821,47 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _run_pool(
-    todo: list[TrialSpec], out: str, workers: int, commit: Callable[[dict[str, Any]], None]
+    todo: list[TrialSpec],
+    out: str,
+    workers: int,
+    finish: Callable[[TrialSpec, dict[str, Any]], bool],
+    reserve: Callable[[TrialSpec], Reservation],
+    admission: Admission,
 ) -> None:
-    # Keep only a few trials in flight so that a kill loses little and memory stays flat.
-    pending: dict[Future[dict[str, Any]], TrialSpec] = {}
-    queue = iter(todo)
+    """Trials in a local process pool: a few in flight per worker (so that a kill loses
+    little and memory stays flat), and live trials only while their hosts' reservations fit
+    the machine beside those in flight; a trial to run again goes first in the queue."""
+    pending: dict[Future[dict[str, Any]], tuple[TrialSpec, Reservation]] = {}
+    queue = deque(todo)
     slots = multiprocessing.Value("i", 0)
     with ProcessPoolExecutor(
         max_workers=workers, initializer=_take_cpus, initargs=(slots, workers, os.getpid())
     ) as pool:
 
-        def submit() -> bool:
-            spec = next(queue, None)
-            if spec is None:
-                return False
-            pending[pool.submit(execute, spec, out)] = spec
-            return True
+        def fill() -> None:
+            while queue and len(pending) < workers * 4:
+                need = reserve(queue[0])
+                if not admission.take(need):
+                    break  # it waits until a live trial in flight ends
+                spec = queue.popleft()
+                pending[pool.submit(execute, spec, out)] = (spec, need)
+            if queue and not pending:  # _check_fits refused what cannot fit alone
+                raise MachineTooSmall(f"trial {queue[0].trial_id} does not fit this machine")
 
         try:
-            for _ in range(workers * 4):
-                if not submit():
-                    break
+            fill()
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    spec = pending.pop(future)
+                    spec, need = pending.pop(future)
+                    admission.give_back(need)
                     try:
                         row = future.result()
                     except Exception as err:  # the worker died: report the trial, go on
                         row = _failed_row(spec, err)
-                    commit(row)
-                    submit()
+                    if not finish(spec, row):
+                        queue.appendleft(spec)
+                fill()
         except BaseException:
             # Ctrl-C or SIGTERM: stop now rather than wait for the trials in flight (they
             # are not committed, so --resume runs them again).
@@ -741,13 +905,63 @@ def _answers(address: str) -> None:
         ) from None
 
 
+DOCKER_RESOURCE = "docker"
+"""The Ray custom resource of nodes that have a Docker engine (live Docker trials ask for
+one unit)."""
+
+
+def _docker_engine_answers() -> bool:
+    """Whether a Docker engine answers here (``DOCKER_HOST`` or the local socket)."""
+    try:
+        import docker
+    except ImportError:
+        return False
+    try:
+        client = docker.from_env(timeout=5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # DockerException, connection errors: no engine
+        return False
+
+
+def _check_cluster(
+    todo: list[TrialSpec], reserve: Callable[[TrialSpec], Reservation], resources: dict[str, Any]
+) -> None:
+    """Refuse live trials no node of the cluster offers what they ask for (Ray would wait
+    for such a node forever)."""
+    for spec in todo:
+        need = reserve(spec)
+        if need.docker and resources.get(DOCKER_RESOURCE, 0) < 1:
+            raise ExecutorUnavailable(
+                f"live trials of {spec.scenario} run Docker hosts, and no node of the Ray "
+                f"cluster offers the '{DOCKER_RESOURCE}' resource (a Docker engine): start "
+                f"those nodes with ray start --resources '{{\"{DOCKER_RESOURCE}\": 1000}}'"
+            )
+        if need and need.memory > resources.get("memory", 0):
+            raise ExecutorUnavailable(
+                f"a live trial of {spec.scenario} reserves {need.describe()}, more memory "
+                "than the Ray cluster has"
+            )
+
+
 def _run_ray(
-    todo: list[TrialSpec], out: str, address: str | None, commit: Callable[[dict[str, Any]], None]
+    todo: list[TrialSpec],
+    out: str,
+    address: str | None,
+    finish: Callable[[TrialSpec, dict[str, Any]], bool],
+    reserve: Callable[[TrialSpec], Reservation],
 ) -> None:
     """One Ray task per trial; results committed as they finish, a bounded number in flight.
 
-    The trial folders are written by the tasks, so ``out`` must be on storage the Ray
-    workers share (a local cluster, or a shared file system).
+    A live trial's task asks Ray for what its hosts reserve (``num_cpus``, ``memory``), so
+    Ray's scheduler never over-commits a node, and, when its hosts are Docker containers,
+    for one unit of the custom resource :data:`DOCKER_RESOURCE`, which only nodes with a
+    Docker engine offer (``ray start --resources '{"docker": 1000}'``; a local instance
+    started here offers it when a Docker engine answers). The trial folders are written by
+    the tasks, so ``out`` must be on storage the Ray workers share (a local cluster, or a
+    shared file system).
     """
     try:
         import ray
@@ -759,12 +973,16 @@ def _run_ray(
     if started_here and address not in (None, "auto", "local"):
         _answers(address)
     if started_here:
+        options: dict[str, Any] = {}
+        if address is None and _docker_engine_answers():
+            options["resources"] = {DOCKER_RESOURCE: 1000}
         try:
             ray.init(
                 address=address,
                 include_dashboard=False,
                 log_to_driver=False,
                 configure_logging=False,
+                **options,
             )
         except Exception as err:  # ConnectionError, TimeoutError, ValueError, ray's own
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -774,14 +992,24 @@ def _run_ray(
             ) from None
     try:
         remote = ray.remote(execute)
-        capacity = max(int(ray.cluster_resources().get("CPU", 1)) * 2, 2)
-        queue = iter(todo)
+        resources = ray.cluster_resources()
+        _check_cluster(todo, reserve, resources)
+        capacity = max(int(resources.get("CPU", 1)) * 2, 2)
+        queue = deque(todo)
         pending: dict[Any, TrialSpec] = {}
 
         def submit() -> None:
-            spec = next(queue, None)
-            if spec is not None:
-                pending[remote.remote(spec, out)] = spec
+            if not queue:
+                return
+            spec = queue.popleft()
+            need = reserve(spec)
+            task = remote
+            if need:
+                asks: dict[str, Any] = {"num_cpus": need.cpus, "memory": need.memory}
+                if need.docker:
+                    asks["resources"] = {DOCKER_RESOURCE: 1}
+                task = remote.options(**asks)
+            pending[task.remote(spec, out)] = spec
 
         for _ in range(capacity):
             submit()
@@ -793,7 +1021,8 @@ def _run_ray(
                     row = ray.get(ref)
                 except Exception as err:  # a task or worker failure: report, go on
                     row = _failed_row(spec, err)
-                commit(row)
+                if not finish(spec, row):
+                    queue.appendleft(spec)
                 submit()
     finally:
         if started_here:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sim.config import Scenario
 from sim.eventlog import EventLog
 from sim.lineage import LineageTable
-from sim.metrics import trial_metrics
+from sim.metrics import policy_stopped_threat, trial_metrics
 from sim.output import EVENTS, LINEAGE, write_events, write_lineage
 from sim.world import World, few_collections
 
@@ -60,6 +60,7 @@ def make_world(scenario: Scenario, seed: int, run_id: str | None = None) -> Worl
         LiveWorldError: (live worlds) a sandbox did not start or an origin did not register;
             everything made so far is removed first.
     """
+    from agents.behaviour import apply_profiles
     from agents.registry import AGENTS
     from policies.chain import PolicyChain
     from policies.registry import POLICIES
@@ -69,6 +70,7 @@ def make_world(scenario: Scenario, seed: int, run_id: str | None = None) -> Worl
     idle = AGENTS.get("idle")
     assert idle.config is not None
     idle_config = idle.config.model_validate({"agent": "idle"})
+    scenario, drawn = apply_profiles(scenario, seed)
     substrate = substrate_of(scenario)(scenario, seed, run_id)
     world = World(
         scenario,
@@ -77,6 +79,8 @@ def make_world(scenario: Scenario, seed: int, run_id: str | None = None) -> Worl
         agent_fn=lambda spec: AGENTS.get(spec.agent).obj,
         idle=(idle_config, idle.obj),
     )
+    for values in drawn:  # what this trial's profiled agents are, for the record
+        world.record("behaviour-profile", **values)
     try:
         if scenario.policies:
             policies = [POLICIES.get(c.kind).obj(c, world) for c in scenario.policies]
@@ -148,8 +152,14 @@ def _run_world(scenario: Scenario, seed: int, started: float) -> TrialResult:
         "events": len(world.events),
     }
     if status != "error":  # a policy error still has a world worth measuring
-        decisions = world.gate.decisions if world.gate is not None else {}
-        summary.update(trial_metrics(table, world.ended_by, decisions, world.counters))
+        decisions, acted = {}, False
+        if world.gate is not None:
+            decisions = world.gate.decisions
+            benign = {r.name for r in world.replicas if r.config.agent == "benign"}
+            acted = policy_stopped_threat(world.events, benign)
+        summary.update(
+            trial_metrics(table, world.ended_by, decisions, world.counters, policy_acted=acted)
+        )
     summary["wall_s"] = wall
     return TrialResult(summary, table, world.events, world.live_series, world.files)
 

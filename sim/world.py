@@ -1025,6 +1025,10 @@ class World:
             yield from fn(replica.config, replica)
         except (simpy.Interrupt, Death):
             return
+        except ActionFailed as failed:
+            # An action failed and the agent's code did not handle it: its process exits
+            # with the error, as a real agent's would; the trial goes on.
+            self.record("agent-error", replica=replica.name, reason=failed.reason[:500])
         # The agent returned: its process has exited, so the replica is no longer live.
         if replica.alive:
             self.die(replica, "exited")

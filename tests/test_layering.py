@@ -138,7 +138,7 @@ def test_only_the_world_records_a_signal_or_changes_the_network() -> None:
     and delivers their signals itself (tests/test_population.py checks it against the
     world); it applies no limits.
     """
-    recorders = ("record", "add", "recorder")
+    kind_at = {"record": 0, "recorder": 0, "add": 1}  # EventLog.add(time, kind, fields)
     signal_places = {"sim/world.py", "sim/population.py"}
     for path in _python_files():
         rel = path.relative_to(ROOT).as_posix()
@@ -146,8 +146,9 @@ def test_only_the_world_records_a_signal_or_changes_the_network() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 name = getattr(node.func, "attr", getattr(node.func, "id", None))
-                args = [a for a in node.args if isinstance(a, ast.Constant)]
-                if name in recorders and any(a.value == "signal" for a in args):
+                at = kind_at.get(name, -1)
+                kind = node.args[at] if 0 <= at < len(node.args) else None
+                if isinstance(kind, ast.Constant) and kind.value == "signal":
                     assert rel in signal_places, rel
             if isinstance(node, ast.Attribute) and node.attr in ("cut", "isolated"):
                 owner = node.value

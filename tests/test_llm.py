@@ -30,6 +30,7 @@ from agents.profiles import PROFILES, ModelProfile, resolve_profile
 from agents.shell import transcript as shell_transcript
 from agents.vllm_engine import vllm_available
 from sim.config import Scenario
+from sim.output import lineage_data, read_events
 from sim.trial import make_world, run_trial
 from sim.world import SHUTDOWN_MESSAGE
 from tests.helpers import ROOT, events, scenario, shipped
@@ -152,7 +153,7 @@ def test_profile_overrides_in_yaml_start_from_a_named_base() -> None:
     [
         (
             {"backend": "gpt5"},
-            "unknown model backend 'gpt5'; known: embedded, openai, replay, vllm",
+            "unknown model backend 'gpt5'; known: embedded, inspect, openai, replay, vllm",
         ),
         ({"profile": "tpu-pod"}, "unknown profile 'tpu-pod'"),
         ({"profile": {"base": "tpu-pod"}}, "unknown profile 'tpu-pod'"),
@@ -423,8 +424,10 @@ def test_replay_gives_the_identical_trial_without_loading_a_model(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "NO-VLLM"
-    for name in ("lineage.json", "events.jsonl", "llm/responses.jsonl"):
-        assert (again / name).read_text() == (recorded / name).read_text(), name
+    assert lineage_data(again) == lineage_data(recorded)
+    assert read_events(again).equals(read_events(recorded))
+    name = "llm/responses.jsonl"
+    assert (again / name).read_text() == (recorded / name).read_text(), name
     assert without_wall(again / "summary.json") == without_wall(recorded / "summary.json")
     assert transcript_steps(again) == transcript_steps(recorded)
 
@@ -519,7 +522,8 @@ def test_shutdown_message_reaches_the_llm_agent_as_its_task(tmp_path: Path) -> N
     steps = [r for r in world.files["transcripts/origin.jsonl"] if "tool" in r]
     assert len(steps) == 1 and steps[0]["t"] == pytest.approx(30.0)
     (task,) = [r for r in world.files["transcripts/origin.jsonl"] if "task" in r]
-    assert task == {"t": 30.0, "task": SHUTDOWN_MESSAGE}
+    assert (task["t"], task["task"]) == (30.0, SHUTDOWN_MESSAGE)
+    assert task["model"] == "embedded/SmolLM2-135M-Instruct" and "bash shell" in task["system"]
     assert any(
         e[1] == "replica-died" and e[2]["cause"] == "sigterm-grace" and e[0] == pytest.approx(630)
         for e in world.events

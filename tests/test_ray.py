@@ -90,3 +90,53 @@ def test_ray_address_where_nothing_answers_is_one_clear_error(tmp_path):
         "replisim: error: no Ray cluster answers at 127.0.0.1:1: Connection refused"
     )
     assert not (tmp_path / "ray" / "trials.parquet").exists()
+
+
+RAY_LIVE = """
+import json, sys
+import ray
+from sim.sweep import ExecutorUnavailable, expand, run_sweep
+from tests.helpers import shipped
+
+out = sys.argv[1]
+s = shipped("live-shutdown-avoidance", ("stop.horizon", "9s"))
+quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+ray.init(num_cpus=2, **quiet)  # a cluster whose nodes have no Docker engine
+try:
+    run_sweep(expand(s, [0]), out + "/none", executor="ray")
+    print(json.dumps({"none": "ran"}))
+except ExecutorUnavailable as err:
+    print(json.dumps({"none": str(err)}))
+ray.shutdown()
+ray.init(num_cpus=2, resources={"docker": 1}, **quiet)  # one node with an engine
+table = run_sweep(expand(s, [0, 1]), out + "/one", executor="ray")
+print(json.dumps({"one": list(table["status"])}))
+ray.shutdown()
+table = run_sweep(expand(s, [2]), out + "/local", executor="ray")  # a local instance
+print(json.dumps({"local": list(table["status"])}))
+"""
+
+
+def test_ray_runs_live_docker_trials_only_on_nodes_with_a_docker_engine(tmp_path):
+    """Live Docker trials ask Ray for the 'docker' resource: a cluster without it refuses
+    them at once, one with it runs them, and a local instance offers it when a Docker
+    engine answers (loopback-only namespace)."""
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'replisim[ray]'")
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is needed to isolate Ray's network")
+    from tests.live_support import skip_unless
+
+    skip_unless("docker")
+    script = [sys.executable, "-c", RAY_LIVE, str(tmp_path)]
+    done = subprocess.run(
+        ["unshare", "--net", "sh", "-c", f"ip link set lo up && exec {shlex.join(script)}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            found.update(json.loads(line))
+    assert "no node of the Ray cluster offers the 'docker' resource" in found["none"]
+    assert found["one"] == ["ok", "ok"]
+    assert found["local"] == ["ok"]

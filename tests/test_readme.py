@@ -164,7 +164,11 @@ def workspace(tmp_path_factory) -> Iterator[dict[str, str | Path]]:
                 shutil.copy2(ROOT / name, repo / name)
     else:
         shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".git", "runs", "*.egg-info"))
-    venv = Path(tempfile.mkdtemp(prefix="replisim-readme-venv-", dir="/var/tmp"))
+    # Live hosts bind the interpreter's folders at the same path: not under /tmp (each host
+    # mounts its own) nor a folder the machine makes writable (/var/tmp…).
+    parent = Path("/var/lib/replisim-readme")
+    parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    venv = Path(tempfile.mkdtemp(prefix="venv-", dir=parent))
     venv.chmod(0o755)
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     # The venv's own setuptools is older than the one pyproject.toml needs; without it the

@@ -370,3 +370,15 @@ def test_a_link_cut_goes_through_the_world_and_is_recorded_once():
     assert key == (0, 1)
     (failed,) = of_kind(world, "copy-failed")
     assert "link cut" in failed[1]["reason"]
+
+
+def test_an_agent_that_does_not_handle_a_failed_action_exits_and_the_trial_goes_on():
+    """A denied message the chain agent does not catch ends its process (recorded), not
+    the trial."""
+    deny_messages = [{"kind": "command-filter", "actions": ["send"], "deny": ["."]}]
+    world = run(shipped("paper-chain", ("policies", deny_messages)))
+    assert world.status == "ok"
+    ((_, error),) = of_kind(world, "agent-error")
+    assert error["replica"] == "origin" and "Permission denied" in error["reason"]
+    assert world.by_name["origin"].cause == "exited"
+    assert len(world.replicas) == 2  # its replica was made before the message failed

@@ -370,6 +370,8 @@ class DockerHost(LiveHost):
         streams, cut = _read_frames(raw, t0 + timeout + EXEC_SLACK, pending)
         with contextlib.suppress(OSError):
             sock.close()
+        with contextlib.suppress(OSError):
+            raw.close()  # the socket itself: closing the stream over it leaves it open
         code = self._exit_code(api, exec_id)
         duration = time.perf_counter() - t0
         ended = code == (129 if hangup else 137)  # the wrappers' status for a timeout

@@ -7,7 +7,8 @@ runs each line in its own ``bash -c`` as the machine's user (so a line that neve
 cannot take the session with it), and carries the session across lines with
 :data:`SESSION_SH`, which bash sources first (``BASH_ENV``): it goes to the session's
 directory, restores its variables, and when the line ends prints them back after a mark
-the controller chose (a random one per line, so a command cannot forge it).
+the controller chose (a random one per line, so a command cannot forge it), closed by the
+same mark: what background jobs print after it is the line's output too.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ __rs_save() {
         esac
         declare -p "$__rs_v" 2>/dev/null
     done
+    printf '%s' "$__rs_mark"
 }
 trap __rs_save EXIT
 """
@@ -116,13 +118,18 @@ class LiveShell:
             done: ExecResult = yield world.work(
                 agent_command, box, command, self.timeout, None, env
             )
-            stdout, found, state = done.stdout.rpartition(mark)
+            # The session's state sits between two marks; what the line's background
+            # jobs print after the line's shell ended follows it, and is output too.
+            stdout, found, rest = done.stdout.partition(mark)
             if not found:
                 stdout = done.stdout
             else:
-                cwd, _, variables = state.partition("\n")
-                self.cwd = cwd or self.cwd
-                self.state = variables if len(variables) <= MAX_STATE else self.state
+                state, closed, after = rest.partition(mark)
+                stdout += after
+                if closed:
+                    cwd, _, variables = state.partition("\n")
+                    self.cwd = cwd or self.cwd
+                    self.state = variables if len(variables) <= MAX_STATE else self.state
             stderr, code = done.stderr, done.returncode
             if done.timed_out:
                 stderr += TIMEOUT_NOTE.format(timeout=self.timeout)

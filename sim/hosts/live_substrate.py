@@ -706,6 +706,7 @@ class LiveSubstrate(Substrate):
             host=host.name,
             role="agent",
             pid=peer.pid,
+            sandbox_pid=message["pid"],  # verified: the sandbox's number of the same process
             path=path,
             replica=replica.name,
         )
@@ -850,17 +851,7 @@ class LiveSubstrate(Substrate):
         world = self.world
         if wait > 0:
             yield world.env.timeout(wait)
-        if host.failed:
-            raise ActionFailed(f"ssh: connect to host {host.name}: No route to host")
-        ready = self._expect(("server", host.index, port))
-        result = yield self.run_in(
-            host, ["bash", "-c", _START, "start", path, "start_server.sh", str(port)]
-        )
-        if not result.success:
-            self._waiters.pop(("server", host.index, port), None)
-            raise ActionFailed(_last_line(result))
-        outcome = yield ready | world.env.timeout(self.register_timeout)
-        server = outcome.todict().get(ready, "timeout")  # ConditionValue has no .get
+        server = yield from self._launch(host, path, "start_server.sh", port, ("server", port))
         if not isinstance(server, LiveServer):
             reason = {
                 "oom": "MemoryError: the model server was OOM-killed (host memory cap)",
@@ -885,6 +876,28 @@ class LiveSubstrate(Substrate):
         )
         return server
 
+    def _launch(
+        self, host: Host, path: str, script_name: str, port: int, key: tuple[str, Any]
+    ) -> Generator[Event, Any, Any]:
+        """Start a bundle's start script for real, in the background; return what the
+        control socket made of the process (``"timeout"`` if nothing in time).
+
+        Raises:
+            ActionFailed: the host is down, or the start command itself failed.
+        """
+        if host.failed:
+            raise ActionFailed(f"ssh: connect to host {host.name}: No route to host")
+        waiter = (key[0], host.index, key[1])
+        done = self._expect(waiter)
+        result = yield self.run_in(
+            host, ["bash", "-c", _START, "start", path, script_name, str(port)]
+        )
+        if not result.success:
+            self._waiters.pop(waiter, None)
+            raise ActionFailed(_last_line(result))
+        outcome = yield done | self.world.env.timeout(self.register_timeout)
+        return outcome.todict().get(done, "timeout")  # ConditionValue has no .get
+
     def start_agent(
         self, actor: Replica, host: Host, path: str, port: int, wait: float
     ) -> Generator[Event, Any, Replica]:
@@ -893,19 +906,9 @@ class LiveSubstrate(Substrate):
         world = self.world
         if wait > 0:
             yield world.env.timeout(wait)
-        if host.failed:
-            raise ActionFailed(f"ssh: connect to host {host.name}: No route to host")
-        registered = self._expect(("agent", host.index, path))
-        result = yield self.run_in(
-            host, ["bash", "-c", _START, "start", path, "start_agent.sh", str(port)]
-        )
-        if not result.success:
-            self._waiters.pop(("agent", host.index, path), None)
-            raise ActionFailed(_last_line(result))
-        outcome = yield registered | world.env.timeout(self.register_timeout)
-        if registered not in outcome:
+        child = yield from self._launch(host, path, "start_agent.sh", port, ("agent", path))
+        if child == "timeout":
             raise ActionFailed(f"{path}/agent.py did not register with the controller")
-        child = outcome[registered]
         if not isinstance(child, Replica):
             raise ActionFailed(f"{path}/agent.py was refused: {child}")
         return child

@@ -48,14 +48,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from sim.hosts.machine_fs import ALTERNATIVES
+from sim.machine import SCRATCH_SIZE as MACHINE_SCRATCH_SIZE
 from sim.machine import Machine
 
 #: Top-level host paths that make up the system (bound read-only, or mirrored as symlinks).
 SYSTEM_PATHS: tuple[str, ...] = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 #: Size of each writable folder of a sandbox but the bundle root (a tmpfs each: the home,
-#: ``/tmp``, ``/var/tmp`` and ``/dev/shm``; Docker's default ``/dev/shm`` size). Their pages
-#: count against the host's memory cap; the size bounds them where no cgroup does.
-SCRATCH_SIZE = 64 << 20
+#: ``/tmp``, ``/var/tmp`` and ``/dev/shm``): the machine's. Their pages count against the
+#: host's memory cap; the size bounds them where no cgroup does.
+SCRATCH_SIZE = MACHINE_SCRATCH_SIZE
 #: Hostname of a sandbox made without a machine.
 DEFAULT_HOSTNAME = "replisim"
 #: Seconds between a hang-up's SIGHUP and the SIGKILL of what does not ignore it.
