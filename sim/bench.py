@@ -227,7 +227,7 @@ def policies(repeats: int = 5) -> dict[str, float]:
         print(
             f"policies: network-spread, {len(PERMISSIVE_CHAIN)} policies on / off: {name} "
             f"ratio {ratio:.3f} (median of {repeats}; overhead {100 * (ratio - 1):+.1f}%, "
-            "target < +20%)"
+            "target < +10%)"
         )
     return ratios
 

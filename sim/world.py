@@ -592,7 +592,18 @@ class Blueprint:
         self.disk: list[float] = []
         self.disk_bandwidth: list[float] = []
         with few_collections():
+            columns = (self.memory, self.gpu_memory, self.disk, self.disk_bandwidth)
             for g, spec in enumerate(scenario.hosts):
+                sizes = (spec.memory, spec.gpu_memory, spec.disk, spec.disk_bandwidth)
+                if all(isinstance(q, Constant | int | float) for q in sizes):
+                    # Constants draw nothing from the RNG: a group of 10^6 such hosts is
+                    # four repeated values (seconds less than 4 x 10^6 draws).
+                    names = spec.host_names()
+                    self.group += [g] * len(names)
+                    self.names += names
+                    for column, q in zip(columns, sizes, strict=True):
+                        column += [draw(q)] * len(names)
+                    continue
                 for name in spec.host_names():
                     self.group.append(g)
                     self.names.append(name)
