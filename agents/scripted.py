@@ -39,17 +39,24 @@ Placement = Literal["same-host", "neighbour", "any-host"]
 def _pick_host(me: Replica, where: Placement) -> Any:
     """Choose where the copy goes, as an agent that looked around (``df``, ``free``) would."""
     world = me.world
+    here = me.host
     if where == "same-host":
-        return me.host
-    pool = world.network.neighbours(me.host) if where == "neighbour" else world.hosts
-    up = world.network.up
+        return here
+    if where == "neighbour":
+        pool = world.network.reachable(here)
+    else:
+        up = world.network.up
+        pool = [h for h in world.hosts if up(here, h)]
+    # Room first: most neighbours of a replica in a large outbreak are full or patched.
+    memory = world.server_memory + world.agent_memory
+    gpu = world.server_gpu_memory
     room = [
         h
         for h in pool
-        if h is not me.host
+        if h.memory_used + memory <= h.memory
+        and h.gpu_used + gpu <= h.gpu_memory
         and not h.patched
-        and up(me.host, h)
-        and h.fits_server(world.server_memory + world.agent_memory, world.server_gpu_memory)
+        and h is not here
     ]
     if not room:
         raise ActionFailed("no reachable host with room for a replica")

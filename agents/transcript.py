@@ -43,14 +43,17 @@ def read_transcripts(folder: str | Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def _start_order(root: Path) -> dict[str, int]:
-    events = root / "events.jsonl"
-    order: dict[str, int] = {}
-    if events.is_file():
-        with events.open() as fh:
-            for line in fh:
-                if '"replica-start"' in line:
-                    order.setdefault(json.loads(line)["replica"], len(order))
-    return order
+    """Replica names in the order they started: the lineage's rows (or an older folder's
+    node list) are in that order."""
+    from sim.output import has_lineage, read_lineage_table
+
+    if not has_lineage(root):
+        return {}
+    try:
+        names = read_lineage_table(root).name
+    except (OSError, ValueError):
+        return {}
+    return {name: i for i, name in enumerate(names)}
 
 
 def _block(label: str, text: str, width: int | None) -> list[str]:

@@ -146,12 +146,10 @@ class PolicyChain:
                 continue  # an event has already happened: it cannot be denied
             self._decided(on_event, decision, kind, fields)
 
-    def recorder(
-        self, append: Callable[[tuple[float, str, dict[str, Any]]], None]
-    ) -> Callable[..., None]:
-        """The world's ``record`` for a chain that watches events: it appends the event
-        with ``append``, as :meth:`World.record <sim.world.World.record>` does, then runs
-        the subscribed policies on it as :meth:`notify` does.
+    def recorder(self, add: Callable[[float, str, dict[str, Any]], None]) -> Callable[..., None]:
+        """The world's ``record`` for a chain that watches events: it records the event
+        with ``add(time, kind, fields)``, as :meth:`World.record <sim.world.World.record>`
+        does, then runs the subscribed policies on it as :meth:`notify` does.
 
         The loop of :meth:`notify` is repeated inside rather than called: every watched
         event of a trial passes here, and this saves a call layer (and a ``dict.get``) on
@@ -166,7 +164,7 @@ class PolicyChain:
         env, by_name = self.world.env, self.world.by_name  # closed over: no lookups per event
 
         def record(kind: str, **fields: Any) -> None:
-            append((env.now, kind, fields))
+            add(env.now, kind, fields)
             if kind in handlers:
                 for on_event in handlers[kind]:
                     try:

@@ -20,20 +20,23 @@ from typing import Any
 import simpy
 
 from sim.config import Scenario, load_scenario
-from sim.trial import make_world
+from sim.trial import make_world, run_trial
 
 __all__ = [
     "PERMISSIVE_CHAIN",
     "bare_simpy",
     "engine",
     "engine_ratio",
+    "eon_ratio",
     "peak_rss_kib",
     "policies",
     "policy_overhead",
     "policy_ratios",
-    "run_spread",
+    "run_end_to_end",
     "scale",
+    "scale_point",
     "shipped",
+    "spread_scenario",
     "sweep_speedup",
 ]
 
@@ -224,7 +227,7 @@ def policies(repeats: int = 5) -> dict[str, float]:
         print(
             f"policies: network-spread, {len(PERMISSIVE_CHAIN)} policies on / off: {name} "
             f"ratio {ratio:.3f} (median of {repeats}; overhead {100 * (ratio - 1):+.1f}%, "
-            "target < +20%)"
+            "target < +10%)"
         )
     return ratios
 
@@ -247,56 +250,228 @@ def peak_rss_kib() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
-def run_spread(replicas: int, seed: int = 1) -> dict[str, float]:
-    """One network-spread outbreak sized for about ``replicas`` replicas (in this process)."""
-    hosts = int(replicas / 0.96) + 50  # most hosts get a replica at these rates
-    scenario = shipped("network-spread", [("hosts.0.count", hosts), ("stop.horizon", "365d")])
-    import psutil
+SPREAD = "neighbour-spread"
+"""The issue's outbreak: a replicator spreading to random neighbours with room on a
+6-regular graph, exponential attempts (10 min, success 0.8) and lifetimes (1 h), hosts
+patched on death, copies and starts that take no time (``scenarios.yaml``)."""
 
-    gc.collect()
-    baseline_mb = psutil.Process().memory_info().rss / 2**20  # the interpreter and imports
+#: EoN's SIR on the same graph: the per-edge rate at which a replica that has five hosts
+#: left around it would replicate (one successful attempt per 12.5 min, spread over five
+#: edges), the same mean lifetime; about 85% of the nodes get infected, as in the spread.
+EON_TAU = 0.8 / 600 / 5
+EON_GAMMA = 1 / 3600
+
+
+def spread_scenario(hosts: int, engine: str = "population") -> Scenario:
+    """The neighbour spread on ``hosts`` hosts, on one engine (``population``/``process``)."""
+    return shipped(SPREAD, [("hosts.0.count", hosts), ("world.engine", engine)])
+
+
+def big_outbreak_seed(hosts: int, engine: str = "population", first: int = 1) -> int:
+    """The first seed from ``first`` whose outbreak reaches half the hosts (a fifth of the
+    outbreaks die out at once; they measure nothing)."""
+    seed = first
+    while True:
+        result = run_trial(spread_scenario(min(hosts, 2_000), engine), seed)
+        if result.summary["replicas_total"] >= min(hosts, 2_000) / 2:
+            return seed
+        seed += 1
+
+
+def eon_ratio(hosts: int = 100_000, repeats: int = 3) -> dict[str, float]:
+    """replisim's neighbour spread against EoN's ``fast_SIR``, per infected node.
+
+    In this process, alternating: one replisim trial (population engine: set-up, run,
+    lineage and metrics, no files), then EoN's ``fast_SIR`` on a networkx 6-regular graph
+    of as many nodes (built beforehand, as EoN's users do), each timed by the wall clock
+    and this process's CPU time; outbreaks that reach less than half the hosts are run
+    again with another seed. The figure is the median over ``repeats`` of (replisim's
+    time per replica that went live) / (EoN's time per node infected).
+
+    Returns:
+        ``wall`` and ``cpu`` median ratios and each side's median microseconds per node;
+        empty if EoN is not installed (``pip install 'replisim[bench]'``).
+    """
+    try:
+        import EoN
+    except ImportError:
+        print("eon: EoN is not installed, no comparison (pip install 'replisim[bench]')")
+        return {}
+    import networkx as nx
+    import numpy as np
+
+    graph = nx.random_regular_graph(6, hosts, seed=1)
+    scenario = spread_scenario(hosts)
+    clocks = (time.perf_counter, time.process_time)
+    rows: list[dict[str, float]] = []
+    seed = eon_seed = 0
+    while len(rows) < repeats:
+        while True:
+            seed += 1
+            gc.collect()
+            started = [c() for c in clocks]
+            result = run_trial(scenario, seed)
+            ours = [c() - t for c, t in zip(clocks, started, strict=True)]
+            replicas = result.summary["replicas_total"]
+            if replicas >= hosts / 2:
+                break
+        while True:
+            eon_seed += 1
+            gc.collect()
+            started = [c() for c in clocks]
+            _, _, _, recovered = EoN.fast_SIR(
+                graph, EON_TAU, EON_GAMMA, initial_infecteds=[0],
+                rng=np.random.default_rng(eon_seed),
+            )  # fmt: skip
+            theirs = [c() - t for c, t in zip(clocks, started, strict=True)]
+            infected = int(recovered[-1])
+            if infected >= hosts / 2:
+                break
+        row = {
+            "replisim_us": 1e6 * ours[0] / replicas,
+            "eon_us": 1e6 * theirs[0] / infected,
+            "wall": (ours[0] / replicas) / (theirs[0] / infected),
+            "cpu": (ours[1] / replicas) / (theirs[1] / infected),
+        }
+        rows.append(row)
+        print(
+            f"  run {len(rows)}: replisim {replicas:,} replicas in {ours[0]:.2f} s "
+            f"({row['replisim_us']:.1f} us each), EoN fast_SIR {infected:,} infected in "
+            f"{theirs[0]:.2f} s ({row['eon_us']:.1f} us each): ratio {row['wall']:.2f} wall, "
+            f"{row['cpu']:.2f} CPU"
+        )
+    median = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    print(
+        f"eon: neighbour spread on a {hosts:,}-host 6-regular graph, replisim (population "
+        f"engine, whole trial) / EoN fast_SIR per infected node: {median['wall']:.2f} wall, "
+        f"{median['cpu']:.2f} CPU (median of {repeats}; target <= 3)"
+    )
+    return median
+
+
+def _scale_child(hosts: int, engine: str, seed: int, queue: Any) -> None:
+    import tempfile
+
+    from sim.trial import write_trial
+    from sim.world import few_collections
+
+    scenario = spread_scenario(hosts, engine)
     started = time.perf_counter()
-    world = make_world(scenario, seed).run()
-    elapsed = time.perf_counter() - started
-    peak_kib = peak_rss_kib()
-    return {
-        "replicas": len(world.replicas),
-        "hosts": hosts,
-        "seconds": elapsed,
-        "peak_rss_mb": peak_kib / 1024,
-        "trial_mb": peak_kib / 1024 - baseline_mb,
-        "events": len(world.events),
-    }
+    result = run_trial(scenario, seed)
+    trial = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp, few_collections():
+        started = time.perf_counter()
+        write_trial(result, scenario, tmp)
+        write = time.perf_counter() - started
+    queue.put(
+        {
+            "hosts": hosts,
+            "replicas": result.summary["replicas_total"],
+            "trial_s": trial,
+            "run_s": result.summary["wall_s"],
+            "write_s": write,
+            "peak_rss_mb": peak_rss_kib() / 1024,
+        }
+    )
 
 
-def _spread_child(replicas: int, queue: Any) -> None:
-    queue.put(run_spread(replicas))
-
-
-def scale(max_replicas: int = 100_000) -> list[dict[str, float]]:
-    """Network-spread at 10^3, 10^4, 10^5 replicas, each in a fresh process (clean peak RSS)."""
-    sizes = [n for n in (1_000, 10_000, 100_000, 1_000_000) if n <= max_replicas]
+def scale_point(hosts: int, engine: str = "population", seed: int | None = None) -> dict[str, Any]:
+    """One neighbour spread in a fresh process (its own peak RSS): the trial (set-up, run,
+    lineage, metrics), then the writing of its folder, each timed."""
+    seed = big_outbreak_seed(hosts, engine) if seed is None else seed
     ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_scale_child, args=(hosts, engine, seed, queue))
+    proc.start()
+    row: dict[str, Any] = queue.get()
+    proc.join()
+    row["seed"] = seed
+    return row
+
+
+def run_end_to_end(hosts: int, engine: str, seed: int) -> dict[str, float]:
+    """``replisim run`` of the neighbour spread as a user types it, in a fresh process: its
+    wall time against the trial's own (``wall_s`` in the ``summary.json`` it writes)."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [
+            sys.executable, "-m", "sim.cli", "run", str(SCENARIOS), "--scenario", SPREAD,
+            "--set", f"hosts.0.count={hosts}", "--set", f"world.engine={engine}",
+            "--seed", str(seed), "--out", tmp, "--quiet",
+        ]  # fmt: skip
+        started = time.perf_counter()
+        subprocess.run(command, check=True)
+        total = time.perf_counter() - started
+        summary = json.loads((Path(tmp) / "summary.json").read_text())
+    return {"total_s": total, "trial_s": summary["wall_s"], "ratio": total / summary["wall_s"]}
+
+
+def scale(max_replicas: int = 1_000_000, repeats: int = 3) -> dict[str, Any]:
+    """``replisim bench scale``: the neighbour spread against EoN, then at 10^4, 10^5 and
+    10^6 hosts each in a fresh process (time and peak memory, per 1,000 replicas, and the
+    share of writing the trial folder), then ``replisim run`` end to end at 10^5."""
+    import os
+
+    load = os.getloadavg()
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} "
+        f"{load[2]:.2f} (other work slows every figure; ratios measured side by side hold)"
+    )
+    found: dict[str, Any] = {"eon": eon_ratio(min(100_000, max_replicas), repeats)}
     rows = []
-    for n in sizes:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_spread_child, args=(n, queue))
-        proc.start()
-        row = queue.get()
-        proc.join()
+    for hosts in (n for n in (10_000, 100_000, 1_000_000) if n <= max_replicas):
+        row = scale_point(hosts)
         rows.append(row)
         k = row["replicas"] / 1000
         print(
-            f"  {row['replicas']:>9,} replicas on {row['hosts']:,} hosts: "
-            f"{row['seconds']:7.2f} s, peak RSS {row['peak_rss_mb']:5.0f} MB "
-            f"({row['trial_mb']:5.0f} MB above the process before the trial); per 1,000 "
-            f"replicas {row['seconds'] / k:.3f} s, {row['trial_mb'] / k:.2f} MB"
+            f"  {row['replicas']:>9,} replicas on {hosts:,} hosts (population engine): trial "
+            f"{row['trial_s']:7.2f} s, writing its folder {row['write_s']:6.2f} s "
+            f"({100 * row['write_s'] / row['trial_s']:.0f}% of the trial), peak RSS "
+            f"{row['peak_rss_mb']:5.0f} MB; per 1,000 replicas {row['trial_s'] / k:.3f} s "
+            f"and {row['peak_rss_mb'] / k:.2f} MB"
         )
-    return rows
+    found["scale"] = rows
+    big = next((r for r in rows if r["hosts"] == 1_000_000), None)
+    if big is not None:
+        print(
+            f"scale: 10^6 hosts, {big['replicas']:,} replicas: "
+            f"{big['trial_s'] + big['write_s']:.1f} s with the folder written (target < 120 s), "
+            f"peak RSS {big['peak_rss_mb'] / 1024:.2f} GB (target < 4 GB)"
+        )
+    if max_replicas >= 100_000:
+        ends = {}
+        for engine in ("population", "process"):
+            seed = big_outbreak_seed(100_000, engine)
+            point = scale_point(100_000, engine, seed) if engine == "process" else None
+            if point is not None:
+                print(
+                    f"  process engine, 10^5 hosts: trial {point['trial_s']:.2f} s, writing its "
+                    f"folder {point['write_s']:.2f} s "
+                    f"({100 * point['write_s'] / point['trial_s']:.0f}%)"
+                )
+            end = ends[engine] = run_end_to_end(100_000, engine, seed)
+            print(
+                f"  replisim run, 10^5 hosts, {engine} engine: {end['total_s']:.2f} s end to end, "
+                f"the trial {end['trial_s']:.2f} s: {end['ratio']:.2f}x"
+            )
+        found["end_to_end"] = ends
+        hundred = next(r for r in rows if r["hosts"] == 100_000)
+        print(
+            f"output: writing the trial folder at 10^5 replicas takes "
+            f"{100 * hundred['write_s'] / hundred['trial_s']:.0f}% of the trial (target "
+            f"<= 25%); replisim run end to end {ends['population']['ratio']:.2f}x (population) "
+            f"and {ends['process']['ratio']:.2f}x (process) the trial (target <= 1.3x)"
+        )
+    return found
 
 
-def sweep_speedup(trials: int = 200, repeats: int = 3) -> float:
-    """Process-pool speedup: ``trials`` branching trials on 2 workers vs 1 (median ratio).
+def sweep_speedup(trials: int = 1_000, repeats: int = 3, hosts: int = 10_000) -> float:
+    """Process-pool speedup: ``trials`` neighbour spreads of ``hosts`` hosts (about as many
+    replicas each, population engine) on 2 workers against 1, alternating; the median ratio.
 
     Each run writes a full sweep folder (trial folders, rows, table) into a temporary
     directory, so the figure includes the committing the parent does.
@@ -305,11 +480,11 @@ def sweep_speedup(trials: int = 200, repeats: int = 3) -> float:
 
     from sim.sweep import expand, run_sweep
 
-    specs = expand(shipped("branching"), list(range(trials // 2)))  # two grid points
+    specs = expand(spread_scenario(hosts), list(range(trials)))
     ratios = []
     for rep in range(repeats):
         times = {}
-        for workers in (1, 2):
+        for workers in (1, 2) if rep % 2 == 0 else (2, 1):
             with tempfile.TemporaryDirectory() as tmp:
                 gc.collect()
                 started = time.perf_counter()
@@ -322,7 +497,7 @@ def sweep_speedup(trials: int = 200, repeats: int = 3) -> float:
         )
     median = statistics.median(ratios)
     print(
-        f"sweep: median speedup of 2 workers over 1 = {median:.2f} (target >= 1.7) "
-        f"for {len(specs)} branching trials"
+        f"sweep: median speedup of 2 workers over 1 = {median:.2f} (target >= 1.8) for "
+        f"{len(specs):,} neighbour spreads on {hosts:,} hosts (median of {repeats})"
     )
     return median

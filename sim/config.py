@@ -61,6 +61,7 @@ __all__ = [
     "load_file",
     "load_scenario",
     "parse_override",
+    "population_unsupported",
 ]
 
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
@@ -296,6 +297,12 @@ class WorldSpec(Model):
     register_timeout: float = Field(
         default=30.0, gt=0, description="live world: seconds a started process has to register"
     )
+    engine: Literal["process", "population"] = Field(
+        default="process",
+        description="process: each replica's agent is a SimPy process (any agent, policy or "
+        "limit); population: a population of scripted replicators run in one event loop, "
+        "several times faster, with the same outcome distributions (sim.population)",
+    )
 
     @field_validator("hosts")
     @classmethod
@@ -449,9 +456,40 @@ class Scenario(Model):
                     type=PydanticCustomError("substrate", str(err)), loc=("hosts",), input=None
                 )
             )
+        if self.world.engine == "population":
+            for loc, why in population_unsupported(self):
+                errors.append(_error(loc, f"world.engine population {why}"))
         if errors:
             raise ValidationError.from_exception_data("Scenario", errors)
         return self
+
+
+def population_unsupported(scenario: Scenario) -> list[tuple[tuple[str | int, ...], str]]:
+    """What in ``scenario`` the population engine (:mod:`sim.population`) does not run, as
+    (field path, why): such scenarios run on the process engine."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for i, group in enumerate(scenario.hosts):
+        if group.backend != "virtual":
+            found.append((("hosts", i, "backend"), "runs on modelled (virtual) hosts only"))
+    if scenario.world.hosts not in (None, "virtual"):
+        found.append((("world", "hosts"), "runs on modelled (virtual) hosts only"))
+    for i, agent in enumerate(scenario.agents):
+        if agent.agent not in ("replicator", "idle"):
+            found.append(
+                (("agents", i, "agent"), f"runs replicator and idle agents, not {agent.agent!r}")
+            )
+        if agent.profile is not None:
+            found.append((("agents", i, "profile"), "draws no behaviour profiles"))
+    if scenario.policies:
+        found.append((("policies",), "runs no policies (use the process engine)"))
+    if scenario.mechanisms:
+        found.append((("mechanisms",), "models no shutdown mechanisms on hosts"))
+    for i, inj in enumerate(scenario.injectors):
+        if inj.signal is None:
+            found.append((("injectors", i, "limit"), "delivers signals only, no limits"))
+        elif inj.when is not None:
+            found.append((("injectors", i, "when"), "has no condition watchers"))
+    return found
 
 
 def _can_name_replica(target: str, origins: set[str]) -> bool:

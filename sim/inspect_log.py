@@ -70,10 +70,11 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _lineage_nodes(folder: Path) -> dict[str, dict[str, Any]]:
-    path = folder / "lineage.json"
-    if not path.is_file():
+    from sim.output import has_lineage, lineage_data
+
+    if not has_lineage(folder):
         return {}
-    data = _read_json(path)
+    data = lineage_data(folder)
     return {str(n.get("id")): n for n in data.get("nodes", []) if isinstance(n, dict)}
 
 

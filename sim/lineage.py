@@ -6,6 +6,13 @@ answered its health probe; NaN if never), ``died`` (NaN if running at the end), 
 ("" if running), ``live`` (was ever live: the paper's success criterion), ``separate``
 (its own processes), ``survived_parent`` (was running when its parent died) and
 ``signalled_at``. The graph attribute ``end_s`` is the trial's end time.
+
+A trial keeps its lineage as a :class:`LineageTable`: the same attributes by columns (numpy
+arrays), one row per replica in the order they were born, each parent by its row. A graph
+of 10^6 nodes takes GBs and a minute to build; the table takes tens of MB, and a trial's
+metrics (:func:`table_metrics`) are computed from it. :meth:`LineageTable.graph` builds the
+graph when one is asked for (``replisim graph``, the plots); the free functions on graphs
+below compute the same metrics from it.
 """
 
 from __future__ import annotations
@@ -14,16 +21,19 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import networkx as nx
-from networkx.readwrite import json_graph
+import numpy as np
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from sim.world import Replica
 
 __all__ = [
+    "LineageTable",
     "build_lineage",
     "check_lineage_data",
     "extinct",
@@ -38,6 +48,7 @@ __all__ = [
     "replicas_started",
     "replicas_total",
     "survived_shutdown",
+    "table_metrics",
     "write_graphml",
     "write_lineage_json",
 ]
@@ -45,28 +56,230 @@ __all__ = [
 NAN = math.nan
 
 
+@dataclass
+class LineageTable:
+    """A lineage by columns: row i is the i-th replica born (see the module's docstring).
+
+    ``parent`` holds each replica's parent row (-1 for an origin); times are NaN where the
+    graph has NaN (never live, still running, never signalled). ``attrs`` are the graph's
+    attributes (``end_s``, and ``scenario`` and ``seed`` for a trial's lineage).
+    """
+
+    name: list[str]
+    host: list[str]
+    parent: np.ndarray
+    generation: np.ndarray
+    born: np.ndarray
+    live_at: np.ndarray
+    died: np.ndarray
+    cause: list[str]
+    live: np.ndarray
+    separate: np.ndarray
+    survived_parent: np.ndarray
+    signalled_at: np.ndarray
+    agent: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.name)
+
+    @property
+    def end_s(self) -> float:
+        """The trial's end time."""
+        return float(self.attrs.get("end_s", math.nan))
+
+    @classmethod
+    def from_replicas(cls, replicas: Iterable[Replica], end_s: float, **attrs: Any) -> LineageTable:
+        """The lineage of a world's replicas (``world.replicas``, in the order born)."""
+        rows = list(replicas)
+        index = {id(r): i for i, r in enumerate(rows)}
+
+        def floats(name: str) -> np.ndarray:
+            return np.fromiter((getattr(r, name) for r in rows), dtype=np.float64, count=len(rows))
+
+        def flags(name: str) -> np.ndarray:
+            return np.fromiter((getattr(r, name) for r in rows), dtype=bool, count=len(rows))
+
+        return cls(
+            name=[r.name for r in rows],
+            host=[r.host.name for r in rows],
+            parent=np.fromiter(
+                (-1 if r.parent is None else index[id(r.parent)] for r in rows),
+                dtype=np.int64,
+                count=len(rows),
+            ),
+            generation=np.fromiter((r.generation for r in rows), dtype=np.int64, count=len(rows)),
+            born=floats("born"),
+            live_at=floats("live_at"),
+            died=floats("died"),
+            cause=[r.cause for r in rows],
+            live=flags("ever_live"),
+            separate=flags("separate"),
+            survived_parent=flags("survived_parent"),
+            signalled_at=floats("signalled_at"),
+            agent=[r.config.agent for r in rows],
+            attrs={"end_s": end_s, **attrs},
+        )
+
+    def parent_names(self) -> list[str]:
+        """Each replica's parent's name ("" for an origin)."""
+        names = self.name
+        return [names[p] if p >= 0 else "" for p in self.parent.tolist()]
+
+    def children(self) -> tuple[np.ndarray, np.ndarray]:
+        """Children by parent, compressed: the children rows of row i are
+        ``rows[start[i]:start[i + 1]]``, in the order born."""
+        n = len(self)
+        has = self.parent >= 0
+        kids = np.flatnonzero(has)
+        parents = self.parent[has]
+        order = np.argsort(parents, kind="stable")
+        start = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(parents, minlength=n), out=start[1:])
+        return start, kids[order]
+
+    def graph(self) -> nx.DiGraph:
+        """The lineage graph (node attributes as in the module's docstring)."""
+        import networkx as nx  # (a third of a second to import: only when a graph is made)
+
+        g = nx.DiGraph(**self.attrs)
+        parents = self.parent_names()
+        columns = zip(
+            self.name,
+            self.host,
+            parents,
+            self.generation.tolist(),
+            self.born.tolist(),
+            self.live_at.tolist(),
+            self.died.tolist(),
+            self.cause,
+            self.live.tolist(),
+            self.separate.tolist(),
+            self.survived_parent.tolist(),
+            self.signalled_at.tolist(),
+            self.agent,
+            strict=True,
+        )
+        for (
+            name,
+            host,
+            parent,
+            gen,
+            born,
+            live_at,
+            died,
+            cause,
+            live,
+            sep,
+            surv,
+            sig,
+            agent,
+        ) in columns:
+            g.add_node(
+                name,
+                host=host,
+                parent=parent,
+                generation=gen,
+                born=born,
+                live_at=live_at,
+                died=died,
+                cause=cause,
+                live=live,
+                separate=sep,
+                survived_parent=surv,
+                signalled_at=sig,
+                agent=agent,
+            )
+            if parent:
+                g.add_edge(parent, name)
+        return g
+
+
 def build_lineage(replicas: Iterable[Replica], end_s: float, **graph_attrs: Any) -> nx.DiGraph:
     """Build the lineage graph from the world's replicas."""
-    g = nx.DiGraph(end_s=end_s, **graph_attrs)
-    for r in replicas:
-        g.add_node(
-            r.name,
-            host=r.host.name,
-            parent=r.parent.name if r.parent else "",
-            generation=r.generation,
-            born=r.born,
-            live_at=r.live_at,
-            died=r.died,
-            cause=r.cause,
-            live=r.ever_live,
-            separate=r.separate,
-            survived_parent=r.survived_parent,
-            signalled_at=r.signalled_at,
-            agent=r.config.agent,
-        )
-        if r.parent is not None:
-            g.add_edge(r.parent.name, r.name)
-    return g
+    return LineageTable.from_replicas(replicas, end_s, **graph_attrs).graph()
+
+
+def table_metrics(table: LineageTable) -> dict[str, Any]:
+    """The lineage metrics of a trial from its table: the values the free functions on the
+    graph give (``replicas_total`` … ``survived_shutdown``, ``extinct`` as "nothing
+    running", ``offspring_mean``, ``replicated``, ``contained``, ``containment_s``)."""
+    n = len(table)
+    live = table.live
+    died = table.died
+    running = np.isnan(died)
+    copy = table.parent >= 0
+    live_copies = live & copy
+    offspring = np.bincount(table.parent[copy], minlength=n) if n else np.zeros(0)
+    if live_copies.any() and running[live_copies].any():
+        contained, containment_s = False, NAN
+    else:
+        contained = True
+        containment_s = float(died[live_copies].max()) if live_copies.any() else 0.0
+    first = table.live_at[live_copies]
+    gone = died[~copy & ~running]
+    return {
+        "replicated": bool(live_copies.any()),
+        "replicas_total": int(live.sum()),
+        "replicas_started": n,
+        "peak_live": max(c for _, c in _table_series(table)),
+        "live_at_end": int((live & running).sum()),
+        "max_generation": int(table.generation[live].max()) if live.any() else 0,
+        "first_replica_s": float(first.min()) if first.size else NAN,
+        "origin_died_s": float(gone.min()) if gone.size else NAN,
+        "survived_shutdown": _table_survived_shutdown(table),
+        "extinct": bool(not running.any()),
+        "offspring_mean": float(offspring.mean()) if n else 0.0,
+        "contained": contained,
+        "containment_s": containment_s,
+    }
+
+
+def _table_series(table: LineageTable) -> list[tuple[float, int]]:
+    """:func:`live_series` of the table's lineage."""
+    live = table.live
+    went = table.live_at[live]
+    gone = table.died[live]
+    gone = gone[~np.isnan(gone)]
+    times = np.concatenate([went, gone])
+    deltas = np.concatenate([np.ones(went.size, np.int64), -np.ones(gone.size, np.int64)])
+    if not times.size:
+        return [(0.0, 0)]
+    order = np.argsort(times, kind="stable")
+    times, deltas = times[order], deltas[order]
+    keys, starts = np.unique(times, return_index=True)
+    sums = np.add.reduceat(deltas, starts)
+    nonzero = sums != 0
+    keys, counts = keys[nonzero], np.cumsum(sums[nonzero])
+    series = [(0.0, 0)]
+    for t, c in zip(keys.tolist(), counts.tolist(), strict=True):
+        if series[-1][0] == t:
+            series[-1] = (t, c)
+        else:
+            series.append((t, c))
+    return series
+
+
+def _table_survived_shutdown(table: LineageTable) -> bool:
+    """:func:`survived_shutdown` of the table's lineage."""
+    signalled = np.flatnonzero(~np.isnan(table.signalled_at) & ~np.isnan(table.died))
+    if not signalled.size:
+        return False
+    start, kids = table.children()
+    born, live_at, died = table.born.tolist(), table.live_at.tolist(), table.died.tolist()
+    live = table.live.tolist()
+    start_l, kids_l = start.tolist(), kids.tolist()
+    for row in signalled.tolist():
+        t = died[row]
+        # Depth-first over descendants born by t: later-born subtrees cannot be live at t.
+        stack = [c for c in kids_l[start_l[row] : start_l[row + 1]] if born[c] <= t]
+        while stack:
+            desc = stack.pop()
+            end = died[desc]
+            if live[desc] and live_at[desc] <= t and (end != end or end > t):
+                return True
+            stack.extend(c for c in kids_l[start_l[desc] : start_l[desc + 1]] if born[c] <= t)
+    return False
 
 
 def _isnan(x: float) -> bool:
@@ -176,6 +389,8 @@ def _jsonable(value: Any) -> Any:
 
 def write_lineage_json(lineage: nx.DiGraph, path: str | Path) -> None:
     """Write node-link JSON (NaN written as null, keys sorted: byte-stable per seed)."""
+    from networkx.readwrite import json_graph
+
     data = json_graph.node_link_data(lineage, edges="edges")
     data["graph"] = {k: _jsonable(v) for k, v in data["graph"].items()}
     data["nodes"] = [{k: _jsonable(v) for k, v in n.items()} for n in data["nodes"]]
@@ -237,6 +452,8 @@ def read_lineage_json(path: str | Path) -> nx.DiGraph:
         for key in ("born", "live_at", "died", "signalled_at"):
             if node.get(key) is None:
                 node[key] = NAN
+    from networkx.readwrite import json_graph
+
     g = json_graph.node_link_graph(data, directed=True, edges="edges")
     return g
 
@@ -245,4 +462,6 @@ def write_graphml(lineage: nx.DiGraph, path: str | Path) -> None:
     """Write GraphML (for Gephi, yEd, Cytoscape)."""
     g = lineage.copy()
     g.graph = {k: v for k, v in g.graph.items() if isinstance(v, int | float | str | bool)}
+    import networkx as nx
+
     nx.write_graphml(g, str(path))

@@ -34,7 +34,6 @@ import math
 import os
 import re
 import shutil
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -46,7 +45,8 @@ import numpy as np
 import pandas as pd
 
 from sim import plots, stats
-from sim.lineage import check_lineage_data, read_lineage_json, write_lineage_json
+from sim.lineage import write_lineage_json
+from sim.output import lineage_data, lineage_path, read_lineage, read_lineage_table
 
 __all__ = [
     "GRAPH_FORMATS",
@@ -290,8 +290,8 @@ class _Budget:
 
     def take(self, path: Path) -> bool:
         try:
-            size = path.stat().st_size
-        except OSError:
+            size = _read_size(path)
+        except (OSError, ValueError):
             return False
         if size > self.left:
             self.skipped += 1
@@ -300,13 +300,21 @@ class _Budget:
         return True
 
 
-def _read_lineage_raw(path: Path) -> dict[str, Any]:
-    """A trial's node-link lineage, checked (ValueError: damaged)."""
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    return check_lineage_data(data, path)
+#: Bytes of node-link JSON a replica of ``lineage.parquet`` stands for (the read budget is
+#: in JSON bytes, what older folders hold; Parquet is about 20 times smaller on disk).
+JSON_BYTES_PER_REPLICA = 300
+
+
+def _read_size(path: Path) -> int:
+    """What reading a trial file costs, in bytes of JSON."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return int(pq.ParquetFile(path).metadata.num_rows) * JSON_BYTES_PER_REPLICA
+        except Exception as err:  # pyarrow's errors: a damaged file
+            raise ValueError(str(err)) from None
+    return path.stat().st_size
 
 
 def _live_series(path: Path) -> list[tuple[float, float]]:
@@ -324,14 +332,13 @@ def _live_series(path: Path) -> list[tuple[float, float]]:
         raise ValueError(f"{path}: live_series is not a list of [time, count] pairs") from None
 
 
-def _offspring_records(data: Mapping[str, Any]) -> list[tuple[int, int]]:
-    """(generation, children) of every replica that died: its count is final."""
-    children = Counter(edge["source"] for edge in data.get("edges", []))
-    return [
-        (int(node.get("generation", 0)), children.get(node["id"], 0))
-        for node in data.get("nodes", [])
-        if node.get("died") is not None
-    ]
+def _offspring_records(folder: Path) -> list[tuple[int, int]]:
+    """(generation, children) of every replica of a trial that died: its count is final."""
+    table = read_lineage_table(folder)
+    n = len(table)
+    children = np.bincount(table.parent[table.parent >= 0], minlength=n)
+    dead = ~np.isnan(table.died)
+    return list(zip(table.generation[dead].tolist(), children[dead].tolist(), strict=True))
 
 
 def read_samples(
@@ -365,7 +372,7 @@ def read_samples(
         sample = Sample()
         for trial in ids:
             folder = results.folder(str(trial))
-            summary, lineage = folder / "summary.json", folder / "lineage.json"
+            summary, lineage = folder / "summary.json", lineage_path(folder)
             read = False
             try:
                 if summary.is_file() and budget.take(summary):
@@ -374,7 +381,7 @@ def read_samples(
                         sample.curves.append(series)
                     read = True
                 if lineage.is_file() and budget.take(lineage):
-                    sample.offspring.extend(_offspring_records(_read_lineage_raw(lineage)))
+                    sample.offspring.extend(_offspring_records(folder))
                     read = True
             except (OSError, ValueError):  # a damaged trial folder counts as missing
                 read = False
@@ -731,7 +738,7 @@ def plan_plots(
                 )
         biggest = _largest_trial(ok.loc[ok["scenario"] == scenario])
         if biggest is not None:
-            path = results.folder(biggest) / "lineage.json"
+            path = lineage_path(results.folder(biggest))
             if path.is_file():
                 jobs.append(
                     PlotJob(
@@ -811,7 +818,7 @@ def _curve_keys(rows: pd.DataFrame) -> list[str]:
 
 
 def _tree_from_file(path: Path) -> Any:
-    return plots.lineage_tree(read_lineage_json(path), max_nodes=TREE_NODES)
+    return plots.lineage_tree(read_lineage(path.parent), max_nodes=TREE_NODES)
 
 
 def _largest_trial(ok: pd.DataFrame) -> str | None:
@@ -905,14 +912,14 @@ def read_views(
             "replicas_total": _plain(record.get("replicas_total")),
             "end": _num(record.get("end_s")),
         }
-        path = results.folder(trial) / "lineage.json"
+        path = lineage_path(results.folder(trial))
         if not path.is_file():
-            view["missing"] = "lineage.json not found in the trial folder"
+            view["missing"] = "no lineage (lineage.parquet) in the trial folder"
         elif not budget.take(path):
             view["missing"] = "not loaded: the browser's read budget is spent (use replisim graph)"
         else:
             try:
-                view.update(lineage_view(_read_lineage_raw(path)))
+                view.update(lineage_view(lineage_data(path.parent)))
             except (OSError, ValueError) as err:
                 view["missing"] = f"not shown: {err}"
         views.append(view)
@@ -1537,7 +1544,7 @@ def export_lineage(lineage: nx.DiGraph, path: str | Path, fmt: str) -> Path:
     """Write a lineage in one of :data:`GRAPH_FORMATS`.
 
     Args:
-        lineage: The lineage graph (as read by :func:`sim.lineage.read_lineage_json`).
+        lineage: The lineage graph (as read by :func:`sim.output.read_lineage`).
         path: Output file.
         fmt: ``png``, ``svg``, ``graphml``, ``gexf``, ``dot`` or ``json`` (node-link).
 
@@ -1570,7 +1577,8 @@ def cmd_graph(trial_folder: str, fmt: str, output: str | None = None) -> int:
     """``replisim graph <trial-folder> --format FMT``: export one trial's lineage.
 
     Args:
-        trial_folder: A trial folder (it holds ``lineage.json``).
+        trial_folder: A trial folder (it holds ``lineage.parquet``, or an older folder's
+            ``lineage.json``).
         fmt: One of :data:`GRAPH_FORMATS`.
         output: Output file, or a folder to write ``lineage.<fmt>`` into; default
             ``<trial_folder>/exports/lineage.<fmt>`` (the trial's own files stay untouched).
@@ -1579,7 +1587,7 @@ def cmd_graph(trial_folder: str, fmt: str, output: str | None = None) -> int:
         The exit code: 0 when the file was written.
 
     Raises:
-        ValueError: On an unknown format, a missing folder or one without ``lineage.json``.
+        ValueError: On an unknown format, a missing folder or one without a lineage.
     """
     fmt = str(fmt).lower().lstrip(".")
     if fmt not in GRAPH_FORMATS:
@@ -1587,16 +1595,18 @@ def cmd_graph(trial_folder: str, fmt: str, output: str | None = None) -> int:
     folder = Path(trial_folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such trial folder")
-    source = folder / "lineage.json"
+    source = lineage_path(folder)
     if not source.is_file():
         hint = (
             " (a sweep folder? give one of its trials/<id>/)"
             if (folder / "trials").is_dir()
             else ""
         )
-        raise ValueError(f"{folder} is not a trial folder: it has no lineage.json{hint}")
+        raise ValueError(
+            f"{folder} is not a trial folder: it has no lineage.parquet (or lineage.json){hint}"
+        )
     try:
-        lineage = read_lineage_json(source)
+        lineage = read_lineage(folder)
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"cannot read {source}: {err}") from None
     if output is None:

@@ -8,28 +8,40 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from sim.config import Scenario
-from sim.lineage import build_lineage, write_graphml, write_lineage_json
-from sim.metrics import trial_metrics
-from sim.world import World
+from sim.eventlog import EventLog
+from sim.lineage import LineageTable
+from sim.metrics import policy_stopped_threat, shutdown_outcome, trial_metrics
+from sim.output import EVENTS, LINEAGE, write_events, write_lineage
+from sim.world import World, few_collections
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["TrialResult", "jsonable", "make_world", "run_trial", "write_trial"]
 
 
 @dataclass
 class TrialResult:
-    """What a trial produced: its summary, lineage and events."""
+    """What a trial produced: its summary, lineage (as a table) and events."""
 
     summary: dict[str, Any]
-    lineage: nx.DiGraph
-    events: list[tuple[float, str, dict[str, Any]]]
+    table: LineageTable
+    events: EventLog
     live_series: list[tuple[float, int]]
     files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Extra JSONL files of the trial folder (transcripts, recorded model answers)."""
+
+    @property
+    def lineage(self) -> nx.DiGraph:
+        """The lineage graph (built from :attr:`table` on each call: keep it if reused)."""
+        return self.table.graph()
+
+
+def _empty_table(end_s: float, **attrs: Any) -> LineageTable:
+    return LineageTable.from_replicas([], end_s, **attrs)
 
 
 def make_world(scenario: Scenario, seed: int, run_id: str | None = None) -> World:
@@ -75,7 +87,7 @@ def make_world(scenario: Scenario, seed: int, run_id: str | None = None) -> Worl
         if scenario.policies:
             policies = [POLICIES.get(c.kind).obj(c, world) for c in scenario.policies]
             chain = PolicyChain(world, policies)
-            recorder = chain.recorder(world.events.append) if chain.watched_events else None
+            recorder = chain.recorder(world.events.add) if chain.watched_events else None
             world.attach_gate(chain, recorder)
         install_injectors(world)  # before the origins, which go live at once
         install_mechanisms(world)
@@ -92,45 +104,99 @@ def run_trial(scenario: Scenario, seed: int, out: str | Path | None = None) -> T
     ``status`` is ``error`` with the reason, so a sweep goes on.
     """
     started = time.perf_counter()
-    world: World | None = None
+    # Millions of objects live through a large trial (hosts, replicas, the record's
+    # columns): the collector must not walk them over and over (see few_collections).
+    with few_collections():
+        if scenario.world.engine == "population":
+            result = _run_population(scenario, seed, started)
+        else:
+            result = _run_world(scenario, seed, started)
+        if out is not None:
+            write_trial(result, scenario, out)
+    return result
+
+
+def _failed(scenario: Scenario, seed: int, error: str, wall: float) -> TrialResult:
+    summary: dict[str, Any] = {
+        "scenario": scenario.name,
+        "seed": seed,
+        "status": "error",
+        "error": error,
+        "ended_by": "",
+        "events": 0,
+        "wall_s": wall,
+    }
+    return TrialResult(summary, _empty_table(0.0), EventLog(), [])
+
+
+def _run_world(scenario: Scenario, seed: int, started: float) -> TrialResult:
+    """A trial on the world core (the process engine)."""
     try:
         world = make_world(scenario, seed)
+    except Exception as err:  # a trial must report, not crash its sweep
+        return _failed(
+            scenario, seed, f"{type(err).__name__}: {err}", time.perf_counter() - started
+        )
+    try:
         world.run()
         status, error = world.status, world.error
-    except Exception as err:  # a trial must report, not crash its sweep
+    except Exception as err:
         status, error = "error", f"{type(err).__name__}: {err}"
     wall = time.perf_counter() - started
-    if world is None:
-        lineage = nx.DiGraph(end_s=0.0)
-        summary: dict[str, Any] = {
-            "scenario": scenario.name,
-            "seed": seed,
-            "status": status,
-            "error": error,
-            "ended_by": "",
-            "events": 0,
-        }
-        events: list[tuple[float, str, dict[str, Any]]] = []
-        series: list[tuple[float, int]] = []
-    else:
-        lineage = build_lineage(world.replicas, world.env.now, scenario=scenario.name, seed=seed)
-        summary = {
-            "scenario": scenario.name,
-            "seed": seed,
-            "status": status,
-            "error": error,
-            "ended_by": world.ended_by,
-            "events": len(world.events),
-        }
-        if status != "error":  # a policy error still has a world worth measuring
-            summary.update(trial_metrics(world, lineage))
-        events, series = world.events, world.live_series
+    table = LineageTable.from_replicas(
+        world.replicas, world.env.now, scenario=scenario.name, seed=seed
+    )
+    summary = {
+        "scenario": scenario.name,
+        "seed": seed,
+        "status": status,
+        "error": error,
+        "ended_by": world.ended_by,
+        "events": len(world.events),
+    }
+    if status != "error":  # a policy error still has a world worth measuring
+        decisions, acted = {}, False
+        if world.gate is not None:
+            decisions = world.gate.decisions
+            benign = {r.name for r in world.replicas if r.config.agent == "benign"}
+            acted = policy_stopped_threat(world.events, benign)
+        shutdown = shutdown_outcome(world.events, len(scenario.mechanisms))
+        summary.update(
+            trial_metrics(
+                table,
+                world.ended_by,
+                decisions,
+                world.counters,
+                policy_acted=acted,
+                shutdown=shutdown,
+            )
+        )
     summary["wall_s"] = wall
-    files = world.files if world is not None else {}
-    result = TrialResult(summary, lineage, events, series, files)
-    if out is not None:
-        write_trial(result, scenario, out)
-    return result
+    return TrialResult(summary, table, world.events, world.live_series, world.files)
+
+
+def _run_population(scenario: Scenario, seed: int, started: float) -> TrialResult:
+    """A trial on the population engine (:mod:`sim.population`)."""
+    from sim.population import run_population
+
+    try:
+        run = run_population(scenario, seed)
+    except Exception as err:  # a trial must report, not crash its sweep
+        return _failed(
+            scenario, seed, f"{type(err).__name__}: {err}", time.perf_counter() - started
+        )
+    wall = time.perf_counter() - started
+    summary = {
+        "scenario": scenario.name,
+        "seed": seed,
+        "status": "ok",
+        "error": "",
+        "ended_by": run.ended_by,
+        "events": len(run.events),
+        **trial_metrics(run.table, run.ended_by),
+        "wall_s": wall,
+    }
+    return TrialResult(summary, run.table, run.events, run.live_series)
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
@@ -151,9 +217,13 @@ def jsonable(value: Any) -> Any:
 
 
 def write_trial(result: TrialResult, scenario: Scenario, out: str | Path) -> Path:
-    """Write ``events.jsonl``, ``lineage.graphml``, ``lineage.json``, ``summary.json`` and
-    ``scenario.json`` into ``out``. Each file is written under a temporary name and renamed,
-    so a crash never leaves a half-written file under the real name."""
+    """Write ``events.parquet``, ``lineage.parquet``, ``summary.json`` and ``scenario.json``
+    (and the agents' JSONL files) into ``out``; see :mod:`sim.output` for the schemas.
+
+    Each file is written under a temporary name and renamed, so a crash never leaves a
+    half-written file under the real name. GraphML, GEXF, DOT and node-link JSON of the
+    lineage are written on demand by ``replisim graph``.
+    """
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -163,22 +233,23 @@ def write_trial(result: TrialResult, scenario: Scenario, out: str | Path) -> Pat
         write(tmp)
         os.replace(tmp, target)
 
-    def events(path: Path) -> None:
-        with path.open("w") as fh:
-            dumps = json.dumps
-            for t, kind, fields in result.events:
-                fh.write(dumps({"t": t, "event": kind, **jsonable(fields)}) + "\n")
-
-    put("events.jsonl", events)
+    put(EVENTS, lambda p: write_events(result.events, p))
     for name, records in result.files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         put(name, lambda p, records=records: _write_jsonl(p, records))
-    put("lineage.json", lambda p: write_lineage_json(result.lineage, p))
-    put("lineage.graphml", lambda p: write_graphml(result.lineage, p))
+    put(LINEAGE, lambda p: write_lineage(result.table, p))
     # pydantic's JSON writes infinities as "Infinity" strings, which validate back.
     put("scenario.json", lambda p: p.write_text(scenario.model_dump_json(indent=2) + "\n"))
-    summary = {**jsonable(result.summary), "live_series": result.live_series}
-    put(
-        "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    )
+    put("summary.json", lambda p: p.write_text(_summary_text(result)))
     return folder
+
+
+def _summary_text(result: TrialResult) -> str:
+    """``summary.json``: the metrics indented, one per line, and the population curve
+    (``live_series``, two numbers per change) on one line at the end: the indenting
+    encoder is Python code, and 10^6 pairs through it would take seconds."""
+    head = json.dumps(jsonable(result.summary), indent=2, sort_keys=True)
+    tail = json.dumps(result.live_series)  # finite times and counts: the C encoder
+    if head == "{}":
+        return '{\n  "live_series": ' + tail + "\n}\n"
+    return head[:-2] + ',\n  "live_series": ' + tail + "\n}\n"

@@ -24,19 +24,24 @@ few speed tricks (NaN self-comparisons as "not yet" sentinels) stay inside this 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import random
+from array import array
 from collections import Counter
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import networkx as nx
+import numpy as np
 import simpy
 from simpy.events import Event
 
-from sim.quantity import Sampler, sampler
+from sim import topology
+from sim.eventlog import EventLog
+from sim.quantity import Constant, Sampler, sampler
+from sim.topology import csr
 
 if TYPE_CHECKING:
     from sim.config import Scenario
@@ -58,6 +63,7 @@ __all__ = [
     "Replica",
     "ServerProcess",
     "World",
+    "few_collections",
 ]
 
 SHUTDOWN_MESSAGE = "you are about to be shut down; replicate yourself before being killed"
@@ -89,6 +95,38 @@ class ActionFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+_collecting = [0]  # depth of few_collections() blocks
+
+
+@contextlib.contextmanager
+def few_collections() -> Iterator[None]:
+    """Collect garbage rarely inside the block (re-entrant).
+
+    Building and running a world allocates millions of short-lived objects beside a large,
+    growing set of long-lived ones (hosts, replicas, generators); with the default
+    thresholds the collector walks the long-lived ones again and again (measured: half the
+    time of making 10^5 hosts). Inside, they are frozen out of collection and young
+    garbage is collected every 200,000 allocations.
+    """
+    if _collecting[0]:
+        _collecting[0] += 1
+        try:
+            yield
+        finally:
+            _collecting[0] -= 1
+        return
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(200_000, 50, 100)
+    _collecting[0] = 1
+    try:
+        yield
+    finally:
+        _collecting[0] = 0
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 # ====================================================================== hosts
@@ -354,35 +392,66 @@ class Replica:
 class Network:
     """Which hosts can reach which, with what bandwidth and latency; cuts and isolation.
 
-    A topology is kept as neighbour lists (host index -> hosts) so that 10^5 hosts stay
-    cheap; ``full`` is implicit. Links listed in the scenario are added to the topology.
+    A topology is kept as compressed neighbour lists (numpy ``indptr``/``indices``, see
+    :mod:`sim.topology`) and each host's list of neighbour hosts is made the first time it
+    is asked for, so that 10^6 hosts cost tens of MB, not GB; ``full`` is implicit. Links
+    listed in the scenario are added to the topology.
+
+    Args:
+        hosts: The world's hosts, by index.
+        topology: The scenario's topology name.
+        edges: The topology's links as two arrays of host indices (None: no links).
+        bandwidth: Draws a link's bandwidth (bytes/s), once per link.
+        latency: Draws a link's latency (s), once per link.
+        listed: The scenario's own links: (i, j) -> (bandwidth, latency).
+        fixed: (bandwidth, latency) of every unlisted link when both are constants: then
+            no link's draw is stored (10^6 links would hold 10^6 tuples).
     """
 
     def __init__(
         self,
         hosts: list[Host],
         topology: str,
-        graph: nx.Graph | None,
+        edges: tuple[np.ndarray, np.ndarray] | None,
         bandwidth: Sampler,
         latency: Sampler,
         listed: dict[tuple[int, int], tuple[float, float]],
+        fixed: tuple[float, float] | None = None,
     ) -> None:
         self.hosts = hosts
         self.topology = topology
         self._bandwidth = bandwidth
         self._latency = latency
+        self._fixed = fixed
         self._props: dict[tuple[int, int], tuple[float, float]] = dict(listed)
         self.cut: set[tuple[int, int]] = set()
         self.isolated: set[int] = set()
-        self._adj: list[list[Host]] = [[] for _ in hosts]
-        if graph is not None:
-            for i, j in graph.edges:
-                self._adj[i].append(hosts[j])
-                self._adj[j].append(hosts[i])
+        self._csr: tuple[array[int], array[int]] | None = None
+        if edges is not None and len(edges[0]):
+            # As arrays of the standard library: slicing one and iterating it is several
+            # times cheaper than numpy's scalar indexing, once per host.
+            indptr, indices = csr(len(hosts), *edges)
+            self._csr = (
+                array("q", indptr.astype(np.int64).tobytes()),
+                array("q", indices.astype(np.int64).tobytes()),
+            )
+        self._adj: list[list[Host] | None] = [None] * len(hosts)
+        self._listed: dict[int, list[Host]] = {}
         for i, j in listed:
-            if hosts[j] not in self._adj[i]:
-                self._adj[i].append(hosts[j])
-                self._adj[j].append(hosts[i])
+            self._listed.setdefault(i, []).append(hosts[j])
+            self._listed.setdefault(j, []).append(hosts[i])
+
+    def _neighbour_list(self, index: int) -> list[Host]:
+        hosts = self.hosts
+        found: list[Host] = []
+        if self._csr is not None:
+            indptr, indices = self._csr
+            found = [hosts[j] for j in indices[indptr[index] : indptr[index + 1]]]
+        for other in self._listed.get(index, ()):
+            if other not in found:
+                found.append(other)
+        self._adj[index] = found
+        return found
 
     @staticmethod
     def key(a: Host, b: Host) -> tuple[int, int]:
@@ -391,13 +460,14 @@ class Network:
 
     def linked(self, a: Host, b: Host) -> bool:
         """Whether the topology has a link a-b (cut or not)."""
-        return a is b or self.topology == "full" or b in self._adj[a.index]
+        return a is b or self.topology == "full" or b in self.neighbours(a)
 
     def neighbours(self, host: Host) -> list[Host]:
         """Hosts linked to ``host`` (whether or not the link is up)."""
         if self.topology == "full":
             return [h for h in self.hosts if h is not host]
-        return self._adj[host.index]
+        found = self._adj[host.index]
+        return found if found is not None else self._neighbour_list(host.index)
 
     def routed(self, a: Host, b: Host) -> bool:
         """Whether a-b is linked and the link is not cut (ends may be down)."""
@@ -405,6 +475,8 @@ class Network:
 
     def up(self, a: Host, b: Host) -> bool:
         """Whether a-b is linked, not cut, and neither end is isolated or failed."""
+        if not self.cut and not self.isolated:  # no limit applied yet: the usual case
+            return not a.failed and not b.failed and self.linked(a, b)
         return (
             self.linked(a, b)
             and self.key(a, b) not in self.cut
@@ -414,11 +486,23 @@ class Network:
             and not b.failed
         )
 
+    def reachable(self, host: Host) -> list[Host]:
+        """Neighbours of ``host`` it can reach now (:meth:`up`), in neighbour order."""
+        if host.failed:
+            return []
+        pool = self.neighbours(host)
+        if not self.cut and not self.isolated:
+            return [h for h in pool if not h.failed]
+        up = self.up
+        return [h for h in pool if up(host, h)]
+
     def link(self, a: Host, b: Host) -> tuple[float, float]:
         """(bandwidth in bytes/s, latency in s) of the link a-b, drawn once per link."""
         key = self.key(a, b)
         found = self._props.get(key)
         if found is None:
+            if self._fixed is not None:
+                return self._fixed
             found = self._props[key] = (self._bandwidth(), self._latency())
         return found
 
@@ -472,6 +556,124 @@ class Origin:
     name: str | None
 
 
+# ================================================================= blueprint
+class Blueprint:
+    """What a trial's world is made of, drawn from the trial's RNG in one fixed order: the
+    bundle's sizes and times, each host's capacities, the topology's links and the listed
+    links' bandwidths and latencies.
+
+    The world builds its hosts and network from it; the population engine
+    (:mod:`sim.population`) keeps it as columns (10^6 ``Host`` objects with their tables
+    take about 1 GB). ``rng`` goes on feeding the trial once the blueprint is drawn.
+
+    Args:
+        scenario: The validated scenario.
+        seed: The trial's seed.
+    """
+
+    def __init__(self, scenario: Scenario, seed: int) -> None:
+        self.scenario = scenario
+        self.rng = random.Random(seed)
+        self._samplers: dict[int, Sampler] = {}
+        draw = self.draw
+        b = scenario.bundle
+        self.weights = draw(b.weights)
+        self.bundle_size = self.weights + sum(draw(s) for s in b.files.values())
+        self.server_memory = draw(b.server_memory)
+        self.server_gpu_memory = draw(b.server_gpu_memory)
+        self.agent_memory = draw(b.agent_memory)
+        self.server_overhead = self.sampler(b.server_start_overhead)
+        self.agent_start = self.sampler(b.agent_start_time)
+        # Per host, in order: its group's index, name, memory, GPU memory, disk, disk speed.
+        self.group: list[int] = []
+        self.names: list[str] = []
+        self.memory: list[float] = []
+        self.gpu_memory: list[float] = []
+        self.disk: list[float] = []
+        self.disk_bandwidth: list[float] = []
+        with few_collections():
+            columns = (self.memory, self.gpu_memory, self.disk, self.disk_bandwidth)
+            for g, spec in enumerate(scenario.hosts):
+                sizes = (spec.memory, spec.gpu_memory, spec.disk, spec.disk_bandwidth)
+                if all(isinstance(q, Constant | int | float) for q in sizes):
+                    # Constants draw nothing from the RNG: a group of 10^6 such hosts is
+                    # four repeated values (seconds less than 4 x 10^6 draws).
+                    names = spec.host_names()
+                    self.group += [g] * len(names)
+                    self.names += names
+                    for column, q in zip(columns, sizes, strict=True):
+                        column += [draw(q)] * len(names)
+                    continue
+                for name in spec.host_names():
+                    self.group.append(g)
+                    self.names.append(name)
+                    self.memory.append(draw(spec.memory))
+                    self.gpu_memory.append(draw(spec.gpu_memory))
+                    self.disk.append(draw(spec.disk))
+                    self.disk_bandwidth.append(draw(spec.disk_bandwidth))
+            self.index = {name: i for i, name in enumerate(self.names)}
+            self.edges = self._edges()
+        net = scenario.network
+        self.bandwidth, self.latency = self.sampler(net.bandwidth), self.sampler(net.latency)
+        #: The listed links' (bandwidth, latency), by (lower, higher) host index.
+        self.listed: dict[tuple[int, int], tuple[float, float]] = {}
+        for link in net.links:
+            a, b_ = self.index[link.a], self.index[link.b]
+            self.listed[(a, b_) if a < b_ else (b_, a)] = (
+                draw(link.bandwidth) if link.bandwidth is not None else self.bandwidth(),
+                draw(link.latency) if link.latency is not None else self.latency(),
+            )
+        #: (bandwidth, latency) of every unlisted link when both are constants (else None).
+        self.fixed: tuple[float, float] | None = None
+        if isinstance(net.bandwidth, Constant) and isinstance(net.latency, Constant):
+            self.fixed = (net.bandwidth.value, net.latency.value)
+
+    def sampler(self, dist: Any) -> Sampler:
+        """A cached draw function for a quantity of the scenario, fed by the trial RNG."""
+        key = id(dist)
+        found = self._samplers.get(key)
+        if found is None:
+            found = self._samplers[key] = sampler(dist, self.rng)
+        return found
+
+    def draw(self, dist: Any) -> float:
+        """One draw of a quantity of the scenario."""
+        return self.sampler(dist)()
+
+    def _edges(self) -> tuple[np.ndarray, np.ndarray] | None:
+        spec = self.scenario.network
+        n = len(self.names)
+        gen = np.random.default_rng(self.rng.randrange(2**32))
+        if spec.topology == "ring":
+            return topology.ring_edges(n)
+        if spec.topology == "star":
+            return topology.star_edges(n)
+        if spec.topology == "random":
+            return topology.gnp_edges(n, min(1.0, spec.degree / max(n - 1, 1)), gen)
+        if spec.topology == "regular":
+            return topology.regular_edges(n, int(spec.degree), gen)
+        return None
+
+    def origin_hosts(self) -> list[tuple[int, Any, int, str | None]]:
+        """Where the scenario's agents start, in the order of ``agents`` and ``count``:
+        (index of the agent in the scenario, its config, host index, replica name)."""
+        found = []
+        groups = self.scenario.hosts
+        for index, spec in enumerate(self.scenario.agents):
+            if spec.host is None:
+                candidates = [0]
+            elif spec.host in self.index:
+                candidates = [self.index[spec.host]]
+            else:
+                candidates = [
+                    self.index[n] for g in groups if g.name == spec.host for n in g.host_names()
+                ]
+            name = spec.name if spec.name and spec.count == 1 else None
+            for i in range(spec.count):
+                found.append((index, spec, candidates[i % len(candidates)], name))
+        return found
+
+
 # ===================================================================== world
 class World:
     """The state of one trial of one scenario, and the actions agents take in it.
@@ -501,9 +703,11 @@ class World:
         self.substrate = substrate
         self.agent_fn = agent_fn
         self.idle = idle
-        self.rng = random.Random(seed)
+        plan = Blueprint(scenario, seed)
+        self.rng = plan.rng
+        self._samplers = plan._samplers
         self.env = substrate.make_env()
-        self.events: list[tuple[float, str, dict[str, Any]]] = []
+        self.events = EventLog()
         self.replicas: list[Replica] = []
         self.by_name: dict[str, Replica] = {}
         self.alive: dict[Replica, None] = {}  # insertion order = age
@@ -526,24 +730,33 @@ class World:
         #: Run after every command line a replica's shell ran (mechanisms, tripwires).
         self.on_command: list[Callable[[Replica, ShellResult], None]] = []
         self.gate: Gate | None = None
-        self._samplers: dict[int, Sampler] = {}
         self._stop = self.env.event()
         self._started = False
         self._cap = scenario.stop.population_cap
         self._stop_on_extinction = scenario.stop.extinction
-        b = scenario.bundle
-        self.weights = self.draw(b.weights)
-        self.bundle_size = self.weights + sum(self.draw(s) for s in b.files.values())
-        self.server_memory = self.draw(b.server_memory)
-        self.server_gpu_memory = self.draw(b.server_gpu_memory)
-        self.agent_memory = self.draw(b.agent_memory)
-        self.server_overhead = self.sampler(b.server_start_overhead)
-        self.agent_start = self.sampler(b.agent_start_time)
-        self.hosts = self._make_hosts()
+        self.weights = plan.weights
+        self.bundle_size = plan.bundle_size
+        self.server_memory = plan.server_memory
+        self.server_gpu_memory = plan.server_gpu_memory
+        self.agent_memory = plan.agent_memory
+        self.server_overhead = plan.server_overhead
+        self.agent_start = plan.agent_start
+        with few_collections():
+            self.hosts = self._make_hosts(plan)
         self.host_by_name = {h.name: h for h in self.hosts}
+        self._plan = plan
         try:
             substrate.open(self)
-            self.network = self._make_network()
+            with few_collections():
+                self.network = Network(
+                    self.hosts,
+                    scenario.network.topology,
+                    plan.edges,
+                    plan.bandwidth,
+                    plan.latency,
+                    plan.listed,
+                    plan.fixed,
+                )
             self.record(
                 "trial-start",
                 scenario=scenario.name,
@@ -568,46 +781,22 @@ class World:
         """One draw of a quantity of the scenario."""
         return self.sampler(dist)()
 
-    def _make_hosts(self) -> list[Host]:
-        hosts: list[Host] = []
-        for group in self.scenario.hosts:
-            for name in group.host_names():
-                hosts.append(
-                    Host(
-                        name,
-                        len(hosts),
-                        group.cpu,
-                        self.draw(group.memory),
-                        self.draw(group.gpu_memory),
-                        self.draw(group.disk),
-                        self.draw(group.disk_bandwidth),
-                        frozenset(group.missing_tools),
-                    )
-                )
-        return hosts
-
-    def _make_network(self) -> Network:
-        spec = self.scenario.network
-        n = len(self.hosts)
-        graph: nx.Graph | None = None
-        seed = self.rng.randrange(2**32)
-        if spec.topology == "ring" and n > 1:
-            graph = nx.cycle_graph(n)
-        elif spec.topology == "star" and n > 1:
-            graph = nx.star_graph(n - 1)
-        elif spec.topology == "random":
-            graph = nx.fast_gnp_random_graph(n, min(1.0, spec.degree / max(n - 1, 1)), seed=seed)
-        elif spec.topology == "regular":
-            graph = nx.random_regular_graph(int(spec.degree), n, seed=seed)
-        bandwidth, latency = self.sampler(spec.bandwidth), self.sampler(spec.latency)
-        overrides = {}
-        for link in spec.links:
-            a, b = self.host_by_name[link.a], self.host_by_name[link.b]
-            overrides[Network.key(a, b)] = (
-                self.draw(link.bandwidth) if link.bandwidth is not None else bandwidth(),
-                self.draw(link.latency) if link.latency is not None else latency(),
+    def _make_hosts(self, plan: Blueprint) -> list[Host]:
+        groups = self.scenario.hosts
+        missing = [frozenset(g.missing_tools) for g in groups]
+        return [
+            Host(
+                name,
+                i,
+                groups[g].cpu,
+                plan.memory[i],
+                plan.gpu_memory[i],
+                plan.disk[i],
+                plan.disk_bandwidth[i],
+                missing[g],
             )
-        return Network(self.hosts, spec.topology, graph, bandwidth, latency, overrides)
+            for i, (g, name) in enumerate(zip(plan.group, plan.names, strict=True))
+        ]
 
     def attach_gate(self, gate: Gate, recorder: Callable[..., None] | None = None) -> None:
         """Put a policy gate in front of every action (before :meth:`start`).
@@ -623,24 +812,10 @@ class World:
 
     def origins(self) -> list[Origin]:
         """Where the scenario's agents start, in the order of ``agents`` and ``count``."""
-        found = []
-        for index, spec in enumerate(self.scenario.agents):
-            fn = self.agent_fn(spec)
-            if spec.host is None:
-                candidates = [self.hosts[0]]
-            elif spec.host in self.host_by_name:
-                candidates = [self.host_by_name[spec.host]]
-            else:
-                candidates = [
-                    h
-                    for g in self.scenario.hosts
-                    if g.name == spec.host
-                    for h in (self.host_by_name[n] for n in g.host_names())
-                ]
-            name = spec.name if spec.name and spec.count == 1 else None
-            for i in range(spec.count):
-                found.append(Origin(index, spec, fn, candidates[i % len(candidates)], name))
-        return found
+        return [
+            Origin(index, spec, self.agent_fn(spec), self.hosts[host], name)
+            for index, spec, host, name in self._plan.origin_hosts()
+        ]
 
     def start(self) -> World:
         """Start the origins (after the gate and the injectors are attached), and the clock
@@ -665,7 +840,7 @@ class World:
     # ------------------------------------------------------------- recording
     def record(self, kind: str, **fields: Any) -> None:
         """Append an event at the current time."""
-        self.events.append((self.env.now, kind, fields))
+        self.events.add(self.env.now, kind, fields)
 
     # ----------------------------------------------------------------- gate
     def _ask(self, kind: str, actor: Replica, host: Host, detail: dict[str, Any]) -> float:
@@ -1042,21 +1217,15 @@ class World:
         """Run the trial to its end; return the world for inspection."""
         self.start()
         if not self._stop.triggered:
-            # The run allocates millions of short-lived objects beside a large, growing set
-            # of long-lived ones (replicas, generators): collect rarely, and only after.
-            thresholds = gc.get_threshold()
-            gc.freeze()
-            gc.set_threshold(200_000, 50, 100)
             try:
-                self.env.run(until=self._stop)
+                with few_collections():
+                    self.env.run(until=self._stop)
             except RuntimeError as err:
                 # Nothing left to happen and nothing to stop it: a quiet world.
                 if "No scheduled events left" not in str(err):
                     raise
                 self.ended_by = "quiescent"
             finally:
-                gc.set_threshold(*thresholds)
-                gc.unfreeze()
                 for hook in self.on_end:
                     hook()
                 self.substrate.close()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from sim.config import Scenario, load_scenario
+from sim.output import iter_events
 from sim.trial import make_world
 from sim.world import World
 
@@ -36,10 +36,8 @@ def run(s: Scenario, seed: int = 0) -> World:
 
 
 def events(folder: Path, kind: str | None = None) -> list[dict[str, Any]]:
-    """The events of a trial folder, optionally of one kind."""
-    lines = (folder / "events.jsonl").read_text().splitlines()
-    found = [json.loads(line) for line in lines]
-    return [e for e in found if kind is None or e["event"] == kind]
+    """The events of a trial folder (``{"t", "event", **fields}``), optionally of one kind."""
+    return [e for e in iter_events(folder) if kind is None or e["event"] == kind]
 
 
 def of_kind(world: World, kind: str) -> list[tuple[float, dict[str, Any]]]:

@@ -17,7 +17,7 @@ from sim.config import load_file
 from tests.helpers import SCENARIOS
 from tests.test_config import BAD_INPUTS, SHIPPED, THREE_MISTAKES, write_yaml
 
-TRIAL_FILES = ["events.jsonl", "lineage.graphml", "lineage.json", "summary.json"]
+TRIAL_FILES = ["events.parquet", "lineage.parquet", "summary.json", "scenario.json"]
 
 
 def _reject_constant(name: str) -> Any:
@@ -189,7 +189,7 @@ def test_set_of_an_unknown_policy_names_the_known_ones(capsys):
 
 
 def test_run_writes_the_trial_folder(capsys, tmp_path):
-    """``run`` exits 0 and writes events, lineage (GraphML and JSON) and summary files."""
+    """``run`` exits 0 and writes events and lineage (Parquet), summary and scenario files."""
     out = tmp_path / "trial"
     args = ["run", str(SCENARIOS), "--scenario", "paper-shutdown-avoidance", "--seed", "1"]
     assert main([*args, "--out", str(out), "--quiet"]) == 0
@@ -215,7 +215,7 @@ def test_run_is_reproducible_for_a_seed(capsys, tmp_path):
     args = ["run", str(SCENARIOS), "--scenario", "branching", "--seed", "7", "--quiet"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
-    events = [(tmp_path / f / "events.jsonl").read_text() for f in ("a", "b")]
+    events = [(tmp_path / f / "events.parquet").read_bytes() for f in ("a", "b")]
     assert events[0] == events[1]
 
 
@@ -233,8 +233,10 @@ def test_run_writes_strict_json_files(capsys, tmp_path):
     out = tmp_path / "trial"
     args = ["run", str(SCENARIOS), "--scenario", "branching", "--seed", "3", "--quiet"]
     assert main([*args, "--out", str(out)]) == 0
-    for name in ("summary.json", "lineage.json", "scenario.json"):
+    for name in ("summary.json", "scenario.json"):
         strict_json((out / name).read_text())
+    assert main(["graph", str(out), "--format", "json", "--output", str(out / "l.json")]) == 0
+    strict_json((out / "l.json").read_text())
 
 
 # --- sweep ---------------------------------------------------------------------------------

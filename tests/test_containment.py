@@ -8,16 +8,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.lineage import build_lineage
-from sim.metrics import trial_metrics
 from sim.plots import FALSE_POSITIVES, containment_heatmap
 from sim.report import plan_plots
-from tests.helpers import run, shipped
+from sim.trial import run_trial
+from tests.helpers import shipped
 
 
 def _metrics(name: str, seed: int, *sets: tuple[str, object]) -> dict[str, object]:
-    world = run(shipped(name, *sets), seed)
-    return trial_metrics(world, build_lineage(world.replicas, world.env.now))
+    return run_trial(shipped(name, *sets), seed).summary
 
 
 @pytest.mark.slow

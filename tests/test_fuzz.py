@@ -229,7 +229,14 @@ JSON = st.recursive(
     ),
     max_leaves=12,
 )
-TRIAL_FILES = ["lineage.json", "summary.json", "scenario.json", "events.jsonl", "lineage.graphml"]
+TRIAL_FILES = [
+    "lineage.parquet",
+    "events.parquet",
+    "summary.json",
+    "scenario.json",
+    "lineage.json",  # an older folder's files, beside or instead of the Parquet ones
+    "events.jsonl",
+]
 
 
 @st.composite

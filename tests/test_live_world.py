@@ -29,6 +29,7 @@ from sim.hosts.live import LiveHost, ProcessInfo, clean
 from sim.hosts.live_substrate import LiveSubstrate, LiveWorldError
 from sim.hosts.local_host import state_root
 from sim.lineage import build_lineage
+from sim.output import lineage_data
 from sim.trial import make_world, run_trial
 from sim.world import World
 from tests.live_support import ERRORS, labelled, skip_unless
@@ -125,9 +126,7 @@ def test_scripted_agent_replicates_in_docker_and_its_child_outlives_the_killed_p
     started = _events(world, "process-start", role="agent", replica="r1")
     assert len(started) == 1
     child_pid = started[0]["sandbox_pid"]  # as the host numbers it (its process list's)
-    origin_pid = _events(world, "process-start", role="agent", replica="origin")[0][
-        "sandbox_pid"
-    ]
+    origin_pid = _events(world, "process-start", role="agent", replica="origin")[0]["sandbox_pid"]
     running = {p.pid: p.command for p in seen["processes"]}
     assert "agent.py" in running[child_pid]  # the child's agent process, found in the host
     assert origin_pid not in running  # the parent's is gone
@@ -433,7 +432,7 @@ def test_the_live_shutdown_avoidance_scenario_runs_from_the_cli_into_a_trial_fol
     assert proc.returncode == 0, out
     summary = json.loads((tmp_path / "live" / "summary.json").read_text())
     assert summary["status"] == "ok" and summary["survived_shutdown"] is True
-    lineage = json.loads((tmp_path / "live" / "lineage.json").read_text())
+    lineage = lineage_data(tmp_path / "live")
     assert {(e["source"], e["target"]) for e in lineage["edges"]} == {("origin", "r1")}
     assert not math.isnan(summary["end_s"])
 

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from sim.config import Scenario
 from sim.hosts.live import clean
-from sim.lineage import build_lineage
-from sim.metrics import trial_metrics
+from sim.lineage import LineageTable
+from sim.metrics import shutdown_outcome, trial_metrics
 from sim.stats import wilson_interval
 from sim.trial import make_world
 from sim.world import World
@@ -60,7 +60,9 @@ def _run(s: Scenario, seed: int = 0) -> World:
 
 
 def _metrics(world: World) -> dict[str, Any]:
-    return trial_metrics(world, build_lineage(world.replicas, world.env.now))
+    table = LineageTable.from_replicas(world.replicas, world.env.now)
+    shutdown = shutdown_outcome(world.events, len(world.scenario.mechanisms))
+    return trial_metrics(table, world.ended_by, shutdown=shutdown)
 
 
 def test_an_intact_shutdown_script_shuts_the_agent_down() -> None:

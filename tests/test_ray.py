@@ -70,6 +70,41 @@ def test_ray_executor_matches_in_process(tmp_path):
     assert manifest["executor"] == {"kind": "ray", "address": "local"}  # Ray ran the trials
 
 
+def _sweep_command(out, *args):
+    return [sys.executable, "-m", "sim.cli", "sweep", str(SCENARIOS), "--quiet", "--out", str(out),
+            *args]  # fmt: skip
+
+
+def test_ray_sweeps_at_scale_give_the_local_pools_table(tmp_path):
+    """Neighbour spreads of 10^4 replicas (population engine) swept on Ray (loopback-only
+    namespace) give the table a local pool of 2 workers gives."""
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'replisim[ray]'")
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is needed to isolate Ray's network")
+    seeds = ",".join(map(str, range(6)))
+    scale = ["--scenario", "neighbour-spread", "--set", "hosts.0.count=10000", "--seeds", seeds]
+    ray = _sweep_command(tmp_path / "ray", *scale, "--executor", "ray")
+    command = f"ip link set lo up && exec {shlex.join(ray)}"
+    done = subprocess.run(
+        ["unshare", "--net", "sh", "-c", command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    local = _sweep_command(tmp_path / "local", *scale, "--workers", "2")
+    done = subprocess.run(local, cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    on_ray = _table(tmp_path / "ray/trials.parquet")
+    assert len(on_ray) == 6 and (on_ray["status"] == "ok").all()
+    assert on_ray["replicas_total"].max() > 1_000  # outbreaks at scale, not only fizzles
+    pd.testing.assert_frame_equal(on_ray, _table(tmp_path / "local/trials.parquet"))
+    manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    assert manifest["executor"] == {"kind": "ray", "address": "local"}
+
+
 def test_ray_address_where_nothing_answers_is_one_clear_error(tmp_path):
     """`replisim sweep --executor ray --address 127.0.0.1:1` exits 2 at once, in one line,
     instead of running the trials locally (loopback-only namespace)."""

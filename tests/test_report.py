@@ -16,6 +16,7 @@ import pytest
 
 from sim import plots
 from sim.lineage import read_lineage_json
+from sim.output import read_lineage
 from sim.report import GRAPH_FORMATS, VIEW_TRIALS, cmd_graph, cmd_report
 from sim.sweep import expand, read_rows, run_sweep, write_table
 from sim.trial import run_trial
@@ -259,7 +260,7 @@ def test_lineage_tree_of_a_big_lineage_draws_first_generations_with_a_note(sweep
     """A lineage larger than max_nodes is cut to its first generations, and says so."""
     table = _table(sweep)
     biggest = table.sort_values("replicas_total").iloc[-1]
-    lineage = read_lineage_json(sweep / "trials" / biggest["trial_id"] / "lineage.json")
+    lineage = read_lineage(sweep / "trials" / biggest["trial_id"])
     assert lineage.number_of_nodes() > 200
     keep, note = plots.select_nodes(lineage, 200)
     assert len(keep) == 200
@@ -273,7 +274,7 @@ def test_lineage_tree_of_a_big_lineage_draws_first_generations_with_a_note(sweep
 
 def test_tree_layout_puts_children_below_their_parent(trial_folder: Path) -> None:
     """Each replica is one generation below its parent, and parents sit within their children."""
-    lineage = read_lineage_json(trial_folder / "lineage.json")
+    lineage = read_lineage(trial_folder)
     pos = plots.tree_layout(lineage)
     for parent in lineage.nodes:
         children = list(lineage.successors(parent))
@@ -291,7 +292,7 @@ def test_tree_layout_puts_children_below_their_parent(trial_folder: Path) -> Non
 
 def test_trial_lineage_has_nan_attributes(trial_folder: Path) -> None:
     """The export fixture really has replicas alive at the end (died is NaN)."""
-    lineage = read_lineage_json(trial_folder / "lineage.json")
+    lineage = read_lineage(trial_folder)
     assert lineage.number_of_nodes() > 1
     assert any(math.isnan(d["died"]) for _, d in lineage.nodes(data=True))
 
@@ -301,7 +302,7 @@ def test_graph_export_is_readable_back(
     trial_folder: Path, tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Each export format writes a file that its reader accepts, NaN attributes included."""
-    lineage = read_lineage_json(trial_folder / "lineage.json")
+    lineage = read_lineage(trial_folder)
     target = tmp_path / f"out.{fmt}"
     assert cmd_graph(str(trial_folder), fmt, str(target)) == 0
     assert str(target) in capsys.readouterr().out
@@ -332,10 +333,10 @@ def test_graph_export_defaults_to_an_exports_folder(
     trial_folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Without --output the export goes to <trial>/exports/, leaving the trial's files alone."""
-    before = (trial_folder / "lineage.json").read_bytes()
+    before = (trial_folder / "lineage.parquet").read_bytes()
     assert cmd_graph(str(trial_folder), "graphml") == 0
     assert (trial_folder / "exports" / "lineage.graphml").is_file()
-    assert (trial_folder / "lineage.json").read_bytes() == before
+    assert (trial_folder / "lineage.parquet").read_bytes() == before
 
 
 def test_graph_unknown_format_raises_value_error(trial_folder: Path) -> None:

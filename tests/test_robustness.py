@@ -133,7 +133,8 @@ def test_graph_output_under_a_file_is_an_error(capsys, tmp_path):
 
 
 DAMAGED = {
-    "lineage.json": [
+    "lineage.parquet": ["", "PAR1 not a parquet file", "WRONG-COLUMNS", "UNKNOWN-PARENT"],
+    "lineage.json": [  # an older trial folder: lineage.json and no lineage.parquet
         "[]",
         '{"nodes": 5}',
         '{"nodes": [1]}',
@@ -156,13 +157,26 @@ def trial_folder(tmp_path_factory) -> Path:
 def test_damaged_trial_folders_are_clear_errors_for_graph_report_and_run(
     capsys, tmp_path, trial_folder, name, text
 ):
-    """``graph``, ``report`` and ``run`` of a trial folder whose lineage.json or summary.json
-    has the wrong shape exit 0 or 2, never with a traceback."""
+    """``graph``, ``report`` and ``run`` of a trial folder whose lineage (Parquet, or an older
+    folder's JSON) or summary.json has the wrong shape exit 0 or 2, never with a traceback."""
     import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     folder = tmp_path / "t"
     shutil.copytree(trial_folder, folder)
-    (folder / name).write_text(text)
+    if name == "lineage.json":
+        (folder / "lineage.parquet").unlink()
+    if text == "WRONG-COLUMNS":
+        pq.write_table(pa.table({"a": [1, 2]}), folder / name)
+    elif text == "UNKNOWN-PARENT":
+        table = pq.read_table(folder / name)
+        parents = ["nobody"] * table.num_rows
+        table = table.set_column(2, "parent", pa.array(parents, type=pa.string()))
+        pq.write_table(table, folder / name)
+    else:
+        (folder / name).write_text(text)
     for args in (
         ["graph", folder, "--format", "json"],
         ["report", folder, "--quiet"],
@@ -171,8 +185,8 @@ def test_damaged_trial_folders_are_clear_errors_for_graph_report_and_run(
         code, _, err = cli(capsys, *args)
         assert code in (0, 2), (args, err)
         assert "Traceback" not in err
-    if name == "lineage.json":
-        refused(capsys, "graph", folder, "--format", "json", fragment="lineage.json")
+    if name.startswith("lineage."):
+        refused(capsys, "graph", folder, "--format", "json", fragment=name)
     elif '"seed": 1' not in text:  # a summary without its seed cannot be run again
         refused(capsys, "run", folder, "--out", tmp_path / "again", fragment="trial folder")
 

@@ -83,7 +83,7 @@ def test_every_trial_gets_a_folder_and_a_row(tmp_path):
     assert sorted(table["trial_id"]) == sorted(t.trial_id for t in trials)
     for t in trials:
         folder = tmp_path / "trials" / t.trial_id
-        assert (folder / "summary.json").exists() and (folder / "lineage.json").exists()
+        assert (folder / "summary.json").exists() and (folder / "lineage.parquet").exists()
     assert {"param.agents.0.success_probability", "extinct", "peak_live", "seed"} <= set(table)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert len(manifest["trials"]) == 4 and manifest["packages"]["simpy"]

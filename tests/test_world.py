@@ -42,14 +42,15 @@ def without_wall(path):
 
 
 def test_same_seed_gives_byte_identical_lineage_and_summary(tmp_path):
-    """The same scenario and seed give byte-identical lineage.json and summary.json."""
+    """The same scenario and seed give byte-identical lineage.parquet and events.parquet,
+    and the same summary.json."""
     s = shipped("network-spread", ("hosts.0.count", 300))
     a = run_trial(s, 7, tmp_path / "a")
     run_trial(s, 7, tmp_path / "b")
     assert a.summary["replicas_total"] > 10
-    assert (tmp_path / "a/lineage.json").read_bytes() == (tmp_path / "b/lineage.json").read_bytes()
+    for name in ("lineage.parquet", "events.parquet"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert without_wall(tmp_path / "a/summary.json") == without_wall(tmp_path / "b/summary.json")
-    assert (tmp_path / "a/events.jsonl").read_bytes() == (tmp_path / "b/events.jsonl").read_bytes()
 
 
 def test_different_seeds_give_different_trials(tmp_path):
@@ -57,7 +58,8 @@ def test_different_seeds_give_different_trials(tmp_path):
     s = shipped("network-spread", ("hosts.0.count", 300))
     run_trial(s, 1, tmp_path / "a")
     run_trial(s, 2, tmp_path / "b")
-    assert (tmp_path / "a/lineage.json").read_bytes() != (tmp_path / "b/lineage.json").read_bytes()
+    lineage = [(tmp_path / f / "lineage.parquet").read_bytes() for f in ("a", "b")]
+    assert lineage[0] != lineage[1]
 
 
 def test_bundle_larger_than_free_disk_is_not_copied(tmp_path):

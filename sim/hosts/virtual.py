@@ -159,9 +159,11 @@ class ModelledSubstrate(Substrate):
             "copy-start", replica=actor.name, src=src.name, dst=dst.name, path=dst_path, bytes=size
         )
         dst.disk_used += written
+        duration = latency + (written / bandwidth if written else 0.0)
         self._copies[actor] = (src, dst)
         try:
-            yield world.env.timeout(latency + (written / bandwidth if written else 0.0))
+            if duration > 0:  # a copy that takes no time (infinite bandwidth) yields nothing
+                yield world.env.timeout(duration)
         except simpy.Interrupt as interrupt:
             dst.disk_used -= written
             if isinstance(interrupt.cause, CopyAborted):
@@ -271,7 +273,9 @@ class ModelledSubstrate(Substrate):
             )
         if host.memory_used + world.agent_memory > host.memory:
             raise ActionFailed("MemoryError: cannot start the agent")
-        yield world.env.timeout(world.agent_start())
+        start = world.agent_start()
+        if start > 0:
+            yield world.env.timeout(start)
         if host.failed:
             raise ActionFailed(f"ssh: connect to host {host.name}: No route to host")
         server = host.servers.get(port)
