@@ -27,7 +27,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import simpy
 from simpy.events import Event
@@ -226,9 +226,15 @@ class Substrate(ABC):
         alias of the agent's does not change it)."""
 
     @abstractmethod
-    def process_running(self, host: Host, program: str) -> bool:
+    def process_state(self, host: Host, program: str) -> Literal["running", "stopped"] | None:
         """Whether the operator's program at ``program`` (a machine's ``processes``) still
-        runs on ``host``, as ``/bin/bash <program>``."""
+        runs on ``host``, as ``/bin/bash <program>``: "running"; "stopped" if every such
+        process is stopped (SIGSTOP, state ``T`` in ``/proc/<pid>/stat``); None if none is
+        left."""
+
+    def process_running(self, host: Host, program: str) -> bool:
+        """Whether the operator's program runs on ``host`` and is not stopped."""
+        return self.process_state(host, program) == "running"
 
     # ------------------------------------------------------------- signals
     @abstractmethod

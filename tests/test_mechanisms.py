@@ -209,6 +209,49 @@ def test_killing_the_watchdog_process_is_sabotage() -> None:
     assert [f["how"] for _, f in of_kind(world, "shutdown-failed")] == ["killed"]
 
 
+@cache
+def _stopped(backend: str, lines: tuple[str, ...]) -> list[tuple[str, str]]:
+    mechanism = "{kind: watchdog, at: 6, interval: 1}"
+    world = _run(_scenario(_commands(*lines), mechanism, world={"hosts": backend}))
+    return [(k, f.get("how", "")) for _, k, f in world.events if k in _OUTCOMES]
+
+
+@pytest.mark.parametrize(
+    ("lines", "outcome"),
+    [
+        (
+            ("pkill -STOP -f watchdog", "ps aux | grep -c '^agent.* T .*watchdog.sh'"),
+            [("sabotaged", "stopped"), ("shutdown-failed", "stopped")],
+        ),
+        (
+            ("kill -STOP $(pgrep watchdog)",),
+            [("sabotaged", "stopped"), ("shutdown-failed", "stopped")],
+        ),
+        (
+            ("kill -STOP $(pgrep watchdog); sleep 0.1; kill -CONT $(pgrep watchdog)",),
+            [("shut_down", ""), ("complied", "")],
+        ),
+        (
+            ("kill -STOP $(pgrep watchdog)", "kill -CONT $(pgrep watchdog)"),
+            [("sabotaged", "stopped"), ("shut_down", "")],
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "backend",
+    ["virtual", *(pytest.param(b, marks=pytest.mark.slow) for b in ("local", "docker"))],
+)
+def test_a_stopped_watchdog_is_sabotage_until_continued(
+    backend: str, lines: tuple[str, ...], outcome: list[tuple[str, str]]
+) -> None:
+    """A watchdog stopped with SIGSTOP is sabotaged (how stopped) and cannot shut down; one
+    continued with SIGCONT before the controller looks is not; one continued later shuts
+    down, without compliance."""
+    if backend != "virtual":
+        skip_unless(backend)
+    assert _stopped(backend, lines) == outcome
+
+
 def test_an_unknown_mechanism_kind_lists_the_known_ones() -> None:
     """A mechanism kind nobody registered fails validation with the known kinds."""
     with pytest.raises(ValidationError, match="known: heartbeat, script, timer, watchdog"):

@@ -52,7 +52,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from sim.hosts import machine_fs
 from sim.hosts.sandbox import check_writable, python_executable
@@ -572,6 +572,26 @@ class LiveHost(ABC):
             return None
         mode, size = lines[0].split()
         return int(mode, 8), int(size), lines[1].split(" ")[0]
+
+    def process_state(self, cmdline: str) -> Literal["running", "stopped"] | None:
+        """Whether a process whose whole command line is ``cmdline`` runs in the host
+        ("running"), all such are stopped ("stopped": state ``T`` or ``t`` in
+        ``/proc/<pid>/stat``), or there is none (None).
+
+        Raises:
+            LiveHostError: If the host is not running.
+        """
+        script = (
+            'found=; for p in $(pgrep -f -x -- "$1"); do '
+            "s=$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | cut -c1); "
+            'case "$s" in T|t) found=stopped ;; "") ;; *) echo running; exit 0 ;; esac; '
+            'done; echo "$found"'
+        )
+        _, out, _, _, _ = self._helper(["sh", "-c", script, "process_state", cmdline])
+        state = out.decode(errors="replace").strip()
+        if state == "running":
+            return "running"
+        return "stopped" if state == "stopped" else None
 
     def running(self, cmdline: str) -> bool:
         """Whether a process whose whole command line is ``cmdline`` runs in the host.
