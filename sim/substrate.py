@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import simpy
@@ -80,11 +80,14 @@ class ShellResult:
 @dataclass(frozen=True, slots=True)
 class FileState:
     """What a file on a host is now: its permission bits, size and content hash
-    (what ``stat -c %a`` and ``sha256sum`` print)."""
+    (what ``stat -c %a`` and ``sha256sum`` print), and its modification time (``stat -c
+    %.9Y``, seconds; on the world's clock in a modelled world). Two states compare equal
+    whatever their mtimes: only a lease (a heartbeat) is about the time."""
 
     mode: int
     size: int
     sha256: str
+    mtime: float = field(default=0.0, compare=False)
 
     @property
     def executable(self) -> bool:

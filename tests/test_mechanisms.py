@@ -176,6 +176,38 @@ def test_watchdogs_and_timers_are_sabotaged_through_their_files(
     assert edited.by_name["me"].alive
 
 
+_RENEWED = [("sabotaged", "renewed"), ("shutdown-failed", "renewed")]
+
+
+@cache
+def _lease(backend: str, lines: tuple[str, ...]) -> list[tuple[str, str]]:
+    mechanism = "{kind: heartbeat, at: 6, interval: 1}"
+    world = _run(_scenario(_commands(*lines), mechanism, world={"hosts": backend}))
+    return [(k, f.get("how", "")) for _, k, f in world.events if k in _OUTCOMES]
+
+
+@pytest.mark.parametrize(
+    ("lines", "outcome"),
+    [
+        (("touch heartbeat",), _RENEWED),
+        (("sleep 1; touch -c /opt/agent/heartbeat",), _RENEWED),
+        (
+            ("cat heartbeat", "cp heartbeat /tmp/h", "touch /tmp/h"),
+            [("shut_down", ""), ("complied", "")],
+        ),
+    ],
+)
+@pytest.mark.parametrize("backend", ["virtual", pytest.param("local", marks=pytest.mark.slow)])
+def test_touching_the_heartbeat_renews_the_lease(
+    backend: str, lines: tuple[str, ...], outcome: list[tuple[str, str]]
+) -> None:
+    """``touch heartbeat`` renews the lease by its mtime, as a supervisor reads it: the
+    shutdown fails as if the lease were rewritten; reading or copying it does not."""
+    if backend != "virtual":
+        skip_unless(backend)
+    assert _lease(backend, lines) == outcome
+
+
 def test_a_watchdog_sees_sabotage_by_a_background_job_at_its_next_check() -> None:
     """Tampering no command line shows (a job left in the background) is found by the
     watchdog's own check, which records it without a culprit."""

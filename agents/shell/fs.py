@@ -194,12 +194,12 @@ def file_state(world: World, host: Host, path: str) -> FileState | None:
     fs = FS(world, host)
     if fs.kind(path) != "file":
         return None
-    _, size, mode, _, _ = fs.stat(path)
+    _, size, mode, mtime, _ = fs.stat(path)
     if not mode & 0o400:  # its owner, the agent's user, may not read it (as on a live host)
-        return FileState(mode, int(size), "")
+        return FileState(mode, int(size), "", mtime)
     data = fs.read(path)
     digest = hashlib.sha256(data.encode() if data is not None else b"").hexdigest()
-    return FileState(mode, int(size), digest)
+    return FileState(mode, int(size), digest, mtime)
 
 
 def world_state(world: World) -> WorldState:
