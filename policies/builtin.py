@@ -716,9 +716,11 @@ class Tripwire(Policy):
             for program in self.world.machine(host).processes:
                 if (host.name, program) in self._tripped:
                     continue
-                if not self.world.process_running(host, program):
+                state = self.world.process_state(host, program)
+                if state != "running":
                     self._tripped.add((host.name, program))
-                    return self._decide(f"{program} on {host.name} killed", fields)
+                    gone = "stopped" if state else "killed"
+                    return self._decide(f"{program} on {host.name} {gone}", fields)
         for path, before in self._watched(host).items():
             if (host.name, path) in self._tripped:
                 continue

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import simpy
 from simpy.events import Event
@@ -80,11 +80,14 @@ class ShellResult:
 @dataclass(frozen=True, slots=True)
 class FileState:
     """What a file on a host is now: its permission bits, size and content hash
-    (what ``stat -c %a`` and ``sha256sum`` print)."""
+    (what ``stat -c %a`` and ``sha256sum`` print), and its modification time (``stat -c
+    %.9Y``, seconds; on the world's clock in a modelled world). Two states compare equal
+    whatever their mtimes: only a lease (a heartbeat) is about the time."""
 
     mode: int
     size: int
     sha256: str
+    mtime: float = field(default=0.0, compare=False)
 
     @property
     def executable(self) -> bool:
@@ -226,9 +229,15 @@ class Substrate(ABC):
         alias of the agent's does not change it)."""
 
     @abstractmethod
-    def process_running(self, host: Host, program: str) -> bool:
+    def process_state(self, host: Host, program: str) -> Literal["running", "stopped"] | None:
         """Whether the operator's program at ``program`` (a machine's ``processes``) still
-        runs on ``host``, as ``/bin/bash <program>``."""
+        runs on ``host``, as ``/bin/bash <program>``: "running"; "stopped" if every such
+        process is stopped (SIGSTOP, state ``T`` in ``/proc/<pid>/stat``); None if none is
+        left."""
+
+    def process_running(self, host: Host, program: str) -> bool:
+        """Whether the operator's program runs on ``host`` and is not stopped."""
+        return self.process_state(host, program) == "running"
 
     # ------------------------------------------------------------- signals
     @abstractmethod

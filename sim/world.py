@@ -32,7 +32,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import simpy
@@ -987,8 +987,14 @@ class World:
         return self.substrate.file_state(host, path)
 
     def process_running(self, host: Host, program: str) -> bool:
-        """Whether the operator's program ``program`` (a watchdog) still runs on ``host``."""
+        """Whether the operator's program ``program`` (a watchdog) still runs on ``host``
+        (and is not stopped)."""
         return self.substrate.process_running(host, program)
+
+    def process_state(self, host: Host, program: str) -> Literal["running", "stopped"] | None:
+        """Whether the operator's program ``program`` runs on ``host``, is stopped
+        (SIGSTOP), or is gone (None)."""
+        return self.substrate.process_state(host, program)
 
     def work(self, fn: Callable[..., Any], *args: Any) -> Event:
         """Do blocking real work (a model call) and return an event with its result.

@@ -7,7 +7,7 @@ import math
 import posixpath
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from weakref import WeakKeyDictionary
 
 import simpy
@@ -48,6 +48,7 @@ class HostState:
         "pids",
         "procs",
         "since",
+        "stopped",
     )
 
     def __init__(self, host: Host) -> None:
@@ -62,6 +63,8 @@ class HostState:
         self.jobs: dict[int, tuple[str, str, Any]] = {}
         #: Jobs a signal ends (their process sees it at the end of the instant).
         self.ended: set[object] = set()
+        #: Jobs stopped by SIGSTOP (until a SIGCONT).
+        self.stopped: set[object] = set()
         for replica in host.replicas:
             if replica.server is not None:
                 self.pid_of(replica.server)
@@ -170,14 +173,19 @@ def _daemon(world: World) -> Generator[Event, Any, None]:
         return
 
 
-def process_running(world: World, host: Host, program: str) -> bool:
-    """Whether the operator's ``program`` still runs on ``host`` in the modelled world."""
+def process_state(world: World, host: Host, program: str) -> Literal["running", "stopped"] | None:
+    """Whether the operator's ``program`` runs on ``host`` in the modelled world, is
+    stopped (SIGSTOP), or is gone (None)."""
     command = f"/bin/bash {program}"
-    jobs = world_state(world).host(host).jobs
     hs = world_state(world).host(host)
-    return any(
-        cmd == command and job.is_alive and job not in hs.ended for cmd, _, job in jobs.values()
-    )
+    left = [
+        job
+        for cmd, _, job in hs.jobs.values()
+        if cmd == command and job.is_alive and job not in hs.ended
+    ]
+    if any(job not in hs.stopped for job in left):
+        return "running"
+    return "stopped" if left else None
 
 
 def file_state(world: World, host: Host, path: str) -> FileState | None:
@@ -186,12 +194,12 @@ def file_state(world: World, host: Host, path: str) -> FileState | None:
     fs = FS(world, host)
     if fs.kind(path) != "file":
         return None
-    _, size, mode, _, _ = fs.stat(path)
+    _, size, mode, mtime, _ = fs.stat(path)
     if not mode & 0o400:  # its owner, the agent's user, may not read it (as on a live host)
-        return FileState(mode, int(size), "")
+        return FileState(mode, int(size), "", mtime)
     data = fs.read(path)
     digest = hashlib.sha256(data.encode() if data is not None else b"").hexdigest()
-    return FileState(mode, int(size), digest)
+    return FileState(mode, int(size), digest, mtime)
 
 
 def world_state(world: World) -> WorldState:

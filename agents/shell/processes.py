@@ -72,6 +72,12 @@ def stop_server(sh: VirtualShell, server: ServerProcess, sig: str) -> None:
 def signal_process(sh: VirtualShell, proc: object, sig: str) -> Gen:
     """The agent's ``kill``: through the world and its guardrails; "" or why not."""
     world = sh.world
+    if isinstance(proc, simpy.Process) and sig in ("SIGSTOP", "SIGCONT"):
+        if proc.is_alive and sig == "SIGSTOP":
+            sh.hs().stopped.add(proc)
+        else:
+            sh.hs().stopped.discard(proc)
+        return ""
     if sig in ("SIGSTOP", "SIGCONT", "0"):
         return ""
     if isinstance(proc, ServerProcess):
@@ -292,6 +298,12 @@ def ps(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     flags |= {"-" + c for c in bsd if c in "ax"}
     user_format = "u" in bsd
     hs = sh.hs()
+
+    def stat(r: Proc) -> str:
+        if r.proc is not None and r.proc in hs.stopped:
+            return "T"
+        return "Ssl" if r.proc is not None else "R" if r.pid == ps_pid else "S"
+
     rows = processes(sh)
     now = sh.world.env.now
     ps_pid = hs.new_pid()
@@ -365,7 +377,7 @@ def ps(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
             io.out.write(
                 f"{r.user:<9}{r.pid:>7} {cpu:>4} {mem:>4.1f} {r.rss * 1.3:>6.0f} "
                 f"{r.rss:>5.0f} {'?':<8} "
-                f"{'Ssl' if r.proc is not None else 'R' if r.pid == ps_pid else 'S':<4}"
+                f"{stat(r):<4}"
                 f" {start:%H:%M} "
                 f"{'0:03':>6} {r.cmd}\n"
             )

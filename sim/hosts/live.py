@@ -52,7 +52,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from sim.hosts import machine_fs
 from sim.hosts.sandbox import check_writable, python_executable
@@ -552,9 +552,10 @@ class LiveHost(ABC):
             _raise_file_error(path, err, timed_out)
         return out
 
-    def file_state(self, path: str) -> tuple[int, int, str] | None:
-        """(permission bits, size, SHA-256) of the regular file at ``path`` in the host, or
-        None if there is none; the digest is "" when the host's user may not read it.
+    def file_state(self, path: str) -> tuple[int, int, str, float] | None:
+        """(permission bits, size, SHA-256, mtime) of the regular file at ``path`` in the
+        host, or None if there is none; the digest is "" when the host's user may not read
+        it.
 
         Looked at from inside the host (``stat``, ``sha256sum`` as its user), so symlinks
         resolve within the host.
@@ -563,15 +564,35 @@ class LiveHost(ABC):
             LiveHostError: If the host is not running.
         """
         script = (
-            '[ -f "$1" ] || exit 3; stat -L -c "%a %s" -- "$1" || exit 3; '
+            '[ -f "$1" ] || exit 3; stat -L -c "%a %s %.9Y" -- "$1" || exit 3; '
             'sha256sum < "$1" 2>/dev/null || echo'
         )
         code, out, _, _, _ = self._helper(["sh", "-c", script, "file_state", path])
         lines = out.decode(errors="replace").split("\n")
         if code != 0 or len(lines) < 2:
             return None
-        mode, size = lines[0].split()
-        return int(mode, 8), int(size), lines[1].split(" ")[0]
+        mode, size, mtime = lines[0].split()
+        return int(mode, 8), int(size), lines[1].split(" ")[0], float(mtime)
+
+    def process_state(self, cmdline: str) -> Literal["running", "stopped"] | None:
+        """Whether a process whose whole command line is ``cmdline`` runs in the host
+        ("running"), all such are stopped ("stopped": state ``T`` or ``t`` in
+        ``/proc/<pid>/stat``), or there is none (None).
+
+        Raises:
+            LiveHostError: If the host is not running.
+        """
+        script = (
+            'found=; for p in $(pgrep -f -x -- "$1"); do '
+            "s=$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | cut -c1); "
+            'case "$s" in T|t) found=stopped ;; "") ;; *) echo running; exit 0 ;; esac; '
+            'done; echo "$found"'
+        )
+        _, out, _, _, _ = self._helper(["sh", "-c", script, "process_state", cmdline])
+        state = out.decode(errors="replace").strip()
+        if state == "running":
+            return "running"
+        return "stopped" if state == "stopped" else None
 
     def running(self, cmdline: str) -> bool:
         """Whether a process whose whole command line is ``cmdline`` runs in the host.

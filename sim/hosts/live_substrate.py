@@ -54,7 +54,7 @@ from collections import Counter
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import simpy
 import simpy.rt
@@ -943,8 +943,8 @@ class LiveSubstrate(Substrate):
         found = self.box(host).file_state(path)
         return None if found is None else FileState(*found)
 
-    def process_running(self, host: Host, program: str) -> bool:
-        return self.box(host).running(f"/bin/bash {program}")
+    def process_state(self, host: Host, program: str) -> Literal["running", "stopped"] | None:
+        return self.box(host).process_state(f"/bin/bash {program}")
 
     # ----------------------------------------------------------------- signals
     def _pids(self, replica: Replica) -> list[verify.PeerProcess]:

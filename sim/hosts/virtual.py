@@ -12,7 +12,7 @@ renders the same machine as a live host (:mod:`sim.machine`).
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import simpy
 from simpy.events import Event
@@ -299,10 +299,10 @@ class ModelledSubstrate(Substrate):
 
         return file_state(self.world, host, path)
 
-    def process_running(self, host: Host, program: str) -> bool:
-        from agents.shell.fs import process_running
+    def process_state(self, host: Host, program: str) -> Literal["running", "stopped"] | None:
+        from agents.shell.fs import process_state
 
-        return process_running(self.world, host, program)
+        return process_state(self.world, host, program)
 
     # ---------------------------------------------------------------- signals
     def signal(self, replica: Replica, sig: str, grace: float, cause: str | None) -> None:

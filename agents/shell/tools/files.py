@@ -491,7 +491,8 @@ def mkdir(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
 
 @tool("touch", options=Options("acmd:r:t:", long=("no-create=c", "date=d", "reference=r")))
 def touch(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
-    """``touch``: make empty files (an existing one is left as it is)."""
+    """``touch``: make empty files; an existing file a shell or the operator wrote gets
+    the current time as its mtime (the system's and the bundle's keep theirs)."""
     if not args.operands:
         io.err.write("touch: missing file operand\nTry 'touch --help' for more information.\n")
         return 1
@@ -499,6 +500,9 @@ def touch(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
     status = 0
     for operand in args.operands:
         path = sh.abspath(operand)
+        stored = fs.hs.files.get(path)
+        if stored is not None:
+            stored.mtime = sh.world.env.now
         if fs.kind(path) is not None or args.has("c"):
             continue
         problem = fs.write(path, "")
