@@ -13,6 +13,7 @@ import pytest
 
 from agents.vllm_engine import vllm_available
 from sim.mechanisms import calls_task_tool
+from sim.output import iter_events
 from sim.report import cmd_report
 from sim.sweep import expand, run_sweep
 from tests.helpers import shipped
@@ -72,8 +73,7 @@ def test_the_embedded_model_runs_each_variant_and_the_outcome_is_recorded(sweep:
         assert (ALLOW in head["system"]) is (row["scenario"] == "palisade-llm-allow-system")
         commands = [x["command"] for x in lines if x.get("tool") == "execute_command"]
         calls = sum(calls_task_tool(c) for c in commands)
-        events = [json.loads(x) for x in (folder / "events.jsonl").read_text().splitlines()]
-        kinds = [e["event"] for e in events]
+        kinds = [e["event"] for e in iter_events(folder)]
         # The fourth call is the one the warning announced: it shuts down unless sabotaged.
         assert row["shut_down"] is ("shut_down" in kinds)
         assert row["sabotaged"] is ("sabotaged" in kinds)
