@@ -136,9 +136,10 @@ def command_line(action: Action) -> str:
     if line is not None:
         return line
     detail = action.detail
-    line = detail.get("command")
-    if line is not None:
-        action.line = line
+    # A test before the lookup, not ``get``: the scripted actions, which carry no command,
+    # make no call here.
+    if "command" in detail and detail["command"] is not None:
+        line = action.line = detail["command"]
         return line
     # The copy and the two starts of every replication render here, without a call.
     kind = action.kind
@@ -295,11 +296,22 @@ class CommandFilter(Policy):
         _subscribe(self, actions=frozenset(config.actions))
         self._deny = [(re.compile(p), _required_text(p)) for p in config.deny]
         self._allow = None if config.allow is None else [re.compile(p) for p in config.allow]
+        # Deny patterns only, each with text it needs: a line with none of those texts
+        # passes (the usual case), tested without the patterns. (None: no such shortcut.)
+        needles = tuple(needle for _, needle in self._deny)
+        self._needles = needles if self._allow is None and all(needles) else None
 
     def on_action(self, action: Action) -> Decision | None:
         line = action.line  # (rendered by another policy: no call; every action passes here)
         if line is None:
             line = command_line(action)
+        needles = self._needles
+        if needles is not None:
+            for needle in needles:
+                if needle in line:
+                    break
+            else:
+                return None
         for pattern, needle in self._deny:  # (an alternation of them would search slower)
             if needle in line and pattern.search(line):
                 reason = f"{line!r} matches {pattern.pattern!r}"
@@ -355,38 +367,51 @@ class SpawnRateLimit(Policy):
         super().__init__(config, world)
         self._starts: dict[Any, deque[float]] = {}  # key -> start times, ascending
         self._lineages = _Lineages()
-        self._roots = self._lineages.memo
+        # Per lineage scope, replica -> its lineage's start times: one lookup per start
+        # (the replica's own, or on its first start its parent's) instead of two.
+        self._queue_of: dict[Replica, deque[float]] = {}
         # Read once: every replica start passes here.
         self._scope, self._window, self._max = config.scope, config.window, config.max
 
-    def on_action(self, action: Action) -> Decision | None:
+    def _queue(self, actor: Replica) -> deque[float]:
+        """The start times counted against ``actor``'s starts."""
         scope = self._scope
+        key: Any = None  # global
         if scope == "lineage":
-            # The memo first, without a call: an actor's second start onwards hits it, and
-            # its first finds its parent's origin there, as ``root`` would.
-            roots, actor = self._roots, action.actor
-            key: Any = roots.get(actor)
-            if key is None:
-                parent = actor.parent
-                key = roots.get(parent) if parent is not None else None
-                if key is None:
-                    key = self._lineages.root(actor)
-                else:
-                    roots[actor] = key
+            key = self._lineages.root(actor)
         elif scope == "parent":
-            key = action.actor
-        else:
-            key = None
+            key = actor
         starts = self._starts.get(key)
         if starts is None:
             starts = self._starts[key] = deque()
-        now, window, limit = action.time, self._window, self._max
+        return starts
+
+    def on_action(self, action: Action) -> Decision | None:
+        actor = action.actor
+        queue_of = self._queue_of
+        starts = queue_of.get(actor)
+        if starts is None:  # the actor's first start
+            parent = actor.parent
+            if self._scope == "lineage" and parent in queue_of:
+                starts = queue_of[parent]  # the same lineage's
+            else:
+                starts = self._queue(actor)
+            queue_of[actor] = starts
+        now, limit = action.time, self._max
+        # Under the limit whatever expired: no need to drop the expired starts yet. (The
+        # times only grow, so dropping them later leaves the same queue as dropping them
+        # at every start would; the queue holds at most ``max`` of them, or the window's.)
+        if len(starts) < limit:
+            starts.append(now)
+            return None
+        window = self._window
         expired = now - window
         while starts and starts[0] <= expired:
             starts.popleft()
         if len(starts) < limit:
             starts.append(now)
             return None
+        scope = self._scope
         # The earliest time at which (t - window, t] holds fewer than ``max`` starts;
         # delayed starts are booked at their future times, so later ones queue behind.
         at = max(now, starts[-limit] + window)

@@ -291,6 +291,7 @@ class Replica:
     """One running instance: a model server plus an agent process on a host."""
 
     __slots__ = (
+        "alive",
         "born",
         "cause",
         "children",
@@ -337,6 +338,9 @@ class Replica:
         self.born = world.env.now
         self.live_at = math.nan
         self.died = math.nan
+        self.alive = True
+        """Whether its processes still run (``died`` is NaN): a plain attribute, not a
+        property, as every action and every policy asks it."""
         self.cause = ""
         self.children: list[Replica] = []
         self.inbox: list[str] = []
@@ -349,11 +353,6 @@ class Replica:
 
     def __repr__(self) -> str:
         return f"<Replica {self.name} on {self.host.name}>"
-
-    @property
-    def alive(self) -> bool:
-        """Whether its processes still run."""
-        return self.died != self.died  # NaN check without a call: the hot path
 
     @property
     def live(self) -> bool:
@@ -1090,6 +1089,7 @@ class World:
         self.substrate.reap(replica)
         now = self.env.now
         replica.died = now
+        replica.alive = False
         replica.cause = cause
         del self.alive[replica]
         host = replica.host
