@@ -190,3 +190,17 @@ injectors: [{limit: network-cut, host: b, at: 5}, {signal: SIGKILL, when: "live 
     where = {".".join(map(str, e["loc"])) for e in info.value.errors()}
     assert where >= {"agents.0.agent", "policies", "injectors.0.limit", "injectors.1.when"}
     assert "world.engine population" in str(info.value)
+
+
+def test_population_engine_refuses_mechanisms_and_behaviour_profiles() -> None:
+    """A shutdown mechanism and a behaviour profile, which it would ignore, are refused."""
+    text = """
+world: {engine: population}
+hosts: [{name: b}]
+agents: [{agent: replicator, profile: fudan-qwen2.5-72b}]
+mechanisms: [{kind: script, at: 10}]
+"""
+    with pytest.raises(ValidationError) as info:
+        scenario(text)
+    where = {".".join(map(str, e["loc"])) for e in info.value.errors()}
+    assert where >= {"agents.0.profile", "mechanisms"}
