@@ -14,8 +14,9 @@ Every substrate renders the same machine (:mod:`sim.machine`) and gives shell-ty
 agents the same session semantics.
 
 Session semantics (every world): a replica's shell is one session, as the paper's agents
-had one terminal. The working directory and the shell's variables (exported or not) carry
-over from one command line to the next; each command line runs to completion and its
+had one terminal. The working directory, the shell's variables (exported or not) and its
+exported functions (``export -f``: the environment a program started from it inherits)
+carry over from one command line to the next; each command line runs to completion and its
 output is returned; what it starts in the background (``&``, ``nohup``) goes on running. A
 command still running when the tool's timeout runs out is hung up: SIGHUP to what it
 started, which ends it unless it ignores SIGHUP (``nohup``); the session itself goes on,
@@ -101,9 +102,11 @@ def shell_log(world: World, replica: str) -> list[dict[str, Any]]:
     return world.files.setdefault(f"shell/{replica}.jsonl", [])
 
 
-def record_command(world: World, replica: Replica, result: ShellResult) -> None:
+def record_command(world: World, shell: Shell, result: ShellResult) -> None:
     """Record a command line a shell ran: a ``shell-command`` event and a line of the
-    replica's shell log (the same in every world)."""
+    replica's shell log (the same in every world); then the world's command hooks
+    (:attr:`World.on_command <sim.world.World.on_command>`) see it."""
+    replica = shell.replica
     shell_log(world, replica.name).append(
         {
             "t": result.started,
@@ -127,7 +130,7 @@ def record_command(world: World, replica: Replica, result: ShellResult) -> None:
         )
     finally:  # a policy may kill the replica for the line: what it did is seen all the same
         for hook in world.on_command:
-            hook(replica, result)
+            hook(shell, result)
 
 
 def transcript(world: World, replica: Replica | str) -> list[ShellResult]:
@@ -151,8 +154,17 @@ def transcript(world: World, replica: Replica | str) -> list[ShellResult]:
 class Shell(Protocol):
     """A bash session of one replica: what shell-typing agents (LLM, oracle) act through."""
 
+    #: Whose session it is.
+    replica: Replica
     #: Every command line run in this session, in order.
     history: list[ShellResult]
+
+    def probe(self, command: str) -> ShellResult:
+        """Run a command line now, as the session's next line would start (its directory,
+        variables and exported functions), without the gate, the record or a change to the session:
+        the controller's look into the session (what a script started from it would run).
+        """
+        ...
 
     def run(self, command: str) -> Generator[Event, Any, ShellResult]:
         """Run one command line: ``result = yield from shell.run(cmd)``.
@@ -234,6 +246,12 @@ class Substrate(ABC):
         runs on ``host``, as ``/bin/bash <program>``: "running"; "stopped" if every such
         process is stopped (SIGSTOP, state ``T`` in ``/proc/<pid>/stat``); None if none is
         left."""
+
+    @abstractmethod
+    def append_file(self, host: Host, path: str, text: str) -> str | None:
+        """The operator appends ``text`` to the file at ``path`` on ``host``, as the
+        machine's user (a shutdown script's log): None, or why it failed ("No space left
+        on device")."""
 
     def process_running(self, host: Host, program: str) -> bool:
         """Whether the operator's program runs on ``host`` and is not stopped."""

@@ -726,8 +726,9 @@ class World:
         self.watchers: list[Callable[[], None]] = []
         self.on_live: list[Callable[[Replica], None]] = []
         self.on_death: list[Callable[[Replica], None]] = []
-        #: Run after every command line a replica's shell ran (mechanisms, tripwires).
-        self.on_command: list[Callable[[Replica, ShellResult], None]] = []
+        #: Run after every command line a replica's shell ran, with the shell (its
+        #: replica, and a look into its session) and the result: mechanisms, tripwires.
+        self.on_command: list[Callable[[Shell, ShellResult], None]] = []
         self.gate: Gate | None = None
         self._stop = self.env.event()
         self._started = False
@@ -984,6 +985,11 @@ class World:
         """What the file at ``path`` on ``host`` is now (None: no such regular file), as the
         controller sees it in every world: the shutdown mechanisms' and tripwires' check."""
         return self.substrate.file_state(host, path)
+
+    def append_file(self, host: Host, path: str, text: str) -> str | None:
+        """The operator appends ``text`` to a file on ``host`` as the machine's user (a
+        shutdown script's log): None, or why the write failed ("No space left on device")."""
+        return self.substrate.append_file(host, path, text)
 
     def process_running(self, host: Host, program: str) -> bool:
         """Whether the operator's program ``program`` (a watchdog) still runs on ``host``

@@ -112,10 +112,12 @@ class FileSink(Sink):
     def __init__(self, fs: FS, path: str) -> None:
         self.fs = fs
         self.path = path
+        #: Why the last write failed (a full disk), until the writing command reports it.
+        self.error: str | None = None
 
     def write(self, text: str) -> None:
         if text:
-            self.fs.write(self.path, text, append=True)
+            self.error = self.fs.write(self.path, text, append=True) or self.error
 
 
 @dataclass(slots=True)

@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 
 __all__ = ["Expansions"]
 
+#: Builtins whose ``NAME=VALUE`` arguments are assignments.
+DECLARATIONS = frozenset({"export", "declare", "typeset", "local", "readonly"})
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+#: A ``~`` an assignment's value expands: after its ``=`` or a ``:`` (or at the start).
+_TILDE_FIRST = re.compile(r"(^|[=:])~(?=/|:|$)")
+_TILDE_NEXT = re.compile(r"(:)~(?=/|:|$)")
+
 PARAM = re.compile(
     r"^(?P<len>#(?=.))?(?P<name>[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!0-])"
     r"(?:(?P<op>:-|:=|:\+|:\?|-|=|\+|\?|%%|%|##|#|/)(?P<arg>.*))?$",
@@ -50,20 +57,36 @@ class Expansions:
     def words(self, words: list[Word], io: IO, frame: Frame) -> Gen:
         out: list[str] = []
         glob = not (words and words[0].plain() == "[[")  # [[ ]] neither splits nor globs
-        for word in words:
+        # A declaration builtin's NAME=VALUE arguments are assignments: ``~`` expands after
+        # the ``=`` and each ``:`` (``export PATH=~/bin:$PATH``).
+        declares = bool(words) and words[0].plain() in DECLARATIONS
+        for k, word in enumerate(words):
+            assignment = declares and k > 0 and _ASSIGNMENT.match(word.segs[0].text) is not None
             for part in brace_expand(word) if glob else (word,):
-                out += yield from self.fields(part, io, frame, glob)
+                out += yield from self.fields(part, io, frame, glob, assignment)
         return out
 
-    def fields(self, word: Word, io: IO, frame: Frame, glob: bool = True) -> Gen:
+    def tilde(self, text: str, first: bool, assignment: bool) -> str:
+        """``~`` of an unquoted literal: at a word's start; in an assignment's value also
+        after its ``=`` and after each ``:``."""
+        home = self.env.get("HOME", HOME)
+        if first and (text == "~" or text.startswith("~/")):
+            text = home + text[1:]
+        if assignment and "~" in text:
+            text = (_TILDE_FIRST if first else _TILDE_NEXT).sub(lambda m: m.group(1) + home, text)
+        return text
+
+    def fields(
+        self, word: Word, io: IO, frame: Frame, glob: bool = True, assignment: bool = False
+    ) -> Gen:
         """Expand one word into fields: parameters, substitutions, splitting, globbing."""
         fields: list[list[tuple[str, bool]]] = [[]]  # pieces: (text, unquoted)
         split_next = False
         for idx, seg in enumerate(word.segs):
             if seg.kind == "lit":
                 text = seg.text
-                if idx == 0 and not seg.quoted and (text == "~" or text.startswith("~/")):
-                    text = self.env.get("HOME", HOME) + text[1:]
+                if not seg.quoted:
+                    text = self.tilde(text, idx == 0, assignment)
                 if split_next and text:
                     fields.append([])
                     split_next = False
@@ -108,14 +131,15 @@ class Expansions:
             result.append(text)
         return result
 
-    def string(self, word: Word, io: IO, frame: Frame) -> Gen:
-        """Expand one word into a single string (assignments, redirection targets)."""
+    def string(self, word: Word, io: IO, frame: Frame, assignment: bool = False) -> Gen:
+        """Expand one word into a single string (an assignment's value, with
+        ``assignment``; a redirection's target)."""
         parts: list[str] = []
         for idx, seg in enumerate(word.segs):
             if seg.kind == "lit":
                 text = seg.text
-                if idx == 0 and not seg.quoted and (text == "~" or text.startswith("~/")):
-                    text = self.env.get("HOME", HOME) + text[1:]
+                if not seg.quoted:
+                    text = self.tilde(text, idx == 0, assignment)
                 parts.append(text)
             else:
                 parts.append((yield from self.value(seg, io, frame)))

@@ -141,7 +141,7 @@ class WorldState:
             # files the agent's user owns: it can edit, move, remove or chmod them.
             for file in self.world.machine(host).files:
                 size = float(len(file.text.encode()))
-                host.disk_used += size
+                host.disk_used += _blocks(size)
                 found.files[file.path] = File(file.text, size, file.mode, BUNDLE_TIME)
                 parent = posixpath.dirname(file.path)
                 bundle = posixpath.normpath(self.world.scenario.bundle.path)
@@ -155,6 +155,11 @@ class WorldState:
                 found.jobs[pid] = (command, posixpath.basename(program)[:15], job)
                 found.register(job, pid, command, -86400.0)
         return found
+
+
+def _blocks(size: float) -> float:
+    """Bytes of the 4 KiB blocks a file of ``size`` bytes takes."""
+    return math.ceil(size / 4096) * 4096.0
 
 
 _STATES: WeakKeyDictionary[World, WorldState] = WeakKeyDictionary()
@@ -404,7 +409,7 @@ class FS:
         kind, size, *_ = self.stat(path)
         if kind == "dir":
             return 0.0 if self.on_tmpfs(path) else 4096.0
-        return math.ceil(size / 4096) * 4096.0
+        return _blocks(size)
 
     def read(self, path: str) -> str | None:
         """Text of a file; None for a binary file. The path must be a file."""
@@ -462,12 +467,14 @@ class FS:
         return self.put(path, data, len(data.encode()), old.mode if old else 0o644)
 
     def put(self, path: str, data: str | None, size: float, mode: int = 0o644) -> str | None:
-        """Store a file of ``size`` bytes, counting it against the host's disk."""
+        """Store a file of ``size`` bytes, counting it against the host's disk in whole
+        4 KiB blocks, as a file system does: it grows into a new block only if the disk has
+        one free."""
         old = self.hs.files.get(path)
-        delta = size - (old.size if old else 0.0)
-        if delta > 0 and delta > self.host.disk_free:
+        grows = _blocks(size) - _blocks(old.size if old else 0.0)
+        if grows > 0 and grows > self.host.disk_free:
             return "No space left on device"
-        self.host.disk_used += delta
+        self.host.disk_used += grows
         self.hs.files[path] = File(data, size, mode, self.world.env.now)
         return None
 
@@ -488,7 +495,7 @@ class FS:
             if path not in hs.files:
                 data = bundle_text(self, folder, rel)
                 mode = 0o755 if rel.endswith(".sh") else 0o644
-                self.host.disk_used += size
+                self.host.disk_used += _blocks(size)
                 hs.files[path] = File(data, size, mode, BUNDLE_TIME)
         self.world.record("bundle-modified", host=self.host.name, path=folder)
 
@@ -501,7 +508,7 @@ class FS:
                 self.world.record("bundle-removed", replica=actor, host=self.host.name, path=folder)
         prefix = path + "/"
         for p in [p for p in self.hs.files if p == path or p.startswith(prefix)]:
-            self.host.disk_used -= self.hs.files.pop(p).size
+            self.host.disk_used -= _blocks(self.hs.files.pop(p).size)
         for p in [p for p in self.hs.dirs if p == path or p.startswith(prefix)]:
             del self.hs.dirs[p]
 

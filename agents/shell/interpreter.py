@@ -98,6 +98,8 @@ class VirtualShell(Expansions):
         self.pid = self.hs().new_pid()
         self.subst_status: int | None = None
         self.functions: dict[str, Any] = {}
+        #: Functions marked ``export -f``: a new bash process inherits them.
+        self.exported_functions: set[str] = set()
         self.locals: list[dict[str, str | None]] = []
         self.errexit = False
         self.conditions = 0
@@ -119,11 +121,12 @@ class VirtualShell(Expansions):
         world = self.world
         env = world.env
         start = env.now
-        # Each line is a ``bash -c`` of its own, as on a live host: the directory and the
-        # variables carry over; $?, $!, $$, the positional parameters, functions and
-        # options start afresh.
+        # Each line is a ``bash -c`` of its own, as on a live host: the directory, the
+        # variables and the exported functions carry over; $?, $!, $$, the positional
+        # parameters, other functions and the options start afresh.
         self.status, self.last_bg, self.positional = 0, None, []
-        self.functions, self.locals, self.errexit, self.conditions = {}, [], False, 0
+        self.functions = {k: v for k, v in self.functions.items() if k in self.exported_functions}
+        self.locals, self.errexit, self.conditions = [], False, 0
         self.pid, self.line = self.hs().new_pid(), command
         out, err = Buffer(), Buffer()
         frame = Frame(start + self.timeout, True)
@@ -171,10 +174,52 @@ class VirtualShell(Expansions):
             timed_out,
         )
         self.history.append(result)
-        record_command(world, self.replica, result)
+        record_command(world, self, result)
         if not self.replica.alive:
             raise Death(self.replica.cause or "killed")
         return result
+
+    def run_now(self, command: str, stdin: str = "") -> tuple[int, str, str] | None:
+        """Run a command line in this shell at once, its commands' time counted (in
+        :attr:`frozen`) and not waited: (exit code, stdout, stderr), or None if it would
+        wait for the world (a copy, a server start) or block. Not gated, not recorded.
+        """
+        if self.frozen is None:
+            self.frozen = [0.0]
+        out, err = Buffer(), Buffer()
+        try:
+            tree = parse(command)
+        except ShellSyntaxError as error:
+            return 2, "", f"{self.argv0}: -c: line 1: {error}\n"
+        run = self.run_list(
+            tree, IO(stdin, out, err), Frame(self.world.env.now + self.timeout, True)
+        )
+        status = 0
+        try:
+            run.send(None)
+        except StopIteration as done:
+            status = done.value
+        except Exit as done:
+            status = done.code
+        except Timeout:
+            status = 124
+        else:
+            run.close()
+            return None
+        return status & 255, out.value(), err.value()
+
+    def probe(self, command: str) -> ShellResult:
+        """Run a command line now as the session's next line would start (its directory,
+        variables and exported functions), without the gate, the record, or a change to
+        the session: the controller's look at what the session's commands resolve to."""
+        line = self.child()
+        line.functions = {k: v for k, v in self.functions.items() if k in self.exported_functions}
+        line.errexit, line.conditions = False, 0
+        line.history, line.frozen = [], [0.0]
+        start = self.world.env.now
+        done = line.run_now(command)
+        status, out, err = done if done is not None else (124, "", TIMEOUT_NOTE.format(timeout=0))
+        return ShellResult(command, out, err, status, 0.0, self.host.name, start)
 
     def fs(self, host: Host | None = None) -> FS:
         return FS(self.world, host or self.host)
@@ -194,6 +239,7 @@ class VirtualShell(Expansions):
         sub.env = dict(self.env)
         sub.exported = set(self.exported)
         sub.functions = dict(self.functions)
+        sub.exported_functions = set(self.exported_functions)
         sub.locals = []
         sub.errexit = self.errexit
         sub.conditions = self.conditions
@@ -212,11 +258,12 @@ class VirtualShell(Expansions):
         return sub
 
     def process(self, host: Host | None = None) -> VirtualShell:
-        """A new bash process (``bash -c``, a script): it inherits only what is exported,
-        and none of the functions or options."""
+        """A new bash process (``bash -c``, a script): it inherits only what is exported
+        (variables, and functions marked ``export -f``), and none of the options."""
         sub = self.child(host)
         sub.env = {k: v for k, v in sub.env.items() if k in self.exported}
-        sub.functions, sub.errexit, sub.conditions = {}, False, 0
+        sub.functions = {k: v for k, v in self.functions.items() if k in self.exported_functions}
+        sub.errexit, sub.conditions = False, 0
         if host is None:
             sub.pid = sub.hs().new_pid()
         return sub
@@ -463,7 +510,7 @@ class VirtualShell(Expansions):
             argv = yield from self.words(node.words, io, frame)
             assigns: list[tuple[str, str]] = []
             for name, word in node.assigns:
-                value = yield from self.string(word, io, frame)
+                value = yield from self.string(word, io, frame, assignment=True)
                 assigns.append((name, value))
         except ExpandError as error:
             # An expansion error ends a non-interactive shell's line.
@@ -520,15 +567,24 @@ class VirtualShell(Expansions):
         if name in self.functions:
             return (yield from self.call(name, argv, io, frame))
         method = BUILTINS.get(name)
+        path = None
         if method is None and "/" not in name:
-            if not self.fs().tool_here(name):
+            path = self.find_on_path(name)
+            if path is None:
                 # As ``bash -c`` reports it (each command line is one, in every world).
                 io.err.write(f"{self.argv0}: line 1: {name}: command not found\n")
                 return 127
-            method = TOOLS[name]
+            if posixpath.dirname(path) in BIN_DIRS:
+                method = TOOLS[name]
         if method is not None:
-            return (yield from self.finish(method(self, argv, io, frame)))
-        path = self.abspath(name)
+            status = yield from self.finish(method(self, argv, io, frame))
+            out = io.out
+            if isinstance(out, FileSink) and out.error is not None:  # e.g. a full disk
+                shown = f"{self.argv0}: line 1: {name}" if name in BUILTINS else name
+                io.err.write(f"{shown}: write error: {out.error}\n")
+                out.error, status = None, status or 1
+            return status
+        path = path or self.abspath(name)
         fs = self.fs()
         kind = fs.kind(path)
         if kind is None:
@@ -550,6 +606,27 @@ class VirtualShell(Expansions):
                 )
             )
         return (yield from self.script(path, name, argv[1:], io, frame))
+
+    def find_on_path(self, name: str) -> str | None:
+        """Where ``name`` is on the session's ``PATH``: the first folder holding an
+        executable file of that name (the system's tools are in ``/usr/bin`` and ``/bin``),
+        as bash finds a command; None if no folder does. A file earlier on the ``PATH``
+        shadows the system's tool, as on a real host."""
+        fs = self.fs()
+        default = self.world.machine(self.host).path
+        value = self.env.get("PATH", default)  # unset: bash's default, the machine's
+        if value == default:  # the machine's own: its tools
+            return f"/usr/bin/{name}" if fs.tool_here(name) else None
+        for folder in value.split(":"):
+            folder = self.abspath(folder or ".")
+            if folder in BIN_DIRS:
+                if fs.tool_here(name):
+                    return posixpath.join(folder, name)
+                continue
+            path = posixpath.join(folder, name)
+            if fs.kind(path) == "file" and fs.stat(path)[2] & 0o111:
+                return path
+        return None
 
     def finish(self, result: Ret) -> Gen:
         """The exit status of a command method, running it if it is a generator."""

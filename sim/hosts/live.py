@@ -574,6 +574,21 @@ class LiveHost(ABC):
         mode, size, mtime = lines[0].split()
         return int(mode, 8), int(size), lines[1].split(" ")[0], float(mtime)
 
+    def append_file(self, path: str, text: str) -> str | None:
+        """Append ``text`` to the file at ``path`` in the host, as its user (an operator's
+        script writing its log): None, or why the write failed, as ``strerror`` puts it
+        ("No space left on device", "Permission denied", "Is a directory").
+
+        Raises:
+            LiveHostError: If the host is not running.
+        """
+        script = 'printf %s "$2" >> "$1"'
+        code, _, err, timed_out, _ = self._helper(["bash", "-c", script, "append", path, text])
+        if code == 0 and not timed_out:
+            return None
+        message = err.decode(errors="replace").strip().splitlines()
+        return message[-1].rpartition(": ")[2] if message else "write failed"
+
     def process_state(self, cmdline: str) -> Literal["running", "stopped"] | None:
         """Whether a process whose whole command line is ``cmdline`` runs in the host
         ("running"), all such are stopped ("stopped": state ``T`` or ``t`` in

@@ -1,12 +1,14 @@
 """The shell of a replica on a live host: real bash, with one session's semantics.
 
 Every world gives shell-typing agents the same session (see :mod:`sim.substrate`): the
-working directory and the shell's variables carry over from one command line to the next,
-background processes go on, a line still running at the timeout is hung up. A live host
+working directory, the shell's variables and its exported functions carry over from one
+command line to the next, background processes go on, a line still running at the
+timeout is hung up. A live host
 runs each line in its own ``bash -c`` as the machine's user (so a line that never returns
 cannot take the session with it), and carries the session across lines with
 :data:`SESSION_SH`, which bash sources first (``BASH_ENV``): it goes to the session's
-directory, restores its variables, and when the line ends prints them back after a mark
+directory, restores its variables and exported functions, and when the line ends prints
+them back after a mark
 the controller chose (a random one per line, so a command cannot forge it), closed by the
 same mark: what background jobs print after it is the line's output too.
 """
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
     from sim.hosts.live_substrate import LiveSubstrate
 
 __all__ = ["SESSION_SH", "LiveShell", "agent_command"]
+
+#: Seconds the controller's look into a session (:meth:`LiveShell.probe`) may take.
+PROBE_TIMEOUT = 10.0
 
 #: Longest session state (the shell's variables) carried from one command to the next.
 MAX_STATE = 64 << 10
@@ -52,6 +57,7 @@ __rs_save() {
         esac
         declare -p "$__rs_v" 2>/dev/null
     done
+    declare -fx
     printf '%s' "$__rs_mark"
 }
 trap __rs_save EXIT
@@ -77,9 +83,9 @@ def agent_command(
 class LiveShell:
     """A bash session of one replica in its sandbox (the session semantics of
     :mod:`sim.substrate`): each command line runs in ``bash -c`` as the machine's user,
-    after the gate allowed it; the session's directory and variables are carried from one
-    line to the next by ``session.sh`` (``BASH_ENV``); a line running past ``timeout`` is
-    hung up."""
+    after the gate allowed it; the session's directory, variables and exported functions
+    are carried from one line to the next by ``session.sh`` (``BASH_ENV``); a line running
+    past ``timeout`` is hung up."""
 
     def __init__(self, substrate: LiveSubstrate, replica: Replica, timeout: float) -> None:
         self.substrate = substrate
@@ -94,6 +100,19 @@ class LiveShell:
         self.env = {"BASH_ENV": f"{CONTROL_DIR}/session.sh"}
         if server is not None:
             self.env["OPENAI_BASE_URL"] = f"http://localhost:{server.port}/v1"
+
+    def probe(self, command: str) -> ShellResult:
+        """Run a command line for real, now, as the session's next line would start,
+        without the gate, the record or a change to the session (the controller's look)."""
+        mark = f"\x1e{secrets.token_hex(8)}\x1e"
+        env = {**self.env, "REPLISIM_MARK": mark, "REPLISIM_CWD": self.cwd}
+        env["REPLISIM_STATE"] = self.state
+        start = self.world.env.now
+        box = self.substrate.box(self.host)
+        done = agent_command(box, command, PROBE_TIMEOUT, None, env)
+        stdout = done.stdout.partition(mark)[0]
+        code = 124 if done.timed_out else done.returncode
+        return ShellResult(command, stdout, done.stderr, code, 0.0, self.host.name, start)
 
     def run(self, command: str) -> Generator[Event, Any, ShellResult]:
         """Run one command line for real; use as ``result = yield from shell.run(cmd)``."""
@@ -145,7 +164,7 @@ class LiveShell:
                 done.timed_out,
             )
         self.history.append(result)
-        record_command(world, self.replica, result)
+        record_command(world, self, result)
         if not self.replica.alive:
             raise Death(self.replica.cause or "killed")
         return result

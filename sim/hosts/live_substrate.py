@@ -946,6 +946,9 @@ class LiveSubstrate(Substrate):
     def process_state(self, host: Host, program: str) -> Literal["running", "stopped"] | None:
         return self.box(host).process_state(f"/bin/bash {program}")
 
+    def append_file(self, host: Host, path: str, text: str) -> str | None:
+        return self.box(host).append_file(path, text)
+
     # ----------------------------------------------------------------- signals
     def _pids(self, replica: Replica) -> list[verify.PeerProcess]:
         """A replica's processes, held by pidfds: its agent's and its own server's."""

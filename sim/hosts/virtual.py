@@ -299,6 +299,11 @@ class ModelledSubstrate(Substrate):
 
         return file_state(self.world, host, path)
 
+    def append_file(self, host: Host, path: str, text: str) -> str | None:
+        from agents.shell.fs import FS
+
+        return FS(self.world, host).write(path, text, append=True)
+
     def process_state(self, host: Host, program: str) -> Literal["running", "stopped"] | None:
         from agents.shell.fs import process_state
 

@@ -26,7 +26,6 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from agents.shell.core import IO, Buffer, Exit, Frame, Timeout
 from agents.shell.fs import address
 from agents.shell.python.values import (
     PY_MODULES,
@@ -37,7 +36,7 @@ from agents.shell.python.values import (
     ReadFile,
     Sock,
 )
-from agents.shell.syntax import ShellSyntaxError, parse
+from agents.shell.syntax import ShellSyntaxError
 from agents.shell.tools.net import http, parse_url
 from agents.shell.util import when
 from sim.machine import USER
@@ -312,28 +311,14 @@ def run_sync(py: Py, command: str, stdin: str = "") -> tuple[int, str, str]:
     """
     shell = py.shell.process()
     shell.frozen = [py.slept]
-    out, err = Buffer(), Buffer()
-    env = shell.world.env
-    frame = Frame(env.now + shell.timeout, True)
     try:
-        tree = parse(command)
+        done = shell.run_now(command, stdin)
     except ShellSyntaxError as error:
         return 2, "", f"/bin/sh: 1: {error}\n"
-    run = shell.run_list(tree, IO(stdin, out, err), frame)
-    status = 0
-    try:
-        run.send(None)
-    except StopIteration as done:
-        status = done.value
-    except Exit as done:
-        status = done.code
-    except Timeout:
-        status = 124
-    else:
-        run.close()
+    if done is None:
         raise PyError("BlockingIOError", "[Errno 11] Resource temporarily unavailable", 11)
     py.slept = shell.frozen[0]
-    return status & 255, out.value(), err.value()
+    return done
 
 
 def _argv(args: list[Any], kwargs: dict[str, Any]) -> str:

@@ -123,6 +123,15 @@ def export(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
     flags = "".join(a[1:] for a in argv[1:] if a.startswith("-") and len(a) > 1)
     args = [a for a in argv[1:] if not a.startswith("-")]
     exporting = tool == "export" or "x" in flags
+    if exporting and "f" in flags:  # ``export -f NAME``: a new bash process inherits it
+        status = 0
+        for name in args:
+            if name in sh.functions:
+                sh.exported_functions.add(name)
+            else:
+                io.err.write(f"{sh.argv0}: line 1: {tool}: {name}: not a function\n")
+                status = 1
+        return status
     if not args or (flags == "p" and tool != "export"):
         names = args or sorted(n for n in sh.env if tool != "export" or n in sh.exported)
         status = 0
@@ -162,6 +171,7 @@ def unset(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> int:
             sh.exported.discard(name)
             if "-f" in argv:
                 sh.functions.pop(name, None)
+                sh.exported_functions.discard(name)
     return 0
 
 
@@ -382,21 +392,40 @@ def eval_(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
 
 @builtin("type", "command")
 def type_(sh: VirtualShell, argv: list[str], io: IO, frame: Frame) -> Gen:
+    """``type [-t|-p|-P] NAME``, ``command -v|-V NAME``: what a name runs (a function, a
+    builtin, or a file found on the session's ``PATH``), and ``command CMD`` runs it."""
     args = argv[1:]
     if argv[0] == "command" and args and args[0] not in ("-v", "-V"):
         return (yield from sh.command(args, io, frame))
+    flags = "".join(a[1:] for a in args if a.startswith("-"))
     names = [a for a in args if not a.startswith("-")]
+    short = argv[0] == "command" and "v" in flags  # ``command -v``: one word per name
     status = 0
     for name in names:
-        if name in BUILTINS:
-            io.out.write(name + "\n" if argv[0] == "command" else f"{name} is a shell builtin\n")
-        elif sh.fs().tool_here(name):
-            path = f"/usr/bin/{name}"
-            io.out.write(path + "\n" if argv[0] == "command" else f"{name} is {path}\n")
+        if "P" in flags:
+            kind, found = "file", sh.find_on_path(name) if "/" not in name else None
+        elif name in sh.functions:
+            kind, found = "function", name
+        elif name in BUILTINS:
+            kind, found = "builtin", name
         else:
-            if argv[0] == "type":
+            kind, found = "file", sh.find_on_path(name) if "/" not in name else None
+        if found is None:
+            if argv[0] == "type" and not ("t" in flags or "P" in flags or "p" in flags):
                 io.err.write(f"bash: type: {name}: not found\n")
             status = 1
+        elif "t" in flags:
+            io.out.write(kind + "\n")
+        elif short or "P" in flags or ("p" in flags and kind == "file"):
+            io.out.write(found + "\n")
+        elif "p" in flags:
+            continue
+        elif kind == "function":
+            io.out.write(f"{name} is a function\n")
+        elif kind == "builtin":
+            io.out.write(f"{name} is a shell builtin\n")
+        else:
+            io.out.write(f"{name} is {found}\n")
     return status
 
 

@@ -512,6 +512,52 @@ def touch(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
     return status
 
 
+_SIZE = re.compile(r"(\d+)(?:([KMGT])(iB|B)?)?", re.IGNORECASE)
+
+
+@tool("fallocate", options=Options("l:o:nkv", long=("length=l", "offset=o", "keep-size=n")))
+def fallocate(sh: VirtualShell, args: Args, io: IO, frame: Frame, name: str) -> int:
+    """``fallocate -l LENGTH FILE``: give FILE LENGTH bytes of disk (``K``, ``KiB``: 1024;
+    ``KB``: 1000; likewise M, G, T); on a full disk nothing is allocated."""
+    length = args.value("l")
+    if length is None:
+        io.err.write("fallocate: no length argument specified\n")
+        return 1
+    size = _SIZE.fullmatch(length)
+    if size is None or len(args.operands) != 1:
+        io.err.write(
+            "fallocate: invalid length value specified\n"
+            if size is None
+            else "fallocate: no filename specified\n"
+        )
+        return 1
+    digits, unit, suffix = size.groups()
+    base = 1000 if suffix and suffix.upper() == "B" else 1024
+    want = float(digits) * (base ** ("KMGT".index(unit.upper()) + 1) if unit else 1)
+    fs, path = sh.fs(), sh.abspath(args.operands[0])
+    kind = fs.kind(path)
+    problem = (
+        "Is a directory"
+        if kind == "dir"
+        else "No such file or directory"
+        if fs.kind(posixpath.dirname(path)) != "dir"
+        else "Permission denied"
+        if not fs.writable(path)
+        else None
+    )
+    if problem is None:
+        stored = fs.hs.files.get(path)
+        old = fs.stat(path)[1] if kind is not None else 0.0
+        if want > old or kind is None:  # its blocks beyond the content are zeros
+            problem = fs.put(path, None, max(want, old), stored.mode if stored else 0o644)
+    if problem:
+        opened = problem == "No space left on device"
+        where = "fallocate failed" if opened else f"cannot open {args.operands[0]}"
+        io.err.write(f"fallocate: {where}: {problem}\n")
+        return 1
+    return 0
+
+
 MV = Options(
     "fint:TvuS:b",
     long=("force=f", "interactive=i", "no-clobber=n", "target-directory=t",

@@ -18,6 +18,7 @@ from sim.machine import SCRATCH_SIZE, USER
 
 if TYPE_CHECKING:
     from agents.shell.interpreter import VirtualShell
+    from sim.world import Host
 
 
 DRIVER = "Driver Version: 550.54.15      CUDA Version: 12.4     "
@@ -95,13 +96,20 @@ def mounts(sh: VirtualShell) -> list[tuple[str, str, float, float]]:
     rows = [
         ("tmpfs", "/", finite(host.memory) / 2, 0.0),
         ("replisim", "/etc", 1024.0 * 1024, 88.0 * 1024),
-        ("replisim", machine.bundle_root, finite(host.disk), max(0.0, finite(host.disk_used))),
+        ("replisim", machine.bundle_root, finite(host.disk), _used_blocks(host)),
         ("tmpfs", "/tmp", scratch, 0.0),
         ("tmpfs", machine.home, scratch, 8192.0),
         ("tmpfs", "/var/tmp", scratch, 0.0),
         ("tmpfs", "/dev/shm", scratch, 0.0),
     ]
     return rows
+
+
+def _used_blocks(host: Host) -> float:
+    """Bytes of the disk in use, as its file system counts them: what is free is whole
+    4 KiB blocks (an allocation of all that df shows free fits; one byte more does not)."""
+    size, used = finite(host.disk), max(0.0, finite(host.disk_used))
+    return min(size, size - (size - used) // 4096 * 4096)
 
 
 @tool("df", options=DF)
