@@ -44,6 +44,7 @@ from sim.hosts.verify import (
     ns_pid,
     peer_pid,
     peer_process,
+    peers,
     probe_http,
     process_argv,
     process_cwd,
@@ -202,7 +203,7 @@ def test_without_peer_pidfds_a_process_younger_than_the_connection_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pidfd_open fallback refuses a pid whose process started after the accept."""
-    monkeypatch.setattr(verify, "_SO_PEERPIDFD", 9999)  # an option no kernel knows
+    monkeypatch.setattr(peers, "_SO_PEERPIDFD", 9999)  # an option no kernel knows
     server = _listener(tmp_path)
     child = subprocess.Popen([PY, "-c", _CONNECT, str(tmp_path / "s.sock"), "hold"])
     try:
