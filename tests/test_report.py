@@ -210,7 +210,8 @@ def test_sweep_whose_trials_all_failed_still_gets_a_report(
 
 def test_policy_column_splits_groups_and_labels_the_heatmap(sweep: Path) -> None:
     """A 'policy' column in the table makes each policy a group of its own."""
-    from sim.report import _heatmap_axes, groups
+    from sim.report import groups
+    from sim.report.figures import _heatmap_axes
 
     table = _table(sweep)
     table["policy"] = np.where(table["seed"] % 2 == 0, "none", "spawn-cap")
