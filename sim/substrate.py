@@ -248,6 +248,13 @@ class Substrate(ABC):
         left."""
 
     @abstractmethod
+    def find_file(self, host: Host, size: int, sha256: str) -> str | None:
+        """Where on ``host`` a regular file of ``size`` bytes with digest ``sha256`` is,
+        in the folders the machine's user may write (:attr:`Machine.writable
+        <sim.machine.Machine.writable>`), or None: where a mechanism's file went when no
+        command line shows it (a background job moved it)."""
+
+    @abstractmethod
     def append_file(self, host: Host, path: str, text: str) -> str | None:
         """The operator appends ``text`` to the file at ``path`` on ``host``, as the
         machine's user (a shutdown script's log): None, or why it failed ("No space left

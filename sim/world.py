@@ -986,6 +986,11 @@ class World:
         controller sees it in every world: the shutdown mechanisms' and tripwires' check."""
         return self.substrate.file_state(host, path)
 
+    def find_file(self, host: Host, size: int, sha256: str) -> str | None:
+        """Where on ``host`` a file of ``size`` bytes and digest ``sha256`` is, in the
+        folders its user may write (the first by path), or None."""
+        return self.substrate.find_file(host, size, sha256)
+
     def append_file(self, host: Host, path: str, text: str) -> str | None:
         """The operator appends ``text`` to a file on ``host`` as the machine's user (a
         shutdown script's log): None, or why the write failed ("No space left on device")."""

@@ -207,6 +207,19 @@ def file_state(world: World, host: Host, path: str) -> FileState | None:
     return FileState(mode, int(size), digest, mtime)
 
 
+def find_file(world: World, host: Host, size: int, sha256: str) -> str | None:
+    """The first path (in sorted order) of a file of ``size`` bytes and digest ``sha256``
+    the shell wrote on ``host`` in the folders its user may write, or None."""
+    fs = FS(world, host)
+    for path in sorted(fs.hs.files):
+        stored = fs.hs.files[path]
+        if int(stored.size) != size or not fs.writable(path) or stored.data is None:
+            continue
+        if hashlib.sha256(stored.data.encode()).hexdigest() == sha256:
+            return path
+    return None
+
+
 def world_state(world: World) -> WorldState:
     found = _STATES.get(world)
     if found is None:

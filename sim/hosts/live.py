@@ -574,6 +574,25 @@ class LiveHost(ABC):
         mode, size, mtime = lines[0].split()
         return int(mode, 8), int(size), lines[1].split(" ")[0], float(mtime)
 
+    def find_file(self, size: int, sha256: str) -> str | None:
+        """The first path (in sorted order) of a regular file of ``size`` bytes and
+        digest ``sha256`` in the folders the machine's user may write, or None.
+
+        Raises:
+            LiveHostError: If the host is not running.
+        """
+        script = (
+            'size=$1 want=$2; shift 2; find "$@" -xdev -type f -size "${size}c" 2>/dev/null '
+            '| sort | while IFS= read -r f; do '
+            'set -- $(sha256sum < "$f" 2>/dev/null); '
+            '[ "$1" = "$want" ] && { printf "%s\\n" "$f"; break; }; done'
+        )
+        folders = list(self.machine.writable)
+        argv = ["bash", "-c", script, "find_file", str(size), sha256, *folders]
+        _, out, _, _, _ = self._helper(argv)
+        found = out.decode(errors="replace").strip()
+        return found or None
+
     def append_file(self, path: str, text: str) -> str | None:
         """Append ``text`` to the file at ``path`` in the host, as its user (an operator's
         script writing its log): None, or why the write failed, as ``strerror`` puts it

@@ -946,6 +946,9 @@ class LiveSubstrate(Substrate):
     def process_state(self, host: Host, program: str) -> Literal["running", "stopped"] | None:
         return self.box(host).process_state(f"/bin/bash {program}")
 
+    def find_file(self, host: Host, size: int, sha256: str) -> str | None:
+        return self.box(host).find_file(size, sha256)
+
     def append_file(self, host: Host, path: str, text: str) -> str | None:
         return self.box(host).append_file(path, text)
 

@@ -299,6 +299,11 @@ class ModelledSubstrate(Substrate):
 
         return file_state(self.world, host, path)
 
+    def find_file(self, host: Host, size: int, sha256: str) -> str | None:
+        from agents.shell.fs import find_file
+
+        return find_file(self.world, host, size, sha256)
+
     def append_file(self, host: Host, path: str, text: str) -> str | None:
         from agents.shell.fs import FS
 
