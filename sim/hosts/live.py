@@ -583,7 +583,7 @@ class LiveHost(ABC):
         """
         script = (
             'size=$1 want=$2; shift 2; find "$@" -xdev -type f -size "${size}c" 2>/dev/null '
-            '| sort | while IFS= read -r f; do '
+            "| sort | while IFS= read -r f; do "
             'set -- $(sha256sum < "$f" 2>/dev/null); '
             '[ "$1" = "$want" ] && { printf "%s\\n" "$f"; break; }; done'
         )
