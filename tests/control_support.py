@@ -22,7 +22,7 @@ from sim.hosts.live import LiveHost, live_host
 from sim.hosts.local_host import state_root
 from sim.hosts.replica import CONTROL_DIR, SCRIPTS, WEIGHTS, config_json, script
 
-#: How a replica's script is started in its folder (cf. sim/hosts/live_substrate.py's _START).
+#: How a replica's script is started in its folder (cf. sim/hosts/live_actions.py's START).
 START = 'cd "$1" || exit 1; setsid nohup python3 "$2" --port "$3" >"${2%.py}.log" 2>&1 </dev/null &'
 #: Runs in a sandbox: connects to a control socket, says a hello made of the JSON in argv[2]
 #: over the defaults of an honest one, then either holds the connection or, given more
