@@ -46,7 +46,14 @@ import pandas as pd
 
 from sim import plots, stats
 from sim.lineage import write_lineage_json
-from sim.output import lineage_data, lineage_path, read_lineage, read_lineage_table
+from sim.output import (
+    lineage_data,
+    lineage_path,
+    live_path,
+    read_lineage,
+    read_lineage_table,
+    read_live,
+)
 
 __all__ = [
     "GRAPH_FORMATS",
@@ -317,21 +324,6 @@ def _read_size(path: Path) -> int:
     return path.stat().st_size
 
 
-def _live_series(path: Path) -> list[tuple[float, float]]:
-    """A trial summary's population curve, checked (ValueError: damaged)."""
-    try:
-        summary = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(summary, dict):
-        raise ValueError(f"{path} is not a trial summary: expected a JSON object")
-    series = summary.get("live_series") or []
-    try:
-        return [(float(t), float(n)) for t, n in series]
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: live_series is not a list of [time, count] pairs") from None
-
-
 def _offspring_records(folder: Path) -> list[tuple[int, int]]:
     """(generation, children) of every replica of a trial that died: its count is final."""
     table = read_lineage_table(folder)
@@ -372,11 +364,11 @@ def read_samples(
         sample = Sample()
         for trial in ids:
             folder = results.folder(str(trial))
-            summary, lineage = folder / "summary.json", lineage_path(folder)
+            live, lineage = live_path(folder), lineage_path(folder)
             read = False
             try:
-                if summary.is_file() and budget.take(summary):
-                    series = _live_series(summary)
+                if live.is_file() and budget.take(live):
+                    series = read_live(folder)
                     if series:
                         sample.curves.append(series)
                     read = True
