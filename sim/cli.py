@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import json
 import math
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,10 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 """128 + SIGTERM."""
 EXIT_BROKEN_PIPE = 141
+
+#: What a command made that the process exit frees at once (see :func:`entry`): a trial of
+#: 10^5 replicas holds millions of objects, freed one by one in about half a second.
+_LEFT_FOR_EXIT: list[Any] = []
 """128 + SIGPIPE: the reader of our output went away (``| head``)."""
 
 
@@ -420,6 +426,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     result = run_trial(scenario, seed, out)
+    _LEFT_FOR_EXIT.append(result)
     summary = result.summary
     if args.json:
         extra = {"out": str(out)}
@@ -946,6 +953,14 @@ def entry() -> None:
         # Ray installs a C++ terminate handler that aborts the interpreter's shutdown when
         # pyarrow's worker threads are torn down (seen as a rare exit 134 after a finished
         # sweep). Everything is written and flushed by now, so leave without that teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if _LEFT_FOR_EXIT and threading.active_count() == 1:
+        # A large trial is written and its files closed: run the exit handlers (temporary
+        # folders, logging), then leave without freeing its objects one by one and
+        # tearing every module down (0.5-0.8 s of `replisim run` at 10^5 replicas).
+        atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
