@@ -238,11 +238,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure performance")
     p.add_argument(
         "what",
-        choices=["engine", "overhead", "policies", "scale", "sweep", "llm", "live", "fidelity"],
+        choices=[
+            "engine",
+            "overhead",
+            "policies",
+            "scale",
+            "output",
+            "sweep",
+            "llm",
+            "live",
+            "fidelity",
+        ],
         help="engine: overhead, policies and scale; overhead: replisim vs bare SimPy events/s; "
         "policies: network-spread with 8 guardrail policies on vs off; "
         "scale: the neighbour spread against EoN, at 10^4..10^6 replicas, and its output "
-        "writing; sweep: process-pool speedup (2 workers over 1) on 10^4-replica trials; "
+        "writing; output: that writing's share of the trial and replisim run end to end "
+        "against the trial, at 10^5 replicas, repeated (medians); "
+        "sweep: process-pool speedup (2 workers over 1) on 10^4-replica trials; "
         "llm: batching, replay speed and per-step overhead with the embedded model; "
         "live: start, exec and signal latency of Docker and bubblewrap hosts; "
         "fidelity: the virtual shell against real bash on a bubblewrap host (the fidelity "
@@ -674,6 +686,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what in ("engine", "scale"):
         default = 100_000 if args.what == "engine" else 1_000_000
         bench.scale(max_replicas=args.max_replicas or default, repeats=min(args.repeats, 3))
+    if args.what == "output":
+        bench.output(repeats=args.repeats)
     if args.what == "sweep":
         if args.trials is not None and args.trials < 1:
             raise UserError("--trials must be at least 1")
