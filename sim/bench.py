@@ -28,6 +28,7 @@ __all__ = [
     "engine",
     "engine_ratio",
     "eon_ratio",
+    "output",
     "peak_rss_kib",
     "policies",
     "policy_overhead",
@@ -466,6 +467,36 @@ def scale(max_replicas: int = 1_000_000, repeats: int = 3) -> dict[str, Any]:
             f"<= 25%); replisim run end to end {ends['population']['ratio']:.2f}x (population) "
             f"and {ends['process']['ratio']:.2f}x (process) the trial (target <= 1.3x)"
         )
+    return found
+
+
+def output(repeats: int = 3, hosts: int = 100_000) -> dict[str, float]:
+    """``replisim bench output``: the two output figures of ``bench scale`` alone, repeated.
+
+    Each repeat runs the neighbour spread on ``hosts`` hosts (one seed whose outbreak is
+    big) in a fresh process, timing the trial and then the writing of its folder, and then
+    ``replisim run`` of the same trial end to end in another; the medians of the write
+    share and of the end-to-end ratio are printed.
+    """
+    seed = big_outbreak_seed(hosts)
+    shares, ratios = [], []
+    for i in range(repeats):
+        point = scale_point(hosts, seed=seed)
+        end = run_end_to_end(hosts, "population", seed)
+        shares.append(point["write_s"] / point["trial_s"])
+        ratios.append(end["ratio"])
+        print(
+            f"  run {i + 1}: trial {point['trial_s']:.2f} s, writing its folder "
+            f"{point['write_s']:.2f} s ({100 * shares[-1]:.0f}%); replisim run "
+            f"{end['total_s']:.2f} s end to end, the trial {end['trial_s']:.2f} s: "
+            f"{ratios[-1]:.2f}x"
+        )
+    found = {"write_share": statistics.median(shares), "run_ratio": statistics.median(ratios)}
+    print(
+        f"output: {hosts:,} hosts, seed {seed}, median of {repeats}: writing the trial folder "
+        f"takes {100 * found['write_share']:.0f}% of the trial (target <= 25%); replisim run "
+        f"end to end {found['run_ratio']:.2f}x the trial (target <= 1.3x)"
+    )
     return found
 
 

@@ -2,8 +2,10 @@
 
 A registry maps a name to a factory (a class or function) and, optionally, a pydantic
 model for that entry's configuration. Third-party packages add entries through a Python
-entry-point group; they are loaded on the first lookup. An unknown name fails with an
-error that lists the known ones, so a typo in a scenario file is easy to fix.
+entry-point group; the built-in modules are imported on the first lookup, in order, until
+one holds the name, and the plug-ins when no built-in does (or on listing). An unknown
+name fails with an error that lists the known ones, so a typo in a scenario file is easy
+to fix.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Registry(Generic[T]):
         self.key = key
         self._builtins = builtins
         self._entries: dict[str, Entry[T]] = {}
+        self._builtins_loaded = 0
         self._plugins_loaded = False
 
     def register(
@@ -82,10 +85,22 @@ class Registry(Generic[T]):
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
-        for module in self._builtins:
-            importlib.import_module(module)
+        self._load_builtins()
         for ep in entry_points(group=self.group):
             ep.load()  # importing the module runs its @register decorators
+
+    def _load_builtins(self, until: str | None = None) -> None:
+        """Import the built-in modules in order, stopping once one has registered ``until``.
+
+        A lookup needs only the module that holds its name: a modelled trial's ``virtual``
+        host and scripted agent do not import the Docker SDK or the LLM scaffold (seconds
+        of a short ``replisim run``)."""
+        while self._builtins_loaded < len(self._builtins):
+            if until is not None and until in self._entries:
+                return
+            module = self._builtins[self._builtins_loaded]
+            self._builtins_loaded += 1
+            importlib.import_module(module)
 
     def names(self) -> list[str]:
         """Return the registered names, sorted."""
@@ -106,7 +121,10 @@ class Registry(Generic[T]):
         Raises:
             UnknownNameError: No such entry; the message lists the known names.
         """
-        self._load_plugins()
+        if name not in self._entries:
+            self._load_builtins(until=name)
+        if name not in self._entries:
+            self._load_plugins()
         try:
             return self._entries[name]
         except KeyError:

@@ -14,7 +14,7 @@ from sim.config import Scenario
 from sim.eventlog import EventLog
 from sim.lineage import LineageTable
 from sim.metrics import policy_stopped_threat, shutdown_outcome, trial_metrics
-from sim.output import EVENTS, LINEAGE, write_events, write_lineage
+from sim.output import EVENTS, LINEAGE, LIVE, write_events, write_lineage, write_live
 from sim.world import World, few_collections
 
 if TYPE_CHECKING:
@@ -111,7 +111,10 @@ def run_trial(scenario: Scenario, seed: int, out: str | Path | None = None) -> T
             result = _run_population(scenario, seed, started)
         else:
             result = _run_world(scenario, seed, started)
-        if out is not None:
+    if out is not None:
+        # Frozen afresh: the trial's own objects, made after the first freeze, must not be
+        # walked by the collections the writing triggers either.
+        with few_collections():
             write_trial(result, scenario, out)
     return result
 
@@ -217,8 +220,9 @@ def jsonable(value: Any) -> Any:
 
 
 def write_trial(result: TrialResult, scenario: Scenario, out: str | Path) -> Path:
-    """Write ``events.parquet``, ``lineage.parquet``, ``summary.json`` and ``scenario.json``
-    (and the agents' JSONL files) into ``out``; see :mod:`sim.output` for the schemas.
+    """Write ``events.parquet``, ``lineage.parquet``, ``live.parquet``, ``summary.json`` and
+    ``scenario.json`` (and the agents' JSONL files) into ``out``; see :mod:`sim.output` for
+    the schemas.
 
     Each file is written under a temporary name and renamed, so a crash never leaves a
     half-written file under the real name. GraphML, GEXF, DOT and node-link JSON of the
@@ -240,16 +244,12 @@ def write_trial(result: TrialResult, scenario: Scenario, out: str | Path) -> Pat
     put(LINEAGE, lambda p: write_lineage(result.table, p))
     # pydantic's JSON writes infinities as "Infinity" strings, which validate back.
     put("scenario.json", lambda p: p.write_text(scenario.model_dump_json(indent=2) + "\n"))
+    put(LIVE, lambda p: write_live(result.live_series, p))
     put("summary.json", lambda p: p.write_text(_summary_text(result)))
     return folder
 
 
 def _summary_text(result: TrialResult) -> str:
-    """``summary.json``: the metrics indented, one per line, and the population curve
-    (``live_series``, two numbers per change) on one line at the end: the indenting
-    encoder is Python code, and 10^6 pairs through it would take seconds."""
-    head = json.dumps(jsonable(result.summary), indent=2, sort_keys=True)
-    tail = json.dumps(result.live_series)  # finite times and counts: the C encoder
-    if head == "{}":
-        return '{\n  "live_series": ' + tail + "\n}\n"
-    return head[:-2] + ',\n  "live_series": ' + tail + "\n}\n"
+    """``summary.json``: the metrics, indented, one per line (the population curve is in
+    ``live.parquet``; folders written before it hold it here as ``live_series``)."""
+    return json.dumps(jsonable(result.summary), indent=2, sort_keys=True) + "\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import sysconfig
 import textwrap
 from pathlib import Path
@@ -341,3 +342,23 @@ def test_console_script_reports_a_bad_file_with_exit_2_and_no_traceback(tmp_path
     assert done.returncode == 2
     assert "unknown agent 'replikator'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_run_leaves_at_once_with_its_output_flushed_and_its_folder_whole(tmp_path):
+    """``replisim run`` exits without tearing the trial down, its JSON line printed and its
+    folder complete."""
+    out = tmp_path / "trial"
+    done = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "run", str(SCENARIOS), "--scenario", "branching",
+         "--seed", "3", "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["out"] == str(out)
+    names = {"events.parquet", "lineage.parquet", "live.parquet", "summary.json"}
+    assert names <= {p.name for p in out.iterdir()}
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]

@@ -23,6 +23,7 @@ from sim.output import (
     read_events,
     read_lineage,
     read_lineage_table,
+    read_live,
 )
 from sim.trial import jsonable, make_world, run_trial
 from tests.helpers import SCENARIOS, scenario, shipped
@@ -186,3 +187,16 @@ def test_graph_formats_are_written_on_demand(tmp_path: Path) -> None:
         assert main(["graph", str(out), "--format", fmt]) == 0
     back = nx.read_graphml(out / "exports" / "lineage.graphml")
     assert back.number_of_nodes() == len(read_lineage_table(out))
+
+
+def test_the_population_curve_reads_from_live_parquet_and_from_an_older_summary(
+    tmp_path: Path,
+) -> None:
+    """live.parquet holds the curve summary.json held; either reads back as the same pairs."""
+    old = _old_folder(tmp_path)
+    new = tmp_path / "new"
+    assert "live_series" not in json.loads((new / "summary.json").read_text())
+    assert pd.read_parquet(new / "live.parquet").columns.tolist() == ["t", "live"]
+    curve = read_live(new)
+    assert curve == read_live(old)
+    assert curve[0] == (0.0, 0.0) and len(curve) > 2

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.output import lineage_path, read_lineage_table
+from sim.output import lineage_path, live_path, read_lineage_table, read_live
 
 #: Trials whose folders are read for population curves and offspring counts, in all.
 SAMPLE_TRIALS = 500
@@ -235,21 +235,6 @@ def _read_size(path: Path) -> int:
     return path.stat().st_size
 
 
-def _live_series(path: Path) -> list[tuple[float, float]]:
-    """A trial summary's population curve, checked (ValueError: damaged)."""
-    try:
-        summary = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(summary, dict):
-        raise ValueError(f"{path} is not a trial summary: expected a JSON object")
-    series = summary.get("live_series") or []
-    try:
-        return [(float(t), float(n)) for t, n in series]
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: live_series is not a list of [time, count] pairs") from None
-
-
 def _offspring_records(folder: Path) -> list[tuple[int, int]]:
     """(generation, children) of every replica of a trial that died: its count is final."""
     table = read_lineage_table(folder)
@@ -290,11 +275,11 @@ def read_samples(
         sample = Sample()
         for trial in ids:
             folder = results.folder(str(trial))
-            summary, lineage = folder / "summary.json", lineage_path(folder)
+            live, lineage = live_path(folder), lineage_path(folder)
             read = False
             try:
-                if summary.is_file() and budget.take(summary):
-                    series = _live_series(summary)
+                if live.is_file() and budget.take(live):
+                    series = read_live(folder)
                     if series:
                         sample.curves.append(series)
                     read = True
