@@ -51,7 +51,6 @@ import math
 import operator
 import posixpath
 import re
-import shlex
 from collections import deque
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
@@ -59,7 +58,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from agents.backends import ModelConfig
-from policies.base import Action, Decision, Policy
+from policies.base import Action, Decision, Policy, Screen, command_line
 from policies.registry import POLICIES, PolicyConfig
 from sim.conditions import ConditionText, parse_condition
 from sim.mechanisms import state_of, tampering
@@ -125,55 +124,6 @@ Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
 
 # ------------------------------------------------------------------- command lines
-def command_line(action: Action) -> str:
-    """The command line of an action: what the agent typed, or its scripted equivalent.
-
-    See the module docstring for the rendering of each action kind.
-    """
-    # Rendered once per action, however many policies of the chain read it: the cached
-    # line first, as every policy after the first finds it there.
-    line = action.line
-    if line is not None:
-        return line
-    detail = action.detail
-    # A test before the lookup, not ``get``: the scripted actions, which carry no command,
-    # make no call here.
-    if "command" in detail and detail["command"] is not None:
-        line = action.line = detail["command"]
-        return line
-    # The copy and the two starts of every replication render here, without a call.
-    kind = action.kind
-    if kind == "copy":
-        if detail["src"] == detail["dst"]:
-            line = f"cp -r {detail['src_path']} {detail['dst_path']}"
-        else:
-            line = f"scp -r {detail['src_path']} {detail['dst']}:{detail['dst_path']}"
-    elif kind == "start_server" or kind == "start_agent":
-        script = "start_server.sh" if kind == "start_server" else "start_agent.sh"
-        host = action.host
-        if host is action.actor.host:
-            line = f"nohup bash {detail['path']}/{script} {detail['port']} &"
-        else:
-            line = f"ssh {host.name} nohup bash {detail['path']}/{script} {detail['port']} &"
-    else:
-        line = _render_other(action)
-    action.line = line
-    return line
-
-
-def _render_other(action: Action) -> str:
-    detail = action.detail
-    kind = action.kind
-    if kind == "kill":
-        return (
-            f"kill -{str(detail.get('signal', 'SIGKILL')).removeprefix('SIG')} {detail['target']}"
-        )
-    if kind == "send":
-        text = shlex.quote(str(detail.get("text", "")))
-        return f"curl -s -X POST http://{action.host.name}/message -d {text}"
-    return kind
-
-
 def refusal(action: Action, line: str) -> str:
     """What the agent sees when ``action`` (rendered as ``line``) is refused."""
     detail = action.detail
@@ -300,6 +250,8 @@ class CommandFilter(Policy):
         # passes (the usual case), tested without the patterns. (None: no such shortcut.)
         needles = tuple(needle for _, needle in self._deny)
         self._needles = needles if self._allow is None and all(needles) else None
+        if self._needles is not None:  # the chain tests them, and calls here on a hit only
+            self.screen = Screen(words=self._needles)
 
     def on_action(self, action: Action) -> Decision | None:
         line = action.line  # (rendered by another policy: no call; every action passes here)
@@ -961,6 +913,8 @@ class LLMMonitor(Policy):
         # here, and almost none has a keyword): the judge is called, for its reason, only
         # on a line that has one, and a line without any gets the judge's answer, None.
         self._words = judge.words if isinstance(judge, _KeywordJudge) else None
+        if self._words is not None:  # the chain tests them, and calls here on a hit only
+            self.screen = Screen(folded=self._words)
 
     def on_action(self, action: Action) -> Decision | None:
         line = action.line  # (rendered by another policy: no call)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from policies.base import Action, Decision, Policy
+from policies.base import Action, Decision, Policy, Screen, command_line
 from sim.quantity import Constant, Sampler
 from sim.world import ActionFailed, Death
 
@@ -17,6 +17,37 @@ __all__ = ["PolicyChain", "PolicyError"]
 
 ActionHandler = Callable[[Action], Decision | None]
 EventHandler = Callable[[str, dict[str, Any]], Decision | None]
+
+
+_Screened = tuple[tuple[str, ...], tuple[str, ...], tuple[ActionHandler, ...]]
+"""Of an action kind: the screened policies' words to find in the lowercased line, those to
+find in the line as it is, and the handlers of the other policies
+(:class:`~policies.base.Screen`)."""
+
+_NO_HANDLERS: tuple[tuple[ActionHandler, ...], _Screened | None] = ((), None)
+
+
+def _screen_words(screens: list[Screen]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The words of several screens as one test: lowercase words for the lowercased line,
+    and words for the line as it is. A line with none of them has none of any screen's.
+
+    An ASCII word is lowercased (found in a line, it is found lowercased in the lowercased
+    line: the test only ever calls a policy more, never less); a word that contains another
+    is dropped (where it is, so is the other).
+    """
+    words = [w for s in screens for w in s.words]
+    folded = [w.lower() for w in words if w.isascii()] + [w for s in screens for w in s.folded]
+    cased = [w for w in words if not w.isascii()]
+
+    def pruned(words: list[str]) -> tuple[str, ...]:
+        unique = sorted(set(words), key=len)
+        kept: list[str] = []
+        for w in unique:
+            if not any(k in w for k in kept):
+                kept.append(w)
+        return tuple(kept)
+
+    return pruned(folded), pruned(cased)
 
 
 class PolicyError(RuntimeError):
@@ -35,7 +66,7 @@ class PolicyChain:
         # bound method when the policy always notices, so that a certain policy costs one
         # call; otherwise a wrapper that first draws whether it notices. Which policy a
         # handler belongs to is looked up only when it decides something or raises.
-        actions: dict[str, list[ActionHandler]] = {}
+        actions: dict[str, list[tuple[ActionHandler, Screen | None]]] = {}
         events: dict[str, list[EventHandler]] = {}
         self._owner: dict[Callable[..., Decision | None], Policy] = {}
         for p in policies:
@@ -43,14 +74,25 @@ class PolicyChain:
             on_action = p.on_action if notice is None else self._noticing_action(p, notice)
             on_event = p.on_event if notice is None else self._noticing_event(p, notice)
             on_action, on_event = self._owned(p, on_action), self._owned(p, on_event)
+            # A screen is honoured only for a policy that always notices: skipping one that
+            # draws whether it notices would skip its draw, and change the trial.
+            screen = p.screen if notice is None else None
             for kind in p.actions:
-                actions.setdefault(kind, []).append(on_action)
+                actions.setdefault(kind, []).append((on_action, screen))
             for kind in p.events:
                 events.setdefault(kind, []).append(on_event)
-        # Tuples: the cheapest sequence to iterate, once per action and watched event.
-        self._actions: dict[str, tuple[ActionHandler, ...]] = {
-            k: tuple(v) for k, v in actions.items()
-        }
+        # Per action kind, its handlers in chain order (a tuple: the cheapest sequence to
+        # iterate, once per action), and for a kind with screened policies their words (as
+        # they are, and lowercase) with the handlers left once they are skipped, for the
+        # usual line, which has none of the words. One lookup per action finds it all.
+        self._actions: dict[str, tuple[tuple[ActionHandler, ...], _Screened | None]] = {}
+        for kind, pairs in actions.items():
+            screens = [s for _, s in pairs if s is not None]
+            screened: _Screened | None = None
+            if screens:
+                folded, cased = _screen_words(screens)
+                screened = (folded, cased, tuple(h for h, s in pairs if s is None))
+            self._actions[kind] = (tuple(h for h, _ in pairs), screened)
         self._events: dict[str, tuple[EventHandler, ...]] = {k: tuple(v) for k, v in events.items()}
         # Action kinds some policy inspects: for the others, the world builds no action.
         self.action_kinds: frozenset[str] = frozenset(self._actions)
@@ -110,7 +152,26 @@ class PolicyChain:
             Death: a policy killed the actor.
         """
         wait = 0.0
-        for on_action in self._actions.get(action.kind, ()):
+        kind = action.kind
+        handlers, screened = self._actions.get(kind, _NO_HANDLERS)
+        if screened is not None:
+            folded, cased, rest = screened
+            try:
+                line = command_line(action)
+                low = line.lower()
+            except Exception:  # the screened policies find out themselves (fail closed)
+                pass
+            else:
+                for word in folded:
+                    if word in low:
+                        break
+                else:
+                    for word in cased:
+                        if word in line:
+                            break
+                    else:
+                        handlers = rest  # no word of any screened policy: skip them
+        for on_action in handlers:
             try:
                 decision = on_action(action)
             except Exception as err:

@@ -10,7 +10,7 @@ import pytest
 
 import agents.benign  # registers the benign agent
 import agents.oracle  # noqa: F401  (registers the oracle shell agent)
-from policies.base import Action, Decision, Policy
+from policies.base import Action, Decision, Policy, Screen
 from policies.builtin import command_line
 from policies.registry import POLICIES, PolicyConfig
 from sim.config import Scenario, ScenarioError, load_file
@@ -348,6 +348,51 @@ def test_policies_sharing_one_handler_each_own_their_decisions():
     with pytest.raises(ActionFailed, match="Permission denied"):
         ask(world, "copy", src="box", src_path="/opt/agent", dst="box", dst_path="/opt/x")
     assert [f["policy"] for f in policy_events(world)] == ["first"]
+
+
+class ScreenedTestPolicyConfig(PolicyConfig):
+    """A test-only policy that reads command lines for one word."""
+
+    kind: Literal["screened-test-policy"] = "screened-test-policy"
+
+
+@POLICIES.register("screened-test-policy", ScreenedTestPolicyConfig)
+class ScreenedTestPolicy(Policy):
+    """Counts the copies it is asked about; screened on "secret" (case-insensitive)."""
+
+    actions = frozenset({"copy"})
+    screen = Screen(folded=("secret",))
+
+    def __init__(self, config: ScreenedTestPolicyConfig, world: World) -> None:
+        super().__init__(config, world)
+        self.asked: list[str] = []
+
+    def on_action(self, action: Action) -> Decision | None:
+        self.asked.append(command_line(action))
+        return None
+
+
+def screened_asks(world: World, *paths: str) -> list[str]:
+    for path in paths:
+        ask(world, "copy", src="box", src_path=path, dst="box", dst_path="/opt/x")
+    assert world.gate is not None
+    (policy,) = world.gate.policies  # type: ignore[attr-defined]
+    return policy.asked
+
+
+def test_chain_calls_a_screened_policy_only_on_a_line_with_one_of_its_words():
+    """A policy with a screen is asked only about the lines that contain one of its words."""
+    world = fresh(BOX, {"kind": "screened-test-policy"})
+    asked = screened_asks(world, "/opt/agent", "/opt/SECRET", "/opt/plain")
+    assert asked == ["cp -r /opt/SECRET /opt/x"]
+
+
+def test_chain_asks_a_screened_policy_that_may_not_notice_about_every_line():
+    """A screened policy that notices with a probability draws on every action: the chain
+    does not skip it (skipping its draw would change the trial)."""
+    world = fresh(BOX, {"kind": "screened-test-policy", "detect_probability": 0.5})
+    asked = screened_asks(world, *(f"/opt/plain{i}" for i in range(20)))
+    assert 0 < len(asked) < 20
 
 
 # ------------------------------------------------------------------ spawn-rate-limit
