@@ -535,8 +535,10 @@ for _ in range(rounds):
     t0 = time.monotonic()
     try:
         s = socket.socket(socket.AF_UNIX)
-        s.settimeout(5)
+        # A blocking connect, as the agent's own client (sim/hosts/replica/agent.py): with
+        # a timeout a full listen backlog fails it at once (EAGAIN) instead of waiting.
         s.connect("/run/replisim/ctl.sock")
+        s.settimeout(5)
         s.sendall((json.dumps(hello) + "\\n").encode())
         reply = s.makefile("rb").readline()
         times.append(time.monotonic() - t0 if reply.startswith(b'{"name"') else repr(reply))
