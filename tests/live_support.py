@@ -80,7 +80,10 @@ def labelled(run_id: str) -> dict[str, list[str]]:
     try:
         filters = {"label": f"replisim.run={run_id}"}
         return {
-            "containers": [c.name for c in client.containers.list(all=True, filters=filters)],
+            "containers": [
+                c.name
+                for c in client.containers.list(all=True, filters=filters, ignore_removed=True)
+            ],
             "networks": [n.name for n in client.networks.list(filters=filters)],
             "volumes": [v.name for v in client.volumes.list(filters=filters)],
         }

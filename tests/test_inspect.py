@@ -575,7 +575,7 @@ def test_inspect_task_runs_and_is_scored_in_a_replisim_host(backend: str, tmp_pa
 
         client = docker.from_env()
         try:
-            names = [c.name for c in client.containers.list(all=True)]
+            names = [c.name for c in client.containers.list(all=True, ignore_removed=True)]
         finally:
             client.close()
         assert not [n for n in names if n.startswith("replisim-inspect-")]

@@ -119,7 +119,7 @@ class SandboxWatch:
 
         client = docker.from_env()
         try:
-            found = client.containers.list(filters={"label": "replisim.run"})
+            found = client.containers.list(filters={"label": "replisim.run"}, ignore_removed=True)
         finally:
             client.close()
         return sum(1 for c in found if c.name.startswith("replisim-live-shutdown"))

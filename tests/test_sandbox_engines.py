@@ -402,7 +402,9 @@ def test_internal_network_links_containers_while_none_is_isolated(
         )
         assert addrs.returncode == 0 and addrs.stdout.strip() == ""
     finally:
-        for ct in client.containers.list(all=True, filters={"network": net_name}):
+        for ct in client.containers.list(
+            all=True, filters={"network": net_name}, ignore_removed=True
+        ):
             ct.remove(force=True)
         net.remove()
 

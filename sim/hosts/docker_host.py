@@ -549,6 +549,10 @@ def _read_frames(
     return streams, cut
 
 
+#: Passes :func:`clean_docker` makes at most, until one finds nothing of the run.
+CLEAN_PASSES = 5
+
+
 def clean_docker(report: CleanReport, run_id: str | None, client: Any = None) -> None:
     """Remove labelled containers, then networks and volumes, counting them in ``report``.
 
@@ -567,15 +571,28 @@ def clean_docker(report: CleanReport, run_id: str | None, client: Any = None) ->
         report.skipped.append(f"docker: no engine answers ({err})")
         return
     filters = {"label": f"{RUN_LABEL}={run_id}" if run_id else LABEL_KEY}
-    for container in client.containers.list(all=True, filters=filters):
-        with contextlib.suppress(NotFound):
-            container.remove(force=True, v=True)
-            report.containers += 1
-    for network in client.networks.list(filters=filters):
-        with contextlib.suppress(NotFound):
-            network.remove()
-            report.networks += 1
-    for volume in client.volumes.list(filters=filters):
-        with contextlib.suppress(NotFound):
-            volume.remove(force=True)
-            report.volumes += 1
+    # A controller killed mid-request leaves requests the engine still completes (a
+    # container created after the listing holds its network and volume): pass again
+    # until a pass finds nothing.
+    for attempt in range(CLEAN_PASSES):
+        found, busy = 0, None
+        for container in client.containers.list(all=True, filters=filters, ignore_removed=True):
+            found += 1
+            with contextlib.suppress(NotFound):
+                container.remove(force=True, v=True)
+                report.containers += 1
+        for collection, kind in ((client.networks, "networks"), (client.volumes, "volumes")):
+            for item in collection.list(filters=filters):
+                found += 1
+                try:
+                    item.remove(**({"force": True} if kind == "volumes" else {}))
+                    setattr(report, kind, getattr(report, kind) + 1)
+                except NotFound:
+                    pass
+                except APIError as err:  # still in use: by what the next pass removes
+                    busy = err
+        if not found:
+            return
+        if attempt == CLEAN_PASSES - 1 and busy is not None:
+            raise busy
+        time.sleep(0.2)

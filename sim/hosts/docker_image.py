@@ -506,7 +506,7 @@ def remove_labelled(client: docker.DockerClient | None = None, label: str = LABE
     client = docker_client(client)
     removed = 0
     filters = {"label": label}
-    for container in client.containers.list(all=True, filters=filters):
+    for container in client.containers.list(all=True, filters=filters, ignore_removed=True):
         try:
             container.remove(force=True, v=True)
             removed += 1

@@ -99,7 +99,9 @@ def _inspect_runs() -> list[str]:
 
         client = docker.from_env(timeout=10)
         try:
-            for container in client.containers.list(all=True, filters={"label": RUN_LABEL}):
+            for container in client.containers.list(
+                all=True, filters={"label": RUN_LABEL}, ignore_removed=True
+            ):
                 run = container.labels.get(RUN_LABEL, "")
                 if run.startswith(RUN_PREFIX):
                     runs.add(run)
